@@ -1,0 +1,71 @@
+// Everything one step writes, gathered in memory by the stage's actor and applied by the node's
+// writer in one LMDB transaction (together with other stages' steps: group commit).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace troupe {
+
+using edge_id = uint32_t;
+using stage_id = uint32_t;
+
+// Keyed state has two spaces per stage worker: what the stage's code sees, and the engine's
+// own bookkeeping (a source's done flag, the next record id), so they can never collide.
+enum class state_space : uint8_t { runtime = 0, user = 1 };
+
+struct step_delta {
+  // Output records in emission order; their bytes live back to back in `arena`.
+  struct output {
+    edge_id edge;
+    uint64_t offset;
+    uint32_t size;
+  };
+  struct state_write {
+    state_space space;
+    std::string key;
+    std::optional<std::string> value; // nullopt erases
+  };
+  struct cursor_move {
+    edge_id edge;
+    std::string group; // "<stage>/<worker>"
+    uint64_t next;     // first sequence number not yet consumed
+  };
+  struct dead_letter {
+    std::string bytes; // a DeadLetter message
+  };
+
+  stage_id stage = 0;
+  uint32_t worker = 0;
+  std::string arena;
+  std::vector<output> outputs;
+  std::vector<state_write> state;
+  std::vector<cursor_move> cursors;
+  std::vector<dead_letter> dead;
+
+  void add_output(edge_id e, std::string_view bytes) {
+    outputs.push_back({e, arena.size(), static_cast<uint32_t>(bytes.size())});
+    arena.append(bytes);
+  }
+  std::string_view output_bytes(const output& o) const {
+    return std::string_view{arena}.substr(o.offset, o.size);
+  }
+  bool empty() const {
+    return outputs.empty() && state.empty() && cursors.empty() && dead.empty();
+  }
+  void clear() {
+    arena.clear();
+    outputs.clear();
+    state.clear();
+    cursors.clear();
+    dead.clear();
+  }
+};
+
+using step_delta_ptr = std::shared_ptr<step_delta>;
+
+} // namespace troupe

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Troupe builds and tests with. Idempotent: when every package is
+# already installed it does nothing (no apt-get update, no network).
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils catch2
+  libyaml-cpp-dev libcli11-dev libfmt-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
