@@ -46,6 +46,8 @@ struct step_delta {
   std::vector<state_write> state;
   std::vector<cursor_move> cursors;
   std::vector<dead_letter> dead;
+  // Edges whose consumers should be woken even without new records (the producer finished).
+  std::vector<edge_id> wake;
 
   void add_output(edge_id e, std::string_view bytes) {
     outputs.push_back({e, arena.size(), static_cast<uint32_t>(bytes.size())});
@@ -55,7 +57,7 @@ struct step_delta {
     return std::string_view{arena}.substr(o.offset, o.size);
   }
   bool empty() const {
-    return outputs.empty() && state.empty() && cursors.empty() && dead.empty();
+    return outputs.empty() && state.empty() && cursors.empty() && dead.empty() && wake.empty();
   }
   void clear() {
     arena.clear();
@@ -63,6 +65,7 @@ struct step_delta {
     state.clear();
     cursors.clear();
     dead.clear();
+    wake.clear();
   }
 };
 

@@ -9,7 +9,7 @@
 // `workers: N` gets N separate objects. Nothing here is thread-safe, nothing needs to be.
 //
 // Lifetimes: a `record` and the readers it hands out are valid only during the call that
-// received them. A `record_builder` is valid until the step ends.
+// received them. A `record_builder` is valid until the next emit or forward.
 #pragma once
 
 #include <capnp/any.h>
@@ -69,7 +69,8 @@ private:
   const detail::record_impl* impl_;
 };
 
-// A record being emitted. Key and event time default to those of the record in hand.
+// A record being emitted. Key and event time default to those of the record in hand (the last
+// one taken from the batch). Valid until the next emit or forward, or the end of the step.
 class record_builder {
 public:
   explicit record_builder(detail::step_impl& step, size_t index) : step_(&step), index_(index) {}

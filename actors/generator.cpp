@@ -1,0 +1,115 @@
+// generator: a source of synthetic records, for tests and benchmarks.
+//
+// Params: count (records in all; 0 = unbounded, default 1000), rate (records per second;
+// 0 = unlimited, the default), payload_size (bytes of filler per record, default 100).
+//
+// Record i has key "i" (decimal). Its payload is the app's payload struct when the app names one
+// (the first integer field set to i, the first Text or Data field filled with payload_size
+// bytes), else troupe's own Generated struct {index = i, body}. The index of the next record
+// commits with each step, so a restarted generator continues where it stopped: a generated
+// stream is the same whatever the crashes.
+#include "generator.hpp"
+
+#include "envelope.capnp.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace troupe {
+
+namespace {
+
+bool is_integer(capnp::schema::Type::Which t) {
+  using W = capnp::schema::Type::Which;
+  switch (t) {
+    case W::INT8: case W::INT16: case W::INT32: case W::INT64:
+    case W::UINT8: case W::UINT16: case W::UINT32: case W::UINT64:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void fill_dynamic(capnp::DynamicStruct::Builder b, uint64_t index, const std::string& body) {
+  bool have_int = false, have_bytes = false;
+  for (auto field : b.getSchema().getNonUnionFields()) {
+    auto which = field.getType().which();
+    if (!have_int && is_integer(which)) {
+      using W = capnp::schema::Type::Which;
+      // Narrow types wrap around; that is fine for synthetic data.
+      switch (which) {
+        case W::INT8: b.set(field, static_cast<int8_t>(index)); break;
+        case W::INT16: b.set(field, static_cast<int16_t>(index)); break;
+        case W::INT32: b.set(field, static_cast<int32_t>(index)); break;
+        case W::INT64: b.set(field, static_cast<int64_t>(index)); break;
+        case W::UINT8: b.set(field, static_cast<uint8_t>(index)); break;
+        case W::UINT16: b.set(field, static_cast<uint16_t>(index)); break;
+        case W::UINT32: b.set(field, static_cast<uint32_t>(index)); break;
+        default: b.set(field, index); break;
+      }
+      have_int = true;
+    } else if (!have_bytes && which == capnp::schema::Type::TEXT) {
+      b.set(field, capnp::Text::Reader(body.c_str(), body.size()));
+      have_bytes = true;
+    } else if (!have_bytes && which == capnp::schema::Type::DATA) {
+      b.set(field, capnp::Data::Reader(reinterpret_cast<const kj::byte*>(body.data()), body.size()));
+      have_bytes = true;
+    }
+  }
+}
+
+} // namespace
+
+generator::generator(const params& p)
+  : count_(p.get_u64("count", 1000)),
+    rate_(p.get_double("rate", 0)),
+    payload_size_(p.get_u64("payload_size", 100)),
+    schema_(p.payload_schema()) {
+  if (rate_ < 0)
+    p.fail("rate", "must be >= 0 records per second");
+  if (payload_size_ > 16 * 1024 * 1024)
+    p.fail("payload_size", "must be at most 16 MiB");
+  body_.assign(payload_size_, 'x');
+}
+
+void generator::open(context& ctx) {
+  next_ = ctx.state().get_u64("next").value_or(0);
+  started_ = std::chrono::steady_clock::now();
+  produced_since_start_ = 0;
+}
+
+produce_result generator::produce(context& ctx, size_t max_items) {
+  next_ = ctx.state().get_u64("next").value_or(0); // the committed position (retries repeat)
+  uint64_t n = max_items;
+  if (count_ > 0)
+    n = std::min<uint64_t>(n, count_ - std::min(count_, next_));
+  if (rate_ > 0) {
+    auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_);
+    auto allowed = static_cast<uint64_t>(elapsed.count() * rate_) + 1;
+    auto budget = allowed > produced_since_start_ ? allowed - produced_since_start_ : 0;
+    if (budget == 0 && (count_ == 0 || next_ < count_))
+      return produce_result::idle(static_cast<uint32_t>(std::max(1.0, std::ceil(1000.0 / rate_))));
+    n = std::min(n, budget);
+  }
+  for (uint64_t i = 0; i < n; ++i) {
+    auto index = next_ + i;
+    auto key = std::to_string(index);
+    auto out = ctx.emit("out");
+    out.key(key);
+    if (schema_) {
+      fill_dynamic(out.init_payload_dynamic(), index, body_);
+    } else {
+      auto g = out.init_payload<schema::Generated>();
+      g.setIndex(index);
+      g.setBody(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(body_.data()), body_.size()));
+    }
+  }
+  next_ += n;
+  produced_since_start_ += n;
+  ctx.state().put_u64("next", next_);
+  if (count_ > 0 && next_ >= count_)
+    return produce_result::done();
+  return produce_result::more();
+}
+
+} // namespace troupe

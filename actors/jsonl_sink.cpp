@@ -1,0 +1,147 @@
+// jsonl_sink: writes each record's payload as one JSON line.
+//
+// Params: path (required; parent directories are created), envelope (default false: write only
+// the payload; true: {"origin":...,"seq":...,"key":...,"payload":{...}}, the id being an
+// idempotency key for whoever reads the file).
+//
+// Exactly once, in order, after any number of crashes: the file's length commits in the same
+// step as the input cursor. A step first cuts the file back to the committed length (undoing a
+// step that wrote but never committed), then appends its lines, then (at `sync` durability)
+// fdatasyncs before the step commits. On open the file is cut back the same way.
+#include "jsonl_sink.hpp"
+
+#include <capnp/compat/json.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <stdexcept>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace troupe {
+
+namespace {
+
+void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+std::runtime_error io_error(const std::string& what, const std::string& path) {
+  return std::runtime_error(what + " " + path + ": " + std::strerror(errno));
+}
+
+} // namespace
+
+jsonl_sink::jsonl_sink(const params& p)
+  : path_(p.get_path("path")), envelope_(p.get_bool("envelope", false)) {
+  auto schema = p.payload_schema();
+  if (!schema)
+    p.fail("type", "jsonl_sink needs the app's payload struct (schema.file and schema.payload)");
+  schema_ = *schema;
+}
+
+jsonl_sink::~jsonl_sink() {
+  if (fd_ >= 0)
+    ::close(fd_);
+}
+
+void jsonl_sink::open(context& ctx) {
+  auto parent = std::filesystem::path(path_).parent_path();
+  if (!parent.empty())
+    std::filesystem::create_directories(parent);
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0)
+    throw io_error("cannot open", path_);
+  auto committed = ctx.state().get_u64("length").value_or(0);
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0)
+    throw io_error("cannot stat", path_);
+  if (static_cast<uint64_t>(st.st_size) < committed)
+    throw std::runtime_error(path_ + " holds " + std::to_string(st.st_size) +
+                             " bytes but " + std::to_string(committed) +
+                             " were committed: the file was cut or replaced outside troupe");
+  if (static_cast<uint64_t>(st.st_size) > committed && // lines of a step that never committed
+      ::ftruncate(fd_, static_cast<off_t>(committed)) != 0)
+    throw io_error("cannot truncate", path_);
+  length_ = committed;
+}
+
+void jsonl_sink::write_all(const std::string& bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    auto n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done,
+                      static_cast<off_t>(length_ + done));
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      throw io_error("cannot write", path_);
+    }
+    done += static_cast<size_t>(n);
+  }
+  length_ += done;
+}
+
+void jsonl_sink::process_batch(context& ctx, const batch& records) {
+  auto committed = ctx.state().get_u64("length").value_or(0);
+  if (length_ != committed) { // a step that wrote but did not commit: undo it
+    if (::ftruncate(fd_, static_cast<off_t>(committed)) != 0)
+      throw io_error("cannot truncate", path_);
+    length_ = committed;
+  }
+  capnp::JsonCodec codec;
+  buffer_.clear();
+  for (size_t i = 0; i < records.size(); ++i) {
+    auto r = records[i];
+    auto json = codec.encode(r.payload_any().getAs<capnp::DynamicStruct>(schema_));
+    if (envelope_) {
+      buffer_ += "{\"origin\":";
+      append_json_string(buffer_, r.origin());
+      buffer_ += ",\"seq\":";
+      buffer_ += std::to_string(r.seq());
+      if (!r.key().empty()) {
+        buffer_ += ",\"key\":";
+        append_json_string(buffer_, r.key());
+      }
+      buffer_ += ",\"payload\":";
+      buffer_.append(json.cStr(), json.size());
+      buffer_ += "}\n";
+    } else {
+      buffer_.append(json.cStr(), json.size());
+      buffer_ += '\n';
+    }
+  }
+  write_all(buffer_);
+  if (ctx.durability() == durability::sync && ::fdatasync(fd_) != 0)
+    throw io_error("cannot sync", path_);
+  ctx.state().put_u64("length", length_);
+}
+
+void jsonl_sink::close(context&) {
+  if (fd_ >= 0) {
+    ::fsync(fd_);
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+} // namespace troupe

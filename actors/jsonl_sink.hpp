@@ -1,0 +1,28 @@
+#pragma once
+
+#include <troupe/stage.hpp>
+
+#include <string>
+
+namespace troupe {
+
+class jsonl_sink : public stage {
+public:
+  explicit jsonl_sink(const params& p);
+  ~jsonl_sink() override;
+  void open(context& ctx) override;
+  void process_batch(context& ctx, const batch& records) override;
+  void close(context& ctx) override;
+
+private:
+  void write_all(const std::string& bytes);
+
+  std::string path_;
+  bool envelope_;
+  capnp::StructSchema schema_;
+  int fd_ = -1;
+  uint64_t length_ = 0; // bytes in the file as this object last left it
+  std::string buffer_;
+};
+
+} // namespace troupe

@@ -1,0 +1,15 @@
+// The node's event log: one line per event on stderr, "<UTC time> <level> <who>: <what>".
+// Thread-safe. CAF's own logger is compiled out of Debian's build, so this is ours.
+#pragma once
+
+#include <string_view>
+
+namespace troupe {
+
+enum class log_level { debug, info, warn, error };
+
+void log_event(log_level level, std::string_view who, std::string_view what);
+// Events below `level` are dropped (default: info; TROUPE_LOG=debug|info|warn|error).
+void set_log_level(log_level level);
+
+} // namespace troupe

@@ -1,0 +1,144 @@
+#include "node.hpp"
+
+#include "log.hpp"
+#include "stage_actor.hpp"
+#include "store.hpp"
+#include "supervisor.hpp"
+#include "writer.hpp"
+
+#include <caf/all.hpp>
+
+#include <map>
+#include <set>
+
+namespace troupe {
+
+namespace {
+
+// Logs what the supervisors report.
+caf::behavior supervision_log(caf::event_based_actor*) {
+  return {
+    [](restart_atom, const std::string& sup, const std::string& child, int64_t delay_ms,
+       const std::string& reason) {
+      log_event(log_level::warn, sup,
+                "restarting " + child + " in " + std::to_string(delay_ms) + " ms after: " + reason);
+    },
+    [](gave_up_atom, const std::string& sup, const std::string& child, const std::string& reason) {
+      log_event(log_level::error, sup,
+                child + " failed too often and stays stopped (the node runs on): " + reason);
+    },
+    [](escalate_atom, const std::string& sup, const std::string& child, const std::string& reason) {
+      log_event(log_level::error, sup,
+                "restart intensity exceeded by " + child + "; escalating: " + reason);
+    },
+  };
+}
+
+std::vector<worker_spec> worker_specs(const app_config& app, const store& db, size_t index) {
+  const auto& cfg = app.stages[index];
+  worker_spec base;
+  base.config = &cfg;
+  base.stage = static_cast<stage_id>(*db.find_stage(cfg.name));
+  for (const auto& in : cfg.inputs) {
+    base.inputs.push_back(*db.find_edge(in));
+    base.input_names.push_back(in);
+  }
+  std::set<edge_id> outs;
+  for (const auto& [port, edge] : cfg.outputs) {
+    auto e = *db.find_edge(edge);
+    base.ports.emplace(port, e);
+    if (outs.insert(e).second) {
+      base.outputs.push_back(e);
+      base.output_caps.push_back(db.layout().edges[e].max_records);
+    }
+  }
+  std::set<std::string> producers;
+  for (const auto& in : cfg.inputs)
+    for (const auto& other : app.stages)
+      for (const auto& [port, edge] : other.outputs)
+        if (edge == in && producers.insert(other.name).second)
+          base.upstream.emplace_back(*db.find_stage(other.name), other.workers);
+  std::vector<worker_spec> specs;
+  for (uint32_t w = 0; w < cfg.workers; ++w) {
+    specs.push_back(base);
+    specs.back().worker = w;
+  }
+  return specs;
+}
+
+} // namespace
+
+node_outcome run_node(caf::actor_system& sys, const app_config& app,
+                      const std::function<void(caf::actor)>& on_started) {
+  store_options opts;
+  opts.dir = app.data_dir;
+  opts.map_size = app.map_size;
+  opts.mode = app.mode;
+  auto opened = store::open(opts, layout_of(app));
+  if (!opened)
+    return {1, "cannot open the store in " + app.data_dir + ": " + describe(opened.error())};
+  auto db = std::move(*opened);
+  log_event(log_level::info, "node",
+            "app " + app.name + ": " + std::to_string(app.stages.size()) + " stages, data in " +
+              app.data_dir + ", durability " +
+              (app.mode == durability::sync ? "sync" : "process"));
+
+  auto writer = spawn_writer(sys, *db, app.flush_interval);
+  auto ctx = std::make_shared<node_context>();
+  ctx->db = db.get();
+  ctx->writer = writer;
+  ctx->app = &app;
+  auto events = sys.spawn(supervision_log);
+
+  std::vector<child_spec> stages;
+  for (size_t i = 0; i < app.stages.size(); ++i) {
+    const auto& cfg = app.stages[i];
+    auto specs = worker_specs(app, *db, i);
+    stages.push_back({"stage " + cfg.name, [ctx, specs, &cfg, events](caf::event_based_actor* self) {
+                        std::vector<child_spec> workers;
+                        for (const auto& spec : specs)
+                          workers.push_back(
+                            {cfg.name + "/" + std::to_string(spec.worker),
+                             [ctx, spec](caf::event_based_actor* sup) {
+                               return spawn_stage_worker(sup, ctx, spec);
+                             }});
+                        supervisor_options so;
+                        so.name = "stage " + cfg.name;
+                        so.policy = cfg.supervision;
+                        so.exhausted = on_exhausted::escalate;
+                        so.observer = events;
+                        return spawn_supervisor(self, so, std::move(workers));
+                      }});
+  }
+  supervisor_options root_opts;
+  root_opts.name = "node";
+  root_opts.policy = app.node_supervision;
+  root_opts.exhausted = on_exhausted::give_up; // a failing stage never takes the node down
+  root_opts.observer = events;
+  auto root = spawn_supervisor(sys, root_opts, std::move(stages));
+
+  node_outcome outcome;
+  {
+    caf::scoped_actor self{sys};
+    self->monitor(root);
+    if (on_started)
+      on_started(root);
+    self->receive([&](caf::down_msg& dm) {
+      if (dm.reason && dm.reason != caf::exit_reason::user_shutdown)
+        outcome = {1, describe(dm.reason)};
+    });
+    // Every stage is down: let the writer commit what it holds, flush, and exit.
+    self->monitor(writer);
+    self->send(writer, shutdown_atom::value);
+    self->receive([](caf::down_msg&) {});
+    self->send_exit(events, caf::exit_reason::user_shutdown);
+  }
+  db.reset();
+  if (outcome.exit_code == 0)
+    log_event(log_level::info, "node", "app " + app.name + " stopped; everything is committed");
+  else
+    log_event(log_level::error, "node", "app " + app.name + " failed: " + outcome.message);
+  return outcome;
+}
+
+} // namespace troupe

@@ -1,0 +1,154 @@
+#include "writer.hpp"
+
+#include "store.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+#include <iostream>
+#include <map>
+#include <set>
+
+namespace troupe {
+
+namespace {
+
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+
+struct waiting {
+  step_delta_ptr delta; // null for a barrier
+  caf::response_promise promise;
+};
+
+struct writer_state {
+  store* db = nullptr;
+  std::chrono::milliseconds interval{1000};
+  std::vector<waiting> queue;
+  bool flush_scheduled = false;
+  std::map<edge_id, std::vector<caf::actor>> append_watchers;
+  std::map<edge_id, std::vector<caf::actor>> consume_watchers;
+  // Reused across flushes.
+  std::vector<const step_delta*> batch;
+  std::vector<edge_id> appended, consumed;
+  static const char* name;
+};
+const char* writer_state::name = "troupe.writer";
+
+using self_ptr = caf::stateful_actor<writer_state>*;
+
+void schedule_flush(self_ptr self) {
+  if (!self->state.flush_scheduled) {
+    self->state.flush_scheduled = true;
+    self->send(self, flush_atom::value);
+  }
+}
+
+void wake(self_ptr self, const std::map<edge_id, std::vector<caf::actor>>& watchers,
+          const std::vector<edge_id>& edges, std::set<caf::actor>& woken) {
+  for (auto e : edges) {
+    auto i = watchers.find(e);
+    if (i == watchers.end())
+      continue;
+    for (const auto& a : i->second)
+      if (woken.insert(a).second)
+        self->send(a, wake_atom::value);
+  }
+}
+
+void flush(self_ptr self) {
+  auto& st = self->state;
+  st.flush_scheduled = false;
+  if (st.queue.empty())
+    return;
+  auto queue = std::move(st.queue);
+  st.queue.clear();
+  st.batch.clear();
+  std::vector<edge_id> extra_wakes;
+  for (auto& w : queue)
+    if (w.delta && !w.delta->empty())
+      st.batch.push_back(w.delta.get());
+  caf::error err;
+  st.appended.clear();
+  st.consumed.clear();
+  if (!st.batch.empty())
+    err = st.db->apply(st.batch, &st.appended, &st.consumed);
+  // Read everything needed from the deltas first: once answered, their stages reuse them.
+  if (!err)
+    for (auto* d : st.batch)
+      extra_wakes.insert(extra_wakes.end(), d->wake.begin(), d->wake.end());
+  st.batch.clear();
+  for (auto& w : queue) {
+    if (err)
+      w.promise.deliver(err);
+    else
+      w.promise.deliver(caf::ok_atom::value);
+  }
+  if (err)
+    return;
+  std::set<caf::actor> woken;
+  wake(self, st.append_watchers, st.appended, woken);
+  wake(self, st.append_watchers, extra_wakes, woken);
+  woken.clear();
+  wake(self, st.consume_watchers, st.consumed, woken);
+}
+
+caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interval) {
+  self->state.db = db;
+  self->state.interval = interval;
+  self->delayed_send(self, interval, tick_atom::value);
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto drop = [&](std::map<edge_id, std::vector<caf::actor>>& m) {
+      for (auto& [e, actors] : m)
+        actors.erase(std::remove_if(actors.begin(), actors.end(),
+                                    [&](const caf::actor& a) { return a.address() == dm.source; }),
+                     actors.end());
+    };
+    drop(self->state.append_watchers);
+    drop(self->state.consume_watchers);
+  });
+  return {
+    [=](commit_atom, const step_delta_ptr& delta) -> caf::result<caf::ok_atom> {
+      auto rp = self->make_response_promise();
+      self->state.queue.push_back({delta, rp});
+      schedule_flush(self);
+      return caf::delegated<caf::ok_atom>{};
+    },
+    [=](barrier_atom) -> caf::result<caf::ok_atom> {
+      auto rp = self->make_response_promise();
+      self->state.queue.push_back({nullptr, rp});
+      schedule_flush(self);
+      return caf::delegated<caf::ok_atom>{};
+    },
+    [=](watch_atom, edge_id e, bool on_append, const caf::actor& a) {
+      auto& m = on_append ? self->state.append_watchers : self->state.consume_watchers;
+      m[e].push_back(a);
+      self->monitor(a);
+    },
+    [=](flush_atom) { flush(self); },
+    [=](shutdown_atom) {
+      flush(self); // steps sent before the shutdown still commit
+      if (auto err = self->state.db->sync())
+        std::cerr << "troupe: writer: final flush to disk failed: " << describe(err) << "\n";
+      self->quit();
+    },
+    [=](tick_atom) {
+      auto& db = *self->state.db;
+      if (db.options().mode == durability::process)
+        if (auto err = db.sync())
+          std::cerr << "troupe: writer: flushing to disk failed: " << describe(err) << "\n";
+      if (auto trimmed = db.trim_all(); !trimmed)
+        std::cerr << "troupe: writer: trimming failed: " << describe(trimmed.error()) << "\n";
+      self->delayed_send(self, self->state.interval, tick_atom::value);
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_writer(caf::actor_system& sys, store& db,
+                        std::chrono::milliseconds flush_interval) {
+  return sys.spawn<caf::detached>(writer, &db, flush_interval);
+}
+
+} // namespace troupe
