@@ -15,17 +15,29 @@ namespace troupe {
 
 namespace {
 
-// Logs what the supervisors report.
-caf::behavior supervision_log(caf::event_based_actor*) {
+struct stage_ref {
+  stage_id id;
+  std::vector<edge_id> outputs;
+};
+
+// Logs what the supervisors report. When the node gives a stage up, its consumers are told, so
+// they stop once they consumed what there is instead of waiting for input that cannot come.
+caf::behavior supervision_log(caf::event_based_actor*, std::shared_ptr<const node_context> ctx,
+                              std::map<std::string, stage_ref> stages) {
   return {
     [](restart_atom, const std::string& sup, const std::string& child, int64_t delay_ms,
        const std::string& reason) {
       log_event(log_level::warn, sup,
                 "restarting " + child + " in " + std::to_string(delay_ms) + " ms after: " + reason);
     },
-    [](gave_up_atom, const std::string& sup, const std::string& child, const std::string& reason) {
+    [=](gave_up_atom, const std::string& sup, const std::string& child,
+        const std::string& reason) {
       log_event(log_level::error, sup,
                 child + " failed too often and stays stopped (the node runs on): " + reason);
+      if (auto i = stages.find(child); i != stages.end()) {
+        ctx->failed->add(i->second.id);
+        caf::anon_send(ctx->writer, wake_atom::value, i->second.outputs);
+      }
     },
     [](escalate_atom, const std::string& sup, const std::string& child, const std::string& reason) {
       log_event(log_level::error, sup,
@@ -88,7 +100,12 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   ctx->db = db.get();
   ctx->writer = writer;
   ctx->app = &app;
-  auto events = sys.spawn(supervision_log);
+  std::map<std::string, stage_ref> refs;
+  for (size_t i = 0; i < app.stages.size(); ++i) {
+    auto specs = worker_specs(app, *db, i);
+    refs["stage " + app.stages[i].name] = {specs.front().stage, specs.front().outputs};
+  }
+  auto events = sys.spawn(supervision_log, std::shared_ptr<const node_context>{ctx}, refs);
 
   std::vector<child_spec> stages;
   for (size_t i = 0; i < app.stages.size(); ++i) {

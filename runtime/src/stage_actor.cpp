@@ -167,12 +167,22 @@ bool blocked_by_backpressure(worker_state& st) {
   return false;
 }
 
-bool upstream_done(worker_state& st) {
-  for (auto [stage, workers] : st.spec.upstream)
+enum class upstream { running, done, failed };
+
+// Whether every producer of this worker's inputs finished (done, persisted) or was given up in
+// this run (failed, not persisted).
+upstream upstream_status(worker_state& st) {
+  bool failed = false;
+  for (auto [stage, workers] : st.spec.upstream) {
+    if (st.node->failed->contains(stage)) {
+      failed = true;
+      continue;
+    }
     for (uint32_t w = 0; w < workers; ++w)
       if (!st.reader->state(stage, w, state_space::runtime, "done"))
-        return false;
-  return true;
+        return upstream::running;
+  }
+  return failed ? upstream::failed : upstream::done;
 }
 
 // Reads up to `max` records of this worker's partition; fills records and batch_end.
@@ -315,16 +325,24 @@ void run_consumer_step(self_ptr self) {
       commit(self);
       return;
     }
-    if (upstream_done(st)) {
-      mark_done(st);
-      commit(self);
-      return;
+    switch (upstream_status(st)) {
+      case upstream::done:
+        mark_done(st);
+        commit(self);
+        return;
+      case upstream::failed:
+        log_event(log_level::warn, st.who,
+                  "stops: everything available is consumed and a stage upstream failed");
+        st.step.abandon();
+        stop_now(self);
+        return;
+      case upstream::running:
+        st.at = phase::idle;
+        return;
     }
-    st.at = phase::idle;
-    return;
   }
   if (st.records.size() < max && batch_cfg.max_delay.count() > 0 && !st.delayed_once &&
-      !upstream_done(st)) {
+      upstream_status(st) == upstream::running) {
     st.delayed_once = true;
     st.at = phase::delaying;
     st.step.abandon();

@@ -26,16 +26,37 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
 namespace troupe {
+
+// Stages the node supervisor gave up on in this run. Their consumers stop once they consumed
+// what there is, without marking themselves done (a later run picks up where they stopped).
+class failed_stages {
+public:
+  void add(stage_id s) {
+    std::lock_guard<std::mutex> guard{mutex_};
+    failed_.insert(s);
+  }
+  bool contains(stage_id s) const {
+    std::lock_guard<std::mutex> guard{mutex_};
+    return failed_.count(s) > 0;
+  }
+
+private:
+  mutable std::mutex mutex_;
+  std::set<stage_id> failed_;
+};
 
 // What every worker of a node shares. Outlives all workers.
 struct node_context {
   store* db = nullptr;
   caf::actor writer;
   const app_config* app = nullptr;
+  std::shared_ptr<failed_stages> failed = std::make_shared<failed_stages>();
 };
 
 struct worker_spec {

@@ -126,6 +126,10 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
       self->monitor(a);
     },
     [=](flush_atom) { flush(self); },
+    [=](wake_atom, const std::vector<edge_id>& edges) { // a producer failed: consumers re-check
+      std::set<caf::actor> woken;
+      wake(self, self->state.append_watchers, edges, woken);
+    },
     [=](shutdown_atom) {
       flush(self); // steps sent before the shutdown still commit
       if (auto err = self->state.db->sync())

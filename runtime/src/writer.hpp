@@ -31,6 +31,7 @@ using barrier_atom = caf::atom_constant<caf::atom("barrier")>;
 // (watch_atom, edge_id, bool on_append, actor): wake `actor` when the edge gets records
 // (on_append) or when a consumer's cursor on it moves (!on_append).
 using watch_atom = caf::atom_constant<caf::atom("watch")>;
+// (wake_atom, std::vector<edge_id>): wake the consumers of these edges now.
 using wake_atom = caf::atom_constant<caf::atom("wake")>;
 // (shutdown_atom): commit what is queued, flush to disk, exit. Send it after every stage is down.
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
