@@ -105,7 +105,8 @@ void on_committed(self_ptr self) {
                  [](uint64_t a, uint64_t b) { return a >= b; }))
     st.isolating = false;
   if (st.finishing) {
-    log_event(log_level::info, st.who, "finished: all input consumed");
+    log_event(log_level::info, st.who,
+              st.src ? "finished: the source is drained" : "finished: all input consumed");
     stop_now(self);
     return;
   }
@@ -246,14 +247,16 @@ void on_step_failure(self_ptr self, const std::string& what) {
     }
   } else if (st.isolating || (st.failures >= retry.max_attempts && st.records.size() == 1)) {
     // The record in hand alone fails: it goes to the dead-letter log and the stage goes on.
+    // Tried max_attempts times within its batch, then once more on its own (when isolating).
     const auto& r = st.records.front();
+    uint32_t attempts = st.isolating ? retry.max_attempts + st.failures : st.failures;
     log_event(log_level::warn, st.who,
               "record " + std::to_string(r.position) + " of " + *r.input +
-                " goes to the dead-letter log after " + std::to_string(st.failures) +
+                " goes to the dead-letter log after " + std::to_string(attempts) +
                 " failed attempts: " + what);
     st.step.begin(*st.delta);
     st.delta->dead.push_back({detail::make_dead_letter(st.spec.config->name, what,
-                                                       r.decoder->root().getAttempt() + st.failures,
+                                                       r.decoder->root().getAttempt() + attempts,
                                                        *r.input, r.position, r.bytes)});
     add_cursor_moves(st);
     st.failures = 0;
