@@ -28,8 +28,10 @@ struct MDB_txn;
 namespace troupe {
 
 // Consumed records are kept so they can be replayed, then trimmed. A consumed record is trimmed
-// once more than `count` consumed records are newer than it, or once it is older than `age_ms`
-// (a limit of 0 is off). Unconsumed records are never trimmed.
+// once `count` consumed records are newer than it (the newest `count` consumed records stay), or
+// once it is older than `age_ms` (a limit of 0 is off; with both off nothing is ever trimmed).
+// Unconsumed records are never trimmed. Age is wall-clock time at append, tracked with a
+// granularity of about a second, so a record may outlive `age_ms` by a second or two, never less.
 struct retention {
   uint64_t count = 100000;
   uint64_t age_ms = 0;
@@ -40,7 +42,9 @@ struct edge_spec {
   uint64_t max_records = 1000000; // backlog cap: producers wait while head - min cursor >= cap
   retention keep;
   // Consumer groups that read this edge ("<stage>/<worker>"); the backlog and trimming
-  // follow the slowest of them.
+  // follow the slowest of them. A group that has not committed yet sits at 0 (holds everything).
+  // An edge with no groups has nobody to wait for (as a Kafka topic without consumers): its
+  // backlog is 0 and only `keep` limits what stays.
   std::vector<std::string> groups;
 };
 
@@ -59,7 +63,7 @@ struct store_options {
   std::string dir;                      // created if missing
   uint64_t map_size = uint64_t{1} << 30; // bytes; growing it is a config change, not a rebuild
   durability mode = durability::process;
-  unsigned max_dbs = 4096;
+  unsigned max_dbs = 4096;               // needs 3 + edges + 2 * stages
 };
 
 // One dead letter as read back.
@@ -77,6 +81,7 @@ public:
   // stage's worker count differs from the one stored (a rescale needs a drained stage).
   static caf::expected<std::unique_ptr<store>> open(store_options options, store_layout layout);
 
+  // Closes the environment. Every store_reader of this store must be destroyed before.
   ~store();
   store(const store&) = delete;
   store& operator=(const store&) = delete;
@@ -89,13 +94,18 @@ public:
   // Writer thread only. Applies the deltas in order in one write transaction and commits it
   // (group commit): each output gets the next sequence number of its edge. Afterwards trims
   // edges past their retention. On any error nothing of any delta is applied.
-  // `appended` and `consumed` (optional) receive the edges that got records / whose cursors moved.
+  // `appended` and `consumed` (optional) are cleared, then receive the edges that got records /
+  // whose cursors moved, each once. A delta's `wake` list is not the store's business.
+  // Bad input (an unknown edge or stage id, an output outside the arena, a cursor past the
+  // edge's head, a state write for a worker the stage does not have) fails with config_invalid.
+  // store_full (the map is full) leaves the store usable: committed data is intact and later
+  // smaller transactions, or a reopen with a bigger map_size, succeed.
   caf::error apply(const std::vector<const step_delta*>& deltas,
                    std::vector<edge_id>* appended = nullptr,
                    std::vector<edge_id>* consumed = nullptr);
 
   // Writer thread only: trims every edge by its retention now (apply does it for the edges it
-  // touched). Returns the number of records removed.
+  // touched). Returns the number of records removed. Works in transactions of a bounded size.
   caf::expected<uint64_t> trim_all();
 
   // Flushes the OS buffers to disk (mdb_env_sync forced): bounds the loss window at `process`.
@@ -110,8 +120,14 @@ public:
 
 private:
   friend class store_reader;
+  friend struct store_test_access; // tests drive the clock through apply_at / trim_all_at
   struct impl;
   store(store_options options, store_layout layout);
+  caf::error open_env();
+  // The work of apply() and trim_all() with the wall clock (ms since the Unix epoch) given.
+  caf::error apply_at(const std::vector<const step_delta*>& deltas, std::vector<edge_id>* appended,
+                      std::vector<edge_id>* consumed, uint64_t now_ms);
+  caf::expected<uint64_t> trim_all_at(uint64_t now_ms);
 
   store_options options_;
   store_layout layout_;
@@ -164,6 +180,7 @@ private:
   store* store_;
   MDB_txn* txn_ = nullptr;
   bool active_ = false;
+  std::string key_; // scratch for building keys
 };
 
 } // namespace troupe

@@ -1,0 +1,924 @@
+// The node's LMDB store. The on-disk layout is described in runtime/STORE_FORMAT.md; the short
+// version: `meta`, `edges` (heads, tails, time index), `cursors`, one `log/<edge>` per edge, one
+// `state/<stage>` and one `dead/<stage>` per stage.
+//
+// The writer keeps each edge's head, tail, cursors and newest time-index entry in memory
+// (`edge_rt`). apply() works on pending copies of them and publishes the copies only after the
+// transaction commits, so a failed transaction leaves memory exactly as it leaves the disk.
+#include "store.hpp"
+
+#include <lmdb.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <unordered_map>
+
+namespace troupe {
+
+static_assert(sizeof(size_t) == sizeof(uint64_t),
+              "MDB_INTEGERKEY databases use 64-bit keys, which LMDB takes only as size_t");
+
+namespace {
+
+constexpr const char* layout_version = "1";
+constexpr unsigned max_readers = 1024;        // one per actor that reads, with room to spare
+constexpr uint64_t trim_budget = 65536;       // records deleted per transaction at most
+constexpr uint64_t time_index_step_ms = 1000; // at most one time-index entry per edge per second
+
+void put_le64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i)
+    p[i] = static_cast<char>(v >> (8 * i));
+}
+uint64_t get_le64(const void* data) {
+  auto p = static_cast<const unsigned char*>(data);
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i)
+    v = (v << 8) | p[i];
+  return v;
+}
+void put_be64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i)
+    p[i] = static_cast<char>(v >> (8 * (7 - i)));
+}
+uint64_t get_be64(const void* data) {
+  auto p = static_cast<const unsigned char*>(data);
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i)
+    v = (v << 8) | p[i];
+  return v;
+}
+uint64_t get_native64(const MDB_val& v) { // MDB_INTEGERKEY keys may be unaligned in a page
+  uint64_t x;
+  std::memcpy(&x, v.mv_data, sizeof x);
+  return x;
+}
+
+MDB_val to_val(std::string_view s) { return {s.size(), const_cast<char*>(s.data())}; }
+std::string_view to_view(const MDB_val& v) {
+  return {static_cast<const char*>(v.mv_data), v.mv_size};
+}
+
+uint64_t wall_clock_ms() {
+  using namespace std::chrono;
+  return static_cast<uint64_t>(
+    duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
+
+// Key builders; they reuse `out`'s buffer, so the writer's hot path does not allocate.
+void cursor_key(std::string& out, std::string_view edge, std::string_view group) {
+  out.assign(edge);
+  out.push_back('\0');
+  out.append(group);
+}
+void time_key(std::string& out, std::string_view edge, uint64_t ms) {
+  out.assign(edge);
+  out.push_back('\0');
+  char be[8];
+  put_be64(be, ms);
+  out.append(be, 8);
+}
+void state_key(std::string& out, uint32_t worker, state_space space, std::string_view key) {
+  out.resize(5);
+  for (int i = 0; i < 4; ++i)
+    out[i] = static_cast<char>(worker >> (8 * (3 - i)));
+  out[4] = static_cast<char>(space);
+  out.append(key);
+}
+bool has_prefix(const MDB_val& k, std::string_view prefix) {
+  return k.mv_size >= prefix.size() && std::memcmp(k.mv_data, prefix.data(), prefix.size()) == 0;
+}
+
+caf::error invalid(std::string what) { return make_error(errc::config_invalid, std::move(what)); }
+
+} // namespace
+
+// ---- the writer's in-memory view --------------------------------------------------------------
+
+struct edge_rt {
+  MDB_dbi log = 0;
+  uint64_t head = 0, tail = 0; // committed
+  uint64_t index_ms = 0;       // newest time-index entry: its time and the head it recorded
+  uint64_t index_seq = 0;
+  std::vector<uint64_t> pos;   // committed cursor of each group of the edge_spec (0 if none)
+  std::unordered_map<std::string, size_t> group_index;
+  // Pending values while a write transaction is open; published on commit.
+  bool touched = false, appended = false, consumed = false;
+  uint64_t p_head = 0, p_tail = 0, p_index_ms = 0, p_index_seq = 0;
+  std::vector<uint64_t> p_pos;
+  MDB_cursor* cur = nullptr; // on `log`, open within the transaction
+};
+
+struct stage_rt {
+  MDB_dbi state = 0, dead = 0;
+  uint64_t dead_head = 0, p_dead_head = 0;
+  bool touched = false;
+};
+
+struct store::impl {
+  MDB_dbi meta = 0, edges = 0, cursors = 0;
+  std::vector<edge_rt> e;
+  std::vector<stage_rt> s;
+  std::map<std::string, edge_id, std::less<>> edge_names;
+  std::map<std::string, stage_id, std::less<>> stage_names;
+
+  // The open write transaction and what it touched.
+  MDB_txn* txn = nullptr;
+  MDB_cursor* edges_cur = nullptr;
+  std::vector<edge_id> touched_edges;
+  std::vector<stage_id> touched_stages;
+  bool dirty = false;
+  std::string key, key2; // scratch
+  const store_layout* layout = nullptr;
+
+  edge_rt& touch(edge_id id) {
+    auto& r = e[id];
+    if (!r.touched) {
+      r.touched = true;
+      r.appended = r.consumed = false;
+      r.p_head = r.head;
+      r.p_tail = r.tail;
+      r.p_index_ms = r.index_ms;
+      r.p_index_seq = r.index_seq;
+      r.p_pos.assign(r.pos.begin(), r.pos.end());
+      touched_edges.push_back(id);
+    }
+    return r;
+  }
+  stage_rt& touch_stage(stage_id id) {
+    auto& r = s[id];
+    if (!r.touched) {
+      r.touched = true;
+      r.p_dead_head = r.dead_head;
+      touched_stages.push_back(id);
+    }
+    return r;
+  }
+
+  caf::error begin(MDB_env* env) {
+    touched_edges.clear();
+    touched_stages.clear();
+    dirty = false;
+    if (int rc = mdb_txn_begin(env, nullptr, 0, &txn); rc != 0) {
+      txn = nullptr;
+      return lmdb_error(rc, "store: beginning a write transaction");
+    }
+    return {};
+  }
+  // Closes the transaction's cursors (they die with it anyway; closing keeps it explicit).
+  void close_cursors() {
+    for (auto id : touched_edges)
+      if (e[id].cur) {
+        mdb_cursor_close(e[id].cur);
+        e[id].cur = nullptr;
+      }
+    if (edges_cur) {
+      mdb_cursor_close(edges_cur);
+      edges_cur = nullptr;
+    }
+  }
+  void forget_pending() {
+    for (auto id : touched_edges)
+      e[id].touched = false;
+    for (auto id : touched_stages)
+      s[id].touched = false;
+  }
+  void abort() {
+    close_cursors();
+    if (txn)
+      mdb_txn_abort(txn);
+    txn = nullptr;
+    forget_pending();
+  }
+  caf::error commit() {
+    close_cursors();
+    int rc = mdb_txn_commit(txn); // frees the transaction even when it fails
+    txn = nullptr;
+    if (rc != 0) {
+      forget_pending();
+      return lmdb_error(rc, "store: committing");
+    }
+    for (auto id : touched_edges) {
+      auto& r = e[id];
+      r.head = r.p_head;
+      r.tail = r.p_tail;
+      r.index_ms = r.p_index_ms;
+      r.index_seq = r.p_index_seq;
+      r.pos.swap(r.p_pos);
+      r.touched = false;
+    }
+    for (auto id : touched_stages) {
+      s[id].dead_head = s[id].p_dead_head;
+      s[id].touched = false;
+    }
+    return {};
+  }
+
+  caf::error apply_delta(const step_delta& d);
+  caf::error finish_edge(edge_id id, uint64_t now_ms, uint64_t& budget, uint64_t& removed);
+  caf::error trim_edge(edge_id id, uint64_t now_ms, uint64_t& budget, uint64_t& removed);
+  caf::error open_edges_cursor() {
+    if (edges_cur)
+      return {};
+    if (int rc = mdb_cursor_open(txn, edges, &edges_cur); rc != 0) {
+      edges_cur = nullptr;
+      return lmdb_error(rc, "store: opening a cursor on `edges`");
+    }
+    return {};
+  }
+  caf::expected<uint64_t> age_limit(edge_id id, uint64_t cutoff_ms);
+};
+
+caf::error store::impl::apply_delta(const step_delta& d) {
+  const auto& edge_specs = layout->edges;
+  for (const auto& o : d.outputs) {
+    if (o.edge >= e.size())
+      return invalid("store: apply: output to unknown edge id " + std::to_string(o.edge));
+    if (o.offset > d.arena.size() || o.size > d.arena.size() - o.offset)
+      return invalid("store: apply: an output of edge '" + edge_specs[o.edge].name +
+                     "' lies outside its delta's arena");
+    auto& r = touch(o.edge);
+    if (!r.cur)
+      if (int rc = mdb_cursor_open(txn, r.log, &r.cur); rc != 0) {
+        r.cur = nullptr;
+        return lmdb_error(rc, "store: apply: opening log/" + edge_specs[o.edge].name);
+      }
+    uint64_t seq = r.p_head;
+    MDB_val k{sizeof seq, &seq};
+    MDB_val v{o.size, const_cast<char*>(d.arena.data()) + o.offset};
+    if (int rc = mdb_cursor_put(r.cur, &k, &v, MDB_APPEND); rc != 0)
+      return lmdb_error(rc, "store: apply: appending to log/" + edge_specs[o.edge].name);
+    ++r.p_head;
+    r.appended = true;
+    dirty = true;
+  }
+  if (!d.state.empty() || !d.dead.empty()) {
+    if (d.stage >= s.size())
+      return invalid("store: apply: state or dead letters for unknown stage id " +
+                     std::to_string(d.stage));
+  }
+  if (!d.state.empty()) {
+    const auto& spec = layout->stages[d.stage];
+    if (d.worker >= spec.workers)
+      return invalid("store: apply: state for worker " + std::to_string(d.worker) + " of stage '" +
+                     spec.name + "', which has " + std::to_string(spec.workers) + " workers");
+    auto dbi = s[d.stage].state;
+    for (const auto& w : d.state) {
+      state_key(key, d.worker, w.space, w.key);
+      MDB_val k = to_val(key);
+      int rc;
+      if (w.value) {
+        MDB_val v = to_val(*w.value);
+        rc = mdb_put(txn, dbi, &k, &v, 0);
+      } else {
+        rc = mdb_del(txn, dbi, &k, nullptr);
+        if (rc == MDB_NOTFOUND)
+          rc = 0;
+      }
+      if (rc != 0)
+        return lmdb_error(rc, "store: apply: writing state of stage '" + spec.name + "'");
+      dirty = true;
+    }
+  }
+  for (const auto& c : d.cursors) {
+    if (c.edge >= e.size())
+      return invalid("store: apply: cursor on unknown edge id " + std::to_string(c.edge));
+    auto& r = touch(c.edge);
+    const auto& name = edge_specs[c.edge].name;
+    if (c.next > r.p_head)
+      return invalid("store: apply: cursor of group '" + c.group + "' on edge '" + name +
+                     "' moves to " + std::to_string(c.next) + ", past the edge's head " +
+                     std::to_string(r.p_head));
+    cursor_key(key, name, c.group);
+    char buf[8];
+    put_le64(buf, c.next);
+    MDB_val k = to_val(key);
+    MDB_val v{8, buf};
+    if (int rc = mdb_put(txn, cursors, &k, &v, 0); rc != 0)
+      return lmdb_error(rc, "store: apply: moving a cursor on edge '" + name + "'");
+    if (auto i = r.group_index.find(c.group); i != r.group_index.end())
+      r.p_pos[i->second] = c.next;
+    r.consumed = true;
+    dirty = true;
+  }
+  if (!d.dead.empty()) {
+    auto& st = touch_stage(d.stage);
+    for (const auto& dl : d.dead) {
+      uint64_t seq = st.p_dead_head;
+      MDB_val k{sizeof seq, &seq};
+      MDB_val v = to_val(dl.bytes);
+      if (int rc = mdb_put(txn, st.dead, &k, &v, MDB_APPEND); rc != 0)
+        return lmdb_error(rc, "store: apply: appending to dead/" + layout->stages[d.stage].name);
+      ++st.p_dead_head;
+      dirty = true;
+    }
+  }
+  return {};
+}
+
+// The seq S of the newest time-index entry older than cutoff_ms (records below S were appended
+// before the cutoff), or 0 when there is none.
+caf::expected<uint64_t> store::impl::age_limit(edge_id id, uint64_t cutoff_ms) {
+  if (auto err = open_edges_cursor())
+    return err;
+  const auto& name = layout->edges[id].name;
+  time_key(key, name, cutoff_ms);
+  MDB_val k = to_val(key), v;
+  int rc = mdb_cursor_get(edges_cur, &k, &v, MDB_SET_RANGE);
+  rc = mdb_cursor_get(edges_cur, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+  if (rc == MDB_NOTFOUND)
+    return uint64_t{0};
+  if (rc != 0)
+    return lmdb_error(rc, "store: reading the time index of edge '" + name + "'");
+  if (k.mv_size != name.size() + 9 || !has_prefix(k, name) ||
+      static_cast<const char*>(k.mv_data)[name.size()] != '\0' || v.mv_size != 8)
+    return uint64_t{0};
+  return get_le64(v.mv_data);
+}
+
+caf::error store::impl::trim_edge(edge_id id, uint64_t now_ms, uint64_t& budget,
+                                  uint64_t& removed) {
+  auto& r = e[id];
+  const auto& spec = layout->edges[id];
+  uint64_t consumed_to = r.p_head; // the slowest group's position: nothing at or above it goes
+  for (auto p : r.p_pos)
+    consumed_to = std::min(consumed_to, p);
+  uint64_t limit = r.p_tail;
+  if (spec.keep.count > 0 && consumed_to > spec.keep.count)
+    limit = std::max(limit, consumed_to - spec.keep.count);
+  if (spec.keep.age_ms > 0 && now_ms > spec.keep.age_ms) {
+    auto s_or = age_limit(id, now_ms - spec.keep.age_ms);
+    if (!s_or)
+      return s_or.error();
+    limit = std::max(limit, std::min(*s_or, consumed_to));
+  }
+  if (limit <= r.p_tail || budget == 0)
+    return {};
+  if (!r.cur)
+    if (int rc = mdb_cursor_open(txn, r.log, &r.cur); rc != 0) {
+      r.cur = nullptr;
+      return lmdb_error(rc, "store: trim: opening log/" + spec.name);
+    }
+  MDB_val k, v;
+  int rc = mdb_cursor_get(r.cur, &k, &v, MDB_FIRST);
+  uint64_t new_tail = limit;
+  while (rc == 0) {
+    uint64_t seq = get_native64(k);
+    if (seq >= limit)
+      break;
+    if (budget == 0) {
+      new_tail = seq; // the rest goes next time
+      break;
+    }
+    if ((rc = mdb_cursor_del(r.cur, 0)) != 0)
+      break;
+    --budget;
+    ++removed;
+    dirty = true;
+    rc = mdb_cursor_get(r.cur, &k, &v, MDB_NEXT); // after a delete: the record that followed
+  }
+  if (rc != 0 && rc != MDB_NOTFOUND)
+    return lmdb_error(rc, "store: trimming log/" + spec.name);
+  r.p_tail = std::max(r.p_tail, new_tail);
+  // Time-index entries at or below the tail say nothing any more.
+  if (auto err = open_edges_cursor())
+    return err;
+  time_key(key, spec.name, 0);
+  key.resize(spec.name.size() + 1);
+  MDB_val ik = to_val(key), iv;
+  rc = mdb_cursor_get(edges_cur, &ik, &iv, MDB_SET_RANGE);
+  while (rc == 0 && ik.mv_size == spec.name.size() + 9 && has_prefix(ik, key) &&
+         iv.mv_size == 8 && get_le64(iv.mv_data) <= r.p_tail) {
+    if ((rc = mdb_cursor_del(edges_cur, 0)) != 0)
+      break;
+    rc = mdb_cursor_get(edges_cur, &ik, &iv, MDB_NEXT);
+  }
+  if (rc != 0 && rc != MDB_NOTFOUND)
+    return lmdb_error(rc, "store: trimming the time index of edge '" + spec.name + "'");
+  return {};
+}
+
+// After the deltas: index the append time, trim, and record head and tail of a touched edge.
+caf::error store::impl::finish_edge(edge_id id, uint64_t now_ms, uint64_t& budget,
+                                    uint64_t& removed) {
+  auto& r = e[id];
+  const auto& spec = layout->edges[id];
+  // Index only where age retention needs it. Entries only move forward in time, so a clock
+  // stepping back delays trimming instead of trimming early.
+  if (spec.keep.age_ms > 0 && r.p_head > r.p_index_seq &&
+      (r.p_index_ms == 0 || now_ms >= r.p_index_ms + time_index_step_ms)) {
+    time_key(key, spec.name, now_ms);
+    char buf[8];
+    put_le64(buf, r.p_head);
+    MDB_val k = to_val(key), v{8, buf};
+    if (int rc = mdb_put(txn, edges, &k, &v, 0); rc != 0)
+      return lmdb_error(rc, "store: indexing the append time of edge '" + spec.name + "'");
+    r.p_index_ms = now_ms;
+    r.p_index_seq = r.p_head;
+    dirty = true;
+  }
+  if (auto err = trim_edge(id, now_ms, budget, removed))
+    return err;
+  if (r.p_head != r.head || r.p_tail != r.tail) {
+    char buf[16];
+    put_le64(buf, r.p_head);
+    put_le64(buf + 8, r.p_tail);
+    MDB_val k = to_val(spec.name), v{16, buf};
+    if (int rc = mdb_put(txn, edges, &k, &v, 0); rc != 0)
+      return lmdb_error(rc, "store: recording head and tail of edge '" + spec.name + "'");
+    dirty = true;
+  }
+  return {};
+}
+
+// ---- store ------------------------------------------------------------------------------------
+
+store::store(store_options options, store_layout layout)
+  : options_(std::move(options)), layout_(std::move(layout)), impl_(std::make_unique<impl>()) {
+  impl_->layout = &layout_;
+}
+
+store::~store() {
+  if (impl_ && impl_->txn)
+    impl_->abort();
+  if (env_)
+    mdb_env_close(env_);
+}
+
+caf::expected<std::unique_ptr<store>> store::open(store_options options, store_layout layout) {
+  if (options.dir.empty())
+    return invalid("store: no data dir given");
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  if (ec)
+    return make_error(errc::store_io,
+                      "store: cannot create data dir '" + options.dir + "': " + ec.message());
+  std::unique_ptr<store> s{new store(std::move(options), std::move(layout))};
+  if (auto err = s->open_env())
+    return err;
+  return s;
+}
+
+caf::error store::open_env() {
+  auto& d = *impl_;
+  // Names become keys and database names: non-empty, no NUL, short enough for LMDB's 511 bytes.
+  constexpr size_t max_name = 200;
+  auto check_name = [](const std::string& n, const char* what) -> caf::error {
+    if (n.empty() || n.size() > max_name || n.find('\0') != std::string::npos)
+      return invalid(std::string{"store: bad "} + what + " name '" + n +
+                     "' (1 to 200 bytes, no NUL)");
+    return {};
+  };
+  for (edge_id i = 0; i < layout_.edges.size(); ++i) {
+    const auto& spec = layout_.edges[i];
+    if (auto err = check_name(spec.name, "edge"))
+      return err;
+    for (const auto& g : spec.groups)
+      if (auto err = check_name(g, "consumer group"))
+        return err;
+    if (!d.edge_names.emplace(spec.name, i).second)
+      return invalid("store: edge '" + spec.name + "' is declared twice");
+  }
+  for (stage_id i = 0; i < layout_.stages.size(); ++i) {
+    if (auto err = check_name(layout_.stages[i].name, "stage"))
+      return err;
+    if (!d.stage_names.emplace(layout_.stages[i].name, i).second)
+      return invalid("store: stage '" + layout_.stages[i].name + "' is declared twice");
+  }
+  uint64_t dbs_needed = 3 + layout_.edges.size() + 2 * layout_.stages.size();
+  if (dbs_needed > options_.max_dbs)
+    return invalid("store: the app needs " + std::to_string(dbs_needed) +
+                   " LMDB databases; raise store.max_dbs (now " +
+                   std::to_string(options_.max_dbs) + ")");
+
+  int rc = mdb_env_create(&env_);
+  if (rc != 0) {
+    env_ = nullptr;
+    return lmdb_error(rc, "store: creating the LMDB environment");
+  }
+  if ((rc = mdb_env_set_mapsize(env_, options_.map_size)) != 0)
+    return lmdb_error(rc, "store: setting store.map_size");
+  if ((rc = mdb_env_set_maxdbs(env_, options_.max_dbs)) != 0)
+    return lmdb_error(rc, "store: setting store.max_dbs");
+  if ((rc = mdb_env_set_maxreaders(env_, max_readers)) != 0)
+    return lmdb_error(rc, "store: setting the reader table size");
+  unsigned flags = MDB_NOTLS;
+  if (options_.mode == durability::process)
+    flags |= MDB_NOSYNC;
+  if ((rc = mdb_env_open(env_, options_.dir.c_str(), flags, 0644)) != 0)
+    return lmdb_error(rc, "store: opening the LMDB environment in '" + options_.dir + "'");
+  // Reader slots left by a killed process (say troupectl reading this dir) would pin old pages.
+  int stale = 0;
+  mdb_reader_check(env_, &stale);
+
+  if (auto err = d.begin(env_))
+    return err;
+  auto fail = [&](caf::error err) {
+    d.abort();
+    return err;
+  };
+  auto open_db = [&](const std::string& name, unsigned f, MDB_dbi& dbi) -> caf::error {
+    if (int rc = mdb_dbi_open(d.txn, name.c_str(), f | MDB_CREATE, &dbi); rc != 0)
+      return lmdb_error(rc, "store: opening database '" + name + "'");
+    return {};
+  };
+  // Reads meta[key]; writes `want` if absent; returns the stored value otherwise.
+  auto meta_check = [&](const std::string& key, const std::string& want,
+                        std::optional<std::string>& found) -> caf::error {
+    MDB_val k = to_val(key), v;
+    int rc = mdb_get(d.txn, d.meta, &k, &v);
+    if (rc == 0) {
+      found = std::string{to_view(v)};
+      return {};
+    }
+    if (rc != MDB_NOTFOUND)
+      return lmdb_error(rc, "store: reading meta " + key);
+    MDB_val nv = to_val(want);
+    if ((rc = mdb_put(d.txn, d.meta, &k, &nv, 0)) != 0)
+      return lmdb_error(rc, "store: writing meta " + key);
+    return {};
+  };
+  if (auto err = open_db("meta", 0, d.meta))
+    return fail(err);
+  if (auto err = open_db("edges", 0, d.edges))
+    return fail(err);
+  if (auto err = open_db("cursors", 0, d.cursors))
+    return fail(err);
+  std::optional<std::string> found;
+  if (auto err = meta_check("layout_version", layout_version, found))
+    return fail(err);
+  if (found && *found != layout_version)
+    return fail(make_error(errc::layout_mismatch,
+                           "store: data dir '" + options_.dir + "' has store layout version " +
+                             *found + "; this build reads version " + layout_version));
+
+  d.s.resize(layout_.stages.size());
+  for (stage_id i = 0; i < layout_.stages.size(); ++i) {
+    const auto& spec = layout_.stages[i];
+    auto want = std::to_string(spec.workers);
+    found.reset();
+    if (auto err = meta_check("workers/" + spec.name, want, found))
+      return fail(err);
+    if (found && *found != want)
+      return fail(make_error(
+        errc::layout_mismatch,
+        "store: stage '" + spec.name + "' now has " + want + " workers but its data in '" +
+          options_.dir + "' was written by " + *found +
+          " workers; drain the stage and reset its state and cursors before changing workers"));
+    auto& st = d.s[i];
+    if (auto err = open_db("state/" + spec.name, 0, st.state))
+      return fail(err);
+    if (auto err = open_db("dead/" + spec.name, MDB_INTEGERKEY, st.dead))
+      return fail(err);
+    MDB_cursor* c = nullptr;
+    if ((rc = mdb_cursor_open(d.txn, st.dead, &c)) != 0)
+      return fail(lmdb_error(rc, "store: opening dead/" + spec.name));
+    MDB_val k, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    mdb_cursor_close(c);
+    if (rc == 0)
+      st.dead_head = get_native64(k) + 1;
+    else if (rc != MDB_NOTFOUND)
+      return fail(lmdb_error(rc, "store: reading dead/" + spec.name));
+  }
+
+  d.e.resize(layout_.edges.size());
+  for (edge_id i = 0; i < layout_.edges.size(); ++i) {
+    const auto& spec = layout_.edges[i];
+    auto& r = d.e[i];
+    if (auto err = open_db("log/" + spec.name, MDB_INTEGERKEY, r.log))
+      return fail(err);
+    MDB_val k = to_val(spec.name), v;
+    rc = mdb_get(d.txn, d.edges, &k, &v);
+    if (rc == 0 && v.mv_size == 16) {
+      r.head = get_le64(v.mv_data);
+      r.tail = get_le64(static_cast<const char*>(v.mv_data) + 8);
+    } else if (rc == 0) {
+      return fail(make_error(errc::store_io, "store: the `edges` record of edge '" + spec.name +
+                                               "' is " + std::to_string(v.mv_size) +
+                                               " bytes, not 16: the data dir is damaged"));
+    } else if (rc != MDB_NOTFOUND) {
+      return fail(lmdb_error(rc, "store: reading the head of edge '" + spec.name + "'"));
+    }
+    // The newest time-index entry: the last key below "<edge>\1".
+    if (auto err = d.open_edges_cursor())
+      return fail(err);
+    d.key.assign(spec.name);
+    d.key.push_back('\1');
+    k = to_val(d.key);
+    rc = mdb_cursor_get(d.edges_cur, &k, &v, MDB_SET_RANGE);
+    rc = mdb_cursor_get(d.edges_cur, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+    if (rc == 0 && k.mv_size == spec.name.size() + 9 && has_prefix(k, spec.name) &&
+        static_cast<const char*>(k.mv_data)[spec.name.size()] == '\0' && v.mv_size == 8) {
+      r.index_ms = get_be64(static_cast<const char*>(k.mv_data) + spec.name.size() + 1);
+      r.index_seq = get_le64(v.mv_data);
+    } else if (rc != 0 && rc != MDB_NOTFOUND) {
+      return fail(lmdb_error(rc, "store: reading the time index of edge '" + spec.name + "'"));
+    }
+    r.pos.assign(spec.groups.size(), 0);
+    r.p_pos.reserve(spec.groups.size());
+    for (size_t g = 0; g < spec.groups.size(); ++g) {
+      r.group_index.emplace(spec.groups[g], g);
+      cursor_key(d.key, spec.name, spec.groups[g]);
+      k = to_val(d.key);
+      rc = mdb_get(d.txn, d.cursors, &k, &v);
+      if (rc == 0 && v.mv_size == 8)
+        r.pos[g] = get_le64(v.mv_data);
+      else if (rc != 0 && rc != MDB_NOTFOUND)
+        return fail(lmdb_error(rc, "store: reading a cursor of edge '" + spec.name + "'"));
+    }
+  }
+  d.touched_edges.reserve(d.e.size());
+  d.touched_stages.reserve(d.s.size());
+  if (auto err = d.commit())
+    return err;
+  return {};
+}
+
+std::optional<edge_id> store::find_edge(std::string_view name) const {
+  auto i = impl_->edge_names.find(name);
+  if (i == impl_->edge_names.end())
+    return std::nullopt;
+  return i->second;
+}
+
+std::optional<stage_id> store::find_stage(std::string_view name) const {
+  auto i = impl_->stage_names.find(name);
+  if (i == impl_->stage_names.end())
+    return std::nullopt;
+  return i->second;
+}
+
+uint64_t store::committed_head(edge_id e) const {
+  return e < impl_->e.size() ? impl_->e[e].head : 0;
+}
+
+caf::error store::apply(const std::vector<const step_delta*>& deltas,
+                        std::vector<edge_id>* appended, std::vector<edge_id>* consumed) {
+  return apply_at(deltas, appended, consumed, wall_clock_ms());
+}
+
+caf::error store::apply_at(const std::vector<const step_delta*>& deltas,
+                           std::vector<edge_id>* appended, std::vector<edge_id>* consumed,
+                           uint64_t now_ms) {
+  if (appended)
+    appended->clear();
+  if (consumed)
+    consumed->clear();
+  auto& d = *impl_;
+  if (auto err = d.begin(env_))
+    return err;
+  for (const auto* delta : deltas) {
+    if (!delta)
+      continue;
+    if (auto err = d.apply_delta(*delta)) {
+      d.abort();
+      return err;
+    }
+  }
+  uint64_t budget = trim_budget, removed = 0;
+  // finish_edge never touches further edges, so touched_edges is stable here.
+  for (auto id : d.touched_edges)
+    if (auto err = d.finish_edge(id, now_ms, budget, removed)) {
+      d.abort();
+      return err;
+    }
+  for (auto id : d.touched_edges) {
+    if (appended && d.e[id].appended)
+      appended->push_back(id);
+    if (consumed && d.e[id].consumed)
+      consumed->push_back(id);
+  }
+  if (auto err = d.commit()) {
+    if (appended)
+      appended->clear();
+    if (consumed)
+      consumed->clear();
+    return err;
+  }
+  return {};
+}
+
+caf::expected<uint64_t> store::trim_all() { return trim_all_at(wall_clock_ms()); }
+
+caf::expected<uint64_t> store::trim_all_at(uint64_t now_ms) {
+  auto& d = *impl_;
+  uint64_t total = 0;
+  for (;;) {
+    if (auto err = d.begin(env_))
+      return err;
+    uint64_t budget = trim_budget, removed = 0;
+    for (edge_id id = 0; id < d.e.size(); ++id) {
+      d.touch(id);
+      if (auto err = d.finish_edge(id, now_ms, budget, removed)) {
+        d.abort();
+        return err;
+      }
+    }
+    if (!d.dirty) {
+      d.abort(); // nothing to write: no commit, no fsync
+      return total;
+    }
+    if (auto err = d.commit())
+      return err;
+    total += removed;
+    if (budget > 0) // everything trimmable went in this transaction
+      return total;
+  }
+}
+
+caf::error store::sync() {
+  if (int rc = mdb_env_sync(env_, 1); rc != 0)
+    return lmdb_error(rc, "store: flushing to disk");
+  return {};
+}
+
+std::unique_ptr<store_reader> store::reader() {
+  return std::unique_ptr<store_reader>{new store_reader(*this)};
+}
+
+// ---- store_reader -----------------------------------------------------------------------------
+
+store_reader::store_reader(store& owner) : store_(&owner) {}
+
+store_reader::~store_reader() {
+  if (txn_)
+    mdb_txn_abort(txn_); // also right for a reset transaction
+}
+
+caf::error store_reader::ensure_txn() {
+  if (active_)
+    return {};
+  int rc;
+  if (!txn_) {
+    rc = mdb_txn_begin(store_->env_, nullptr, MDB_RDONLY, &txn_);
+    if (rc != 0)
+      txn_ = nullptr;
+  } else {
+    rc = mdb_txn_renew(txn_);
+  }
+  if (rc != 0)
+    return lmdb_error(rc, "store: beginning a read transaction");
+  active_ = true;
+  return {};
+}
+
+caf::error store_reader::refresh() {
+  release();
+  return ensure_txn();
+}
+
+void store_reader::release() {
+  if (txn_ && active_)
+    mdb_txn_reset(txn_);
+  active_ = false;
+}
+
+caf::expected<size_t> store_reader::read(edge_id e, uint64_t from, size_t max,
+                                          const std::function<bool(uint64_t, std::string_view)>& fn) {
+  auto& d = *store_->impl_;
+  if (e >= d.e.size())
+    return invalid("store: read: unknown edge id " + std::to_string(e));
+  if (auto err = ensure_txn())
+    return err;
+  if (max == 0)
+    return size_t{0};
+  MDB_cursor* c = nullptr;
+  if (int rc = mdb_cursor_open(txn_, d.e[e].log, &c); rc != 0)
+    return lmdb_error(rc, "store: read: opening log/" + store_->layout_.edges[e].name);
+  uint64_t seq = from;
+  MDB_val k{sizeof seq, &seq}, v;
+  size_t visited = 0;
+  int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+  while (rc == 0) {
+    ++visited;
+    if (!fn(get_native64(k), to_view(v)) || visited >= max)
+      break;
+    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+  }
+  mdb_cursor_close(c);
+  if (rc != 0 && rc != MDB_NOTFOUND)
+    return lmdb_error(rc, "store: read: reading log/" + store_->layout_.edges[e].name);
+  return visited;
+}
+
+namespace {
+
+// head and tail of an edge in a snapshot; {0, 0} when the edge has no record yet.
+std::pair<uint64_t, uint64_t> edge_record(MDB_txn* txn, MDB_dbi edges, std::string_view name) {
+  MDB_val k = to_val(name), v;
+  if (mdb_get(txn, edges, &k, &v) != 0 || v.mv_size != 16)
+    return {0, 0};
+  return {get_le64(v.mv_data), get_le64(static_cast<const char*>(v.mv_data) + 8)};
+}
+
+} // namespace
+
+uint64_t store_reader::head(edge_id e) {
+  if (e >= store_->layout_.edges.size() || ensure_txn())
+    return 0;
+  return edge_record(txn_, store_->impl_->edges, store_->layout_.edges[e].name).first;
+}
+
+uint64_t store_reader::tail(edge_id e) {
+  if (e >= store_->layout_.edges.size() || ensure_txn())
+    return 0;
+  return edge_record(txn_, store_->impl_->edges, store_->layout_.edges[e].name).second;
+}
+
+uint64_t store_reader::backlog(edge_id e) {
+  if (e >= store_->layout_.edges.size() || ensure_txn())
+    return 0;
+  const auto& spec = store_->layout_.edges[e];
+  auto [h, t] = edge_record(txn_, store_->impl_->edges, spec.name);
+  uint64_t slowest = h; // no groups: nobody to wait for
+  for (const auto& g : spec.groups) {
+    // A group that never committed has consumed nothing, but nothing below the tail is left.
+    uint64_t p = std::max(cursor(e, g).value_or(0), t);
+    slowest = std::min(slowest, p);
+  }
+  return h - slowest;
+}
+
+std::optional<uint64_t> store_reader::cursor(edge_id e, std::string_view group) {
+  if (e >= store_->layout_.edges.size() || ensure_txn())
+    return std::nullopt;
+  cursor_key(key_, store_->layout_.edges[e].name, group);
+  MDB_val k = to_val(key_), v;
+  if (mdb_get(txn_, store_->impl_->cursors, &k, &v) != 0 || v.mv_size != 8)
+    return std::nullopt;
+  return get_le64(v.mv_data);
+}
+
+std::optional<std::string> store_reader::state(stage_id s, uint32_t worker, state_space space,
+                                               std::string_view key) {
+  if (s >= store_->impl_->s.size() || ensure_txn())
+    return std::nullopt;
+  state_key(key_, worker, space, key);
+  MDB_val k = to_val(key_), v;
+  if (mdb_get(txn_, store_->impl_->s[s].state, &k, &v) != 0)
+    return std::nullopt;
+  return std::string{to_view(v)};
+}
+
+caf::error store_reader::scan_state(
+  stage_id s, uint32_t worker, const std::function<void(std::string_view, std::string_view)>& fn) {
+  if (s >= store_->impl_->s.size())
+    return invalid("store: scan_state: unknown stage id " + std::to_string(s));
+  if (auto err = ensure_txn())
+    return err;
+  MDB_cursor* c = nullptr;
+  if (int rc = mdb_cursor_open(txn_, store_->impl_->s[s].state, &c); rc != 0)
+    return lmdb_error(rc, "store: scan_state: opening a cursor");
+  state_key(key_, worker, state_space::user, {});
+  MDB_val k = to_val(key_), v;
+  int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+  while (rc == 0 && has_prefix(k, key_)) {
+    fn(to_view(k).substr(key_.size()), to_view(v));
+    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+  }
+  mdb_cursor_close(c);
+  if (rc != 0 && rc != MDB_NOTFOUND)
+    return lmdb_error(rc, "store: scan_state: reading");
+  return {};
+}
+
+std::vector<dead_letter_entry> store_reader::dead_letters(stage_id s, uint64_t from, size_t max) {
+  std::vector<dead_letter_entry> out;
+  if (s >= store_->impl_->s.size() || max == 0 || ensure_txn())
+    return out;
+  MDB_cursor* c = nullptr;
+  if (mdb_cursor_open(txn_, store_->impl_->s[s].dead, &c) != 0)
+    return out;
+  uint64_t seq = from;
+  MDB_val k{sizeof seq, &seq}, v;
+  int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+  while (rc == 0 && out.size() < max) {
+    out.push_back({get_native64(k), std::string{to_view(v)}});
+    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+  }
+  mdb_cursor_close(c);
+  return out;
+}
+
+uint64_t store_reader::dead_letter_count(stage_id s) {
+  if (s >= store_->impl_->s.size() || ensure_txn())
+    return 0;
+  MDB_stat st;
+  if (mdb_stat(txn_, store_->impl_->s[s].dead, &st) != 0)
+    return 0;
+  return st.ms_entries;
+}
+
+std::optional<std::string> store_reader::meta(std::string_view key) {
+  if (ensure_txn())
+    return std::nullopt;
+  MDB_val k = to_val(key), v;
+  if (key.empty() || mdb_get(txn_, store_->impl_->meta, &k, &v) != 0)
+    return std::nullopt;
+  return std::string{to_view(v)};
+}
+
+} // namespace troupe
