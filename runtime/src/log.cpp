@@ -28,6 +28,7 @@ log_level initial_level() {
 
 std::atomic<log_level> threshold{initial_level()};
 std::mutex out_mutex;
+log_observer observer; // guarded by out_mutex
 
 const char* name(log_level l) {
   switch (l) {
@@ -45,7 +46,17 @@ void set_log_level(log_level level) {
   threshold = level;
 }
 
+void set_log_observer(log_observer f) {
+  std::lock_guard<std::mutex> guard{out_mutex};
+  observer = std::move(f);
+}
+
 void log_event(log_level level, std::string_view who, std::string_view what) {
+  {
+    std::lock_guard<std::mutex> guard{out_mutex};
+    if (observer)
+      observer(level, who, what);
+  }
   if (level < threshold.load())
     return;
   using namespace std::chrono;

@@ -2,6 +2,7 @@
 // Thread-safe. CAF's own logger is compiled out of Debian's build, so this is ours.
 #pragma once
 
+#include <functional>
 #include <string_view>
 
 namespace troupe {
@@ -11,5 +12,9 @@ enum class log_level { debug, info, warn, error };
 void log_event(log_level level, std::string_view who, std::string_view what);
 // Events below `level` are dropped (default: info; TROUPE_LOG=debug|info|warn|error).
 void set_log_level(log_level level);
+// Also hands every event (whatever the level) to `observer`; an empty function removes it.
+// For tests that wait for an event.
+using log_observer = std::function<void(log_level, std::string_view who, std::string_view what)>;
+void set_log_observer(log_observer observer);
 
 } // namespace troupe
