@@ -59,6 +59,8 @@ void run_step(self_ptr self);
 void schedule_step(self_ptr self, std::chrono::milliseconds delay = std::chrono::milliseconds{0}) {
   auto& st = self->state;
   ++st.token;
+  if (delay.count() > 0 && st.reader)
+    st.reader->release(); // an old snapshot pins pages LMDB could otherwise reuse
   if (delay.count() == 0)
     self->send(self, step_atom::value, st.token);
   else
@@ -341,6 +343,7 @@ void run_consumer_step(self_ptr self) {
         return;
       case upstream::running:
         st.at = phase::idle;
+        st.reader->release();
         return;
     }
   }
@@ -383,6 +386,7 @@ void run_step(self_ptr self) {
   }
   if (blocked_by_backpressure(st)) {
     st.at = phase::idle; // a consumer's cursor move wakes us
+    st.reader->release();
     return;
   }
   if (st.src)

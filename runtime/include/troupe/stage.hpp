@@ -32,7 +32,7 @@ struct record_impl;
 struct step_impl;
 } // namespace detail
 
-// How hard a commit tries to stay committed. Chosen per app (see runtime/DURABILITY.md).
+// How hard a commit tries to stay committed. Chosen per app (see runtime/STORE_FORMAT.md, "Durability").
 enum class durability {
   sync,    // fsync before a step counts as done: survives power loss
   process, // survives a crash of the process; the OS writes back within a bounded interval
