@@ -1,0 +1,360 @@
+// End to end: real `troupe run` processes, SIGKILLed at random moments and restarted, whose
+// final output must equal an oracle computed here, independently, line by line: nothing lost,
+// nothing duplicated, order kept.
+//
+// The app: generator (N records, payload e2e.Item) -> e2e.running (tests/e2e/plugin: a running
+// sum per bucket in keyed state) -> jsonl_sink. A step lost or repeated anywhere shows up as a
+// wrong or missing line, and as wrong running sums from there on in that bucket.
+//
+// TROUPE_E2E_SCALE=small (the sanitizer build) shrinks the record counts, never the number of
+// kills. TROUPE_E2E_SEED=S repeats a run's kill points (each test prints its seed).
+#include "e2e_support.hpp"
+#include "node_fixture.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+using namespace troupe::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+bool small_scale() {
+  const char* scale = std::getenv("TROUPE_E2E_SCALE");
+  return scale && std::string_view(scale) == "small";
+}
+
+uint64_t pick_seed() {
+  if (const char* s = std::getenv("TROUPE_E2E_SEED"))
+    return std::strtoull(s, nullptr, 10);
+  return std::random_device{}();
+}
+
+// What e2e.running must have written for record i, computed by a plain loop.
+struct item {
+  uint32_t index, bucket, running;
+};
+
+struct oracle {
+  std::vector<item> items;
+  std::vector<uint64_t> bytes_before; // bytes_before[k]: about the file's size after k lines
+};
+
+oracle compute_oracle(uint32_t n) {
+  oracle o;
+  o.items.reserve(n);
+  o.bytes_before.reserve(n + 1);
+  o.bytes_before.push_back(0);
+  uint32_t running[16] = {};
+  char line[96];
+  for (uint32_t i = 0; i < n; ++i) {
+    uint32_t b = i % 16;
+    running[b] += i % 1000; // wraps mod 2^32, as the stage's does
+    o.items.push_back({i, b, running[b]});
+    // Only to place kill points by size: the comparison below parses, it never compares text.
+    auto len = std::snprintf(line, sizeof line, "{\"index\":%u,\"bucket\":%u,\"running\":%u}\n",
+                             i, b, running[b]);
+    o.bytes_before.push_back(o.bytes_before.back() + static_cast<uint64_t>(len));
+  }
+  return o;
+}
+
+std::string app_yaml(const std::string& mode, uint32_t n, const std::string& out) {
+  std::ostringstream y;
+  y << "app: e2e\n"
+    << "durability: " << mode << "\n"
+    << "schema:\n"
+    << "  file: " << TROUPE_SOURCE_DIR << "/tests/e2e/plugin/e2e.capnp\n"
+    << "  payload: Item\n"
+    << "plugins: [e2e]\n"
+    << "stages:\n"
+    << "  - name: gen\n"
+    << "    type: generator\n"
+    << "    count: " << n << "\n"
+    << "    payload_size: 16\n"
+    << "    outputs: {out: items}\n"
+    << "  - name: running\n"
+    << "    type: e2e.running\n"
+    << "    inputs: [items]\n"
+    << "    outputs: {out: totals}\n"
+    << "  - name: write\n"
+    << "    type: jsonl_sink\n"
+    << "    inputs: [totals]\n"
+    << "    path: " << out << "\n";
+  return y.str();
+}
+
+// Compares the sink's file with the oracle: every line parsed, every field checked, in order.
+// A field the codec left out counts as its default (0, or an empty body), as in Cap'n Proto.
+void check_output(const std::string& path, const std::vector<item>& expected, size_t lines_wanted) {
+  auto text = read_file(path);
+  bool complete = true;
+  auto lines = split_lines(text, complete);
+  size_t mismatches = 0;
+  std::string first;
+  for (size_t i = 0; i < std::min(lines.size(), lines_wanted); ++i) {
+    const auto& want = expected[i];
+    bool ok = false;
+    if (auto obj = parse_flat_json(lines[i])) {
+      auto field = [&](const char* name) -> std::optional<uint32_t> {
+        auto it = obj->find(name);
+        return it == obj->end() ? std::optional<uint32_t>(0) : json_u32(it->second);
+      };
+      auto body = obj->find("body");
+      bool known_keys = std::all_of(obj->begin(), obj->end(), [](const auto& kv) {
+        return kv.first == "index" || kv.first == "body" || kv.first == "bucket" ||
+               kv.first == "running";
+      });
+      ok = known_keys && field("index") == want.index && field("bucket") == want.bucket &&
+           field("running") == want.running &&
+           (body == obj->end() || (body->second.is_string && body->second.text.empty()));
+    }
+    if (!ok && mismatches++ == 0)
+      first = "line " + std::to_string(i + 1) + ": " + std::string(lines[i]) +
+              "\n  expected index " + std::to_string(want.index) + ", bucket " +
+              std::to_string(want.bucket) + ", running " + std::to_string(want.running);
+  }
+  INFO(path << ": " << lines.size() << " lines, " << lines_wanted << " wanted; " << mismatches
+            << " mismatched" << (first.empty() ? "" : "; first: " + first));
+  CHECK(complete);
+  CHECK(lines.size() == lines_wanted);
+  CHECK(mismatches == 0);
+}
+
+// When to SIGKILL a run.
+struct kill_point {
+  enum class kind { store_bytes, output_grows, output_bytes } what;
+  uint64_t bytes = 0;
+
+  std::string describe() const {
+    switch (what) {
+      case kind::store_bytes: return "data.mdb reaches " + std::to_string(bytes) + " bytes";
+      case kind::output_grows: return "the output grows past its size at restart";
+      case kind::output_bytes: return "the output reaches " + std::to_string(bytes) + " bytes";
+    }
+    return {};
+  }
+};
+
+// Runs the app with `durability: mode` to completion through >= 5 SIGKILLs and restarts.
+void run_with_crashes(const std::string& mode, uint32_t n) {
+  temp_dir dir;
+  auto app = dir / "app.yaml", data = dir / "data", out = dir / "out.jsonl", log = dir / "troupe.log";
+  write_file(app, app_yaml(mode, n, out));
+  auto expected = compute_oracle(n);
+
+  auto seed = pick_seed();
+  std::mt19937_64 rng{seed};
+  INFO("durability " << mode << ", " << n << " records, seed " << seed
+                     << " (TROUPE_E2E_SEED repeats it)");
+  // Two early kills (while the store is young, then at the first new output), then five at
+  // random output sizes, in order; none so late that the run could finish first.
+  std::vector<kill_point> points{
+    {kill_point::kind::store_bytes, std::uniform_int_distribution<uint64_t>{16 << 10, 1 << 20}(rng)},
+    {kill_point::kind::output_grows, 0}};
+  std::vector<uint32_t> lines(5);
+  for (auto& k : lines)
+    k = std::uniform_int_distribution<uint32_t>{1, n - n / 20}(rng);
+  std::sort(lines.begin(), lines.end());
+  for (auto k : lines)
+    points.push_back({kill_point::kind::output_bytes, expected.bytes_before[k]});
+
+  int kills = 0;
+  bool finished = false;
+  std::string history;
+  for (size_t run = 0; run < points.size() && !finished; ++run) {
+    const auto& point = points[run];
+    append_line(log, "=== e2e run " + std::to_string(run + 1) + ": SIGKILL when " + point.describe());
+    auto size_at_start = size_of(out);
+    troupe_process node{app, data, log};
+    auto reached = [&] {
+      switch (point.what) {
+        case kill_point::kind::store_bytes: return size_of(data + "/data.mdb") >= point.bytes;
+        case kill_point::kind::output_grows: return size_of(out) > size_at_start;
+        case kill_point::kind::output_bytes: return size_of(out) >= point.bytes;
+      }
+      return false;
+    };
+    bool ended_or_reached = wait_until([&] { return !node.running() || reached(); }, 5min);
+    int status = node.kill_and_reap();
+    INFO(history << tail_of(log));
+    REQUIRE(ended_or_reached); // else the node hung or stalled
+    if (killed_by(status, SIGKILL)) {
+      ++kills;
+      history += "run " + std::to_string(run + 1) + " SIGKILLed when " + point.describe() +
+                 " (output then " + std::to_string(size_of(out)) + " bytes)\n";
+    } else {
+      REQUIRE(describe_status(status) == "exit 0"); // ended on its own: only a finished run may
+      finished = true;
+      history += "run " + std::to_string(run + 1) + " finished before " + point.describe() + "\n";
+    }
+  }
+  if (!finished) {
+    append_line(log, "=== e2e last run: to the end");
+    troupe_process node{app, data, log};
+    bool ended = node.wait_for_exit(10min);
+    INFO(history << tail_of(log));
+    REQUIRE(ended);
+    REQUIRE(describe_status(node.status()) == "exit 0");
+  }
+  std::cerr << "e2e " << mode << ": " << n << " records, seed " << seed << ", " << kills
+            << " SIGKILLs\n" << history;
+  INFO(history);
+  CHECK(kills >= 5);
+  check_output(out, expected.items, n);
+}
+
+} // namespace
+
+TEST_CASE("a node SIGKILLed at random moments loses, repeats and reorders nothing at sync "
+          "durability",
+          "[e2e][slow]") {
+  run_with_crashes("sync", small_scale() ? 100'000 : 1'000'000);
+}
+
+TEST_CASE("a node SIGKILLed at random moments loses, repeats and reorders nothing at process "
+          "durability",
+          "[e2e][slow]") {
+  run_with_crashes("process", small_scale() ? 100'000 : 1'000'000);
+}
+
+TEST_CASE("SIGTERM stops a node cleanly and a restart completes the output exactly", "[e2e]") {
+  uint32_t n = small_scale() ? 50'000 : 200'000;
+  temp_dir dir;
+  auto app = dir / "app.yaml", data = dir / "data", out = dir / "out.jsonl", log = dir / "troupe.log";
+  write_file(app, app_yaml("process", n, out));
+  auto expected = compute_oracle(n);
+
+  {
+    troupe_process node{app, data, log};
+    bool reached = wait_until(
+      [&] { return !node.running() || size_of(out) >= expected.bytes_before[n / 3]; }, 5min);
+    INFO(tail_of(log));
+    REQUIRE(reached);
+    node.signal(SIGTERM);
+    REQUIRE(node.wait_for_exit(2min));
+    REQUIRE(describe_status(node.status()) == "exit 0");
+  }
+  // An orderly stop leaves only whole, committed lines: an exact prefix of the oracle.
+  bool complete = true;
+  auto stopped_at = split_lines(read_file(out), complete).size();
+  INFO("stopped after " << stopped_at << " of " << n << " lines");
+  CHECK(stopped_at < n); // else the run finished before the signal and proves less
+  check_output(out, expected.items, stopped_at);
+
+  for (int run = 0; run < 2; ++run) { // the second run finds nothing left to do
+    append_line(log, "=== e2e restart " + std::to_string(run + 1));
+    troupe_process node{app, data, log};
+    bool ended = node.wait_for_exit(5min);
+    INFO(tail_of(log));
+    REQUIRE(ended);
+    REQUIRE(describe_status(node.status()) == "exit 0");
+    check_output(out, expected.items, n);
+  }
+}
+
+namespace {
+
+// One order of apps/quickstart/orders.jsonl, priced as apps/quickstart/price.cpp documents it.
+struct priced_order {
+  uint32_t id;
+  std::string customer;
+  double total, discount, customer_total;
+};
+
+std::vector<priced_order> price_orders(const std::string& input) {
+  std::vector<priced_order> out;
+  std::map<std::string, double> running;
+  bool complete = true;
+  auto text = read_file(input);
+  for (auto line : split_lines(text, complete)) {
+    auto obj = parse_flat_json(line);
+    if (!obj) // a malformed line: the source dead-letters it
+      continue;
+    auto id = json_u32(obj->at("id"));
+    auto quantity = json_u32(obj->at("quantity"));
+    auto price = json_double(obj->at("unitPrice"));
+    REQUIRE((id && quantity && price));
+    if (*quantity == 0) // the price stage throws: dead-lettered after its retries
+      continue;
+    double discount = *quantity >= 10 ? 0.1 : 0.0;
+    double total = std::round(*quantity * *price * (1 - discount) * 100) / 100;
+    const auto& customer = obj->at("customer").text;
+    running[customer] += total;
+    out.push_back({*id, customer, total, discount, std::round(running[customer] * 100) / 100});
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("the quickstart app prices its bundled orders", "[e2e]") {
+  temp_dir dir;
+  auto app = dir / "app.yaml", data = dir / "data", out = dir / "out/priced.jsonl";
+  auto log = dir / "troupe.log";
+  std::string qs = std::string(TROUPE_SOURCE_DIR) + "/apps/quickstart";
+  // apps/quickstart/app.yaml with absolute inputs and the output inside the temp dir.
+  write_file(app, "app: quickstart\n"
+                  "durability: process\n"
+                  "schema:\n"
+                  "  file: " + qs + "/orders.capnp\n"
+                  "  payload: Order\n"
+                  "plugins: [quickstart]\n"
+                  "defaults:\n"
+                  "  batch: {max_items: 256}\n"
+                  "  retry: {max_attempts: 3, backoff: 20ms}\n"
+                  "stages:\n"
+                  "  - name: read\n"
+                  "    type: jsonl_source\n"
+                  "    path: " + qs + "/orders.jsonl\n"
+                  "    outputs: {out: orders}\n"
+                  "  - name: price\n"
+                  "    type: quickstart.price\n"
+                  "    inputs: [orders]\n"
+                  "    outputs: {out: priced}\n"
+                  "  - name: write\n"
+                  "    type: jsonl_sink\n"
+                  "    inputs: [priced]\n"
+                  "    path: out/priced.jsonl\n");
+  troupe_process node{app, data, log};
+  bool ended = node.wait_for_exit(2min);
+  INFO(tail_of(log));
+  REQUIRE(ended);
+  REQUIRE(describe_status(node.status()) == "exit 0");
+
+  auto expected = price_orders(qs + "/orders.jsonl");
+  REQUIRE(expected.size() == 998); // 1000 lines, line 250 malformed, order 500 has quantity 0
+  bool complete = true;
+  auto text = read_file(out);
+  auto lines = split_lines(text, complete);
+  CHECK(complete);
+  REQUIRE(lines.size() == expected.size());
+  size_t mismatches = 0;
+  std::string first;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const auto& want = expected[i];
+    auto obj = parse_flat_json(lines[i]);
+    auto num = [&](const char* name) {
+      return obj && obj->count(name) ? json_double(obj->at(name)) : std::optional<double>(0.0);
+    };
+    bool ok = obj && obj->count("id") && json_u32(obj->at("id")) == want.id &&
+              obj->count("customer") && obj->at("customer").text == want.customer &&
+              num("total") == want.total && num("discount") == want.discount &&
+              num("customerTotal") == want.customer_total;
+    if (!ok && mismatches++ == 0) {
+      std::ostringstream m;
+      m.precision(17);
+      m << "line " << i + 1 << ": " << lines[i] << "\n  expected id " << want.id << ", customer "
+        << want.customer << ", total " << want.total << ", discount " << want.discount
+        << ", customerTotal " << want.customer_total;
+      first = m.str();
+    }
+  }
+  INFO(mismatches << " mismatched lines" << (first.empty() ? "" : "; first: " + first));
+  CHECK(mismatches == 0);
+}

@@ -1,0 +1,303 @@
+// What the end-to-end tests need beyond Catch2: a real `troupe run` child process, and a tiny
+// JSON reader that checks the node's output without going through the code under test.
+#pragma once
+
+#include "wait.hpp"
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+extern char** environ;
+
+namespace troupe::test {
+
+// "exit 0", "killed by signal 9 (Killed)", ... for a waitpid status.
+inline std::string describe_status(int status) {
+  if (WIFEXITED(status))
+    return "exit " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return "killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
+           strsignal(WTERMSIG(status)) + ")";
+  return "wait status " + std::to_string(status);
+}
+
+inline bool exited_ok(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+inline bool killed_by(int status, int sig) { return WIFSIGNALED(status) && WTERMSIG(status) == sig; }
+
+// The size of a file, 0 when it does not exist (yet).
+inline uint64_t size_of(const std::string& path) {
+  std::error_code ec;
+  auto n = std::filesystem::file_size(path, ec);
+  return ec ? 0 : n;
+}
+
+// The last `lines` lines of a (log) file, for failure messages.
+inline std::string tail_of(const std::string& path, size_t lines = 40) {
+  std::ifstream in{path};
+  std::deque<std::string> last;
+  for (std::string line; std::getline(in, line);) {
+    last.push_back(std::move(line));
+    if (last.size() > lines)
+      last.pop_front();
+  }
+  std::string out = "--- last lines of " + path + "\n";
+  for (const auto& line : last)
+    out += line + "\n";
+  return out + "---";
+}
+
+inline void append_line(const std::string& path, const std::string& line) {
+  std::ofstream out{path, std::ios::app};
+  out << line << "\n";
+}
+
+// `troupe run APP --data-dir DIR` as a child process, its stdout and stderr appended to a log
+// file, with TROUPE_PLUGIN_PATH set to the build's plugins/ folder. The destructor SIGKILLs and
+// reaps a child still running, so a failed REQUIRE never leaves a node behind.
+// Used from the test's one thread only.
+class troupe_process {
+public:
+  troupe_process(const std::string& app, const std::string& data_dir, const std::string& log) {
+    std::string exe = std::string(TROUPE_BIN_DIR) + "/troupe";
+    std::vector<std::string> args{exe, "run", app, "--data-dir", data_dir};
+    std::vector<std::string> env{std::string("TROUPE_PLUGIN_PATH=") + TROUPE_PLUGIN_DIR};
+    for (char** e = environ; *e; ++e)
+      if (std::strncmp(*e, "TROUPE_PLUGIN_PATH=", 19) != 0)
+        env.emplace_back(*e);
+    // Everything the child needs is built before fork: after it, only async-signal-safe calls.
+    std::vector<char*> argv, envp;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : env)
+      envp.push_back(e.data());
+    envp.push_back(nullptr);
+    int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (log_fd < 0 || null_fd < 0)
+      throw std::runtime_error("cannot open " + log + ": " + std::strerror(errno));
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(null_fd, 0);
+      ::dup2(log_fd, 1);
+      ::dup2(log_fd, 2);
+      ::execve(exe.c_str(), argv.data(), envp.data());
+      ::_exit(127);
+    }
+    ::close(log_fd);
+    ::close(null_fd);
+    if (pid_ < 0)
+      throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
+  }
+  troupe_process(const troupe_process&) = delete;
+  troupe_process& operator=(const troupe_process&) = delete;
+  ~troupe_process() {
+    if (running()) {
+      ::kill(pid_, SIGKILL);
+      reap(0);
+    }
+  }
+
+  // Whether the child is still running (reaps it if it has ended).
+  bool running() { return !status_ && !reap(WNOHANG); }
+  // The waitpid status once the child has ended.
+  int status() const { return status_.value_or(-1); }
+
+  void signal(int sig) { ::kill(pid_, sig); }
+
+  // Waits for the child to end; false if it still runs after `timeout`.
+  bool wait_for_exit(std::chrono::milliseconds timeout) {
+    return wait_until([&] { return !running(); }, timeout);
+  }
+
+  // SIGKILLs the child and returns its status: normally "killed by SIGKILL", unless it ended on
+  // its own just before.
+  int kill_and_reap() {
+    if (running()) {
+      ::kill(pid_, SIGKILL);
+      reap(0); // SIGKILL cannot be caught: this returns promptly
+    }
+    return *status_;
+  }
+
+private:
+  bool reap(int flags) {
+    int st = 0;
+    pid_t r;
+    do
+      r = ::waitpid(pid_, &st, flags);
+    while (r < 0 && errno == EINTR);
+    if (r == pid_) {
+      status_ = st;
+      return true;
+    }
+    return false;
+  }
+
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+// One flat JSON object, as a map from key to value: a string value unescaped, anything else
+// (numbers, true/false/null) as its raw text. Nested objects and arrays are not supported: the
+// tests' outputs have none. nullopt for anything malformed. Deliberately not Cap'n Proto's JSON
+// codec: the output is checked by code that shares nothing with the code that wrote it.
+struct json_value {
+  bool is_string = false;
+  std::string text;
+};
+using json_object = std::map<std::string, json_value, std::less<>>;
+
+inline std::optional<json_object> parse_flat_json(std::string_view s) {
+  size_t i = 0;
+  auto skip_ws = [&] {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r'))
+      ++i;
+  };
+  auto parse_string = [&](std::string& out) -> bool {
+    if (i >= s.size() || s[i] != '"')
+      return false;
+    for (++i; i < s.size(); ++i) {
+      char c = s[i];
+      if (c == '"') {
+        ++i;
+        return true;
+      }
+      if (c != '\\') {
+        out += c;
+        continue;
+      }
+      if (++i >= s.size())
+        return false;
+      switch (s[i]) {
+        case '"': case '\\': case '/': out += s[i]; break;
+        case 'n': out += '\n'; break;
+        case 't': out += '\t'; break;
+        case 'r': out += '\r'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'u': { // ASCII only: enough for these tests
+          if (i + 4 >= s.size())
+            return false;
+          auto code = std::strtoul(std::string(s.substr(i + 1, 4)).c_str(), nullptr, 16);
+          if (code > 0x7f)
+            return false;
+          out += static_cast<char>(code);
+          i += 4;
+          break;
+        }
+        default: return false;
+      }
+    }
+    return false;
+  };
+  json_object obj;
+  skip_ws();
+  if (i >= s.size() || s[i++] != '{')
+    return std::nullopt;
+  skip_ws();
+  if (i < s.size() && s[i] == '}') {
+    ++i;
+  } else {
+    for (;;) {
+      std::string key;
+      skip_ws();
+      if (!parse_string(key))
+        return std::nullopt;
+      skip_ws();
+      if (i >= s.size() || s[i++] != ':')
+        return std::nullopt;
+      skip_ws();
+      json_value v;
+      if (i < s.size() && s[i] == '"') {
+        v.is_string = true;
+        if (!parse_string(v.text))
+          return std::nullopt;
+      } else {
+        auto end = s.find_first_of(",} \t\r", i);
+        if (end == std::string_view::npos || end == i)
+          return std::nullopt;
+        v.text = std::string(s.substr(i, end - i));
+        if (v.text.find_first_of("{}[]\"") != std::string::npos)
+          return std::nullopt;
+        i = end;
+      }
+      if (!obj.emplace(std::move(key), std::move(v)).second)
+        return std::nullopt; // a key twice
+      skip_ws();
+      if (i < s.size() && s[i] == ',') {
+        ++i;
+        continue;
+      }
+      if (i < s.size() && s[i] == '}') {
+        ++i;
+        break;
+      }
+      return std::nullopt;
+    }
+  }
+  skip_ws();
+  if (i != s.size())
+    return std::nullopt;
+  return obj;
+}
+
+// A JSON number that must be an unsigned integer below 2^32.
+inline std::optional<uint32_t> json_u32(const json_value& v) {
+  if (v.is_string || v.text.empty() || v.text.size() > 10)
+    return std::nullopt;
+  uint64_t x = 0;
+  for (char c : v.text) {
+    if (c < '0' || c > '9')
+      return std::nullopt;
+    x = x * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (x > 0xffffffffu)
+    return std::nullopt;
+  return static_cast<uint32_t>(x);
+}
+
+inline std::optional<double> json_double(const json_value& v) {
+  if (v.is_string || v.text.empty())
+    return std::nullopt;
+  char* end = nullptr;
+  double x = std::strtod(v.text.c_str(), &end);
+  if (end != v.text.c_str() + v.text.size())
+    return std::nullopt;
+  return x;
+}
+
+// Splits a file's text into its lines; `complete` is false when the last line has no '\n'.
+inline std::vector<std::string_view> split_lines(std::string_view text, bool& complete) {
+  std::vector<std::string_view> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    auto nl = text.find('\n', start);
+    if (nl == std::string_view::npos) {
+      lines.push_back(text.substr(start));
+      complete = false;
+      return lines;
+    }
+    lines.push_back(text.substr(start, nl - start));
+    start = nl + 1;
+  }
+  complete = true;
+  return lines;
+}
+
+} // namespace troupe::test
