@@ -55,20 +55,24 @@ int lint(const std::string& file) {
   return exit_ok;
 }
 
+// SIGINT/SIGTERM are blocked from the start of main() in every thread (CAF's inherit the mask)
+// and handled by one thread with sigtimedwait, so a signal at any moment means an orderly stop.
+sigset_t stop_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  return signals;
+}
+
 int run(const std::string& file, const std::string& data_dir) {
+  auto signals = stop_signals();
   troupe::registry reg;
   auto loaded = load(file, reg, data_dir);
   if (!loaded)
     return exit_config;
   const auto& app = *loaded->app;
 
-  // SIGINT/SIGTERM are handled by one thread with sigtimedwait; every other thread (CAF's
-  // included, which inherit this mask) has them blocked.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", std::max(2u, std::thread::hardware_concurrency()));
@@ -111,6 +115,8 @@ int run(const std::string& file, const std::string& data_dir) {
 } // namespace
 
 int main(int argc, char** argv) {
+  auto signals = stop_signals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   CLI::App cli{"troupe: run an actor pipeline described by one YAML file"};
   cli.require_subcommand(1);
   std::string file, data_dir;

@@ -150,6 +150,13 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
     self->receive([](caf::down_msg&) {});
     self->send_exit(events, caf::exit_reason::user_shutdown);
   }
+  if (auto reader = db->reader(); !reader->refresh()) {
+    for (const auto& cfg : app.stages)
+      if (auto n = reader->dead_letter_count(*db->find_stage(cfg.name)); n > 0)
+        log_event(log_level::warn, "node",
+                  "stage " + cfg.name + " holds " + std::to_string(n) +
+                    (n == 1 ? " dead letter" : " dead letters"));
+  }
   db.reset();
   if (outcome.exit_code == 0)
     log_event(log_level::info, "node", "app " + app.name + " stopped; everything is committed");

@@ -1,6 +1,8 @@
 // The public stage API (troupe/stage.hpp) on top of step_impl.
 #include "step_impl.hpp"
 
+#include "log.hpp"
+
 #include <capnp/dynamic.h>
 
 #include <cstring>
@@ -278,6 +280,9 @@ void context::forward(std::string_view port, const record& r) {
 }
 
 void context::dead_letter(const record& r, std::string_view reason) {
+  log_event(log_level::warn, "stage " + step_->stage_name,
+            "record " + std::to_string(r.position()) + " of " + std::string{r.input()} +
+              " goes to the dead-letter log: " + std::string{reason});
   step_->flush_pending();
   step_->delta->dead.push_back({detail::make_dead_letter(
     step_->stage_name, reason, r.attempt(), r.input(), r.position(), r.bytes())});
@@ -285,6 +290,9 @@ void context::dead_letter(const record& r, std::string_view reason) {
 
 void context::dead_letter_raw(std::string_view what, uint64_t position, std::string_view raw,
                               std::string_view reason) {
+  log_event(log_level::warn, "stage " + step_->stage_name,
+            std::string{what} + " at " + std::to_string(position) +
+              " goes to the dead-letter log: " + std::string{reason});
   step_->flush_pending();
   step_->delta->dead.push_back(
     {detail::make_dead_letter(step_->stage_name, reason, 0, what, position, raw)});
