@@ -24,7 +24,7 @@ build_and_test build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 if [ "${TROUPE_TEST_SANITIZE:-1}" != 0 ]; then
   echo "== sanitizer build (address, undefined)"
-  export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   export TROUPE_E2E_SCALE=small
   build_and_test build-asan -DCMAKE_BUILD_TYPE=Debug -DTROUPE_SANITIZE=ON
