@@ -1,11 +1,14 @@
 #include "writer.hpp"
 
+#include "log.hpp"
 #include "store.hpp"
 
 #include <caf/all.hpp>
 
+#include <lmdb.h>
+#include <sys/mman.h>
+
 #include <algorithm>
-#include <iostream>
 #include <map>
 #include <set>
 
@@ -93,6 +96,19 @@ void flush(self_ptr self) {
   wake(self, st.consume_watchers, st.consumed, woken);
 }
 
+// Pages of the data file that readers touched stay mapped into the process, and count as its
+// resident memory, until the kernel needs them back; with a large backlog that is most of the
+// file. The map is read-only (writes go through pwrite), so dropping the mappings loses nothing:
+// the next read faults the page back in from the page cache. Called once per interval.
+void drop_mapped_pages(MDB_env* env) {
+  MDB_envinfo info;
+  MDB_stat stat;
+  if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &stat) != 0 || !info.me_mapaddr)
+    return;
+  auto used = (static_cast<size_t>(info.me_last_pgno) + 1) * stat.ms_psize;
+  ::madvise(info.me_mapaddr, std::min(used, info.me_mapsize), MADV_DONTNEED);
+}
+
 caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interval) {
   self->state.db = db;
   self->state.interval = interval;
@@ -133,16 +149,17 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
     [=](shutdown_atom) {
       flush(self); // steps sent before the shutdown still commit
       if (auto err = self->state.db->sync())
-        std::cerr << "troupe: writer: final flush to disk failed: " << describe(err) << "\n";
+        log_event(log_level::error, "writer", "final flush to disk failed: " + describe(err));
       self->quit();
     },
     [=](tick_atom) {
       auto& db = *self->state.db;
       if (db.options().mode == durability::process)
         if (auto err = db.sync())
-          std::cerr << "troupe: writer: flushing to disk failed: " << describe(err) << "\n";
+          log_event(log_level::error, "writer", "flushing to disk failed: " + describe(err));
       if (auto trimmed = db.trim_all(); !trimmed)
-        std::cerr << "troupe: writer: trimming failed: " << describe(trimmed.error()) << "\n";
+        log_event(log_level::error, "writer", "trimming failed: " + describe(trimmed.error()));
+      drop_mapped_pages(db.env());
       self->delayed_send(self, self->state.interval, tick_atom::value);
     },
   };
