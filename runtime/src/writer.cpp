@@ -5,8 +5,11 @@
 
 #include <caf/all.hpp>
 
-#include <lmdb.h>
 #include <sys/mman.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 
 #include <algorithm>
 #include <map>
@@ -18,6 +21,12 @@ namespace {
 
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+
+// Where LMDB mapped the data file into this process.
+struct mapped_range {
+  void* start = nullptr;
+  size_t size = 0;
+};
 
 struct waiting {
   step_delta_ptr delta; // null for a barrier
@@ -34,6 +43,7 @@ struct writer_state {
   // Reused across flushes.
   std::vector<const step_delta*> batch;
   std::vector<edge_id> appended, consumed;
+  mapped_range map; // the data file's map, found on first use
   static const char* name;
 };
 const char* writer_state::name = "troupe.writer";
@@ -99,14 +109,27 @@ void flush(self_ptr self) {
 // Pages of the data file that readers touched stay mapped into the process, and count as its
 // resident memory, until the kernel needs them back; with a large backlog that is most of the
 // file. The map is read-only (writes go through pwrite), so dropping the mappings loses nothing:
-// the next read faults the page back in from the page cache. Called once per interval.
-void drop_mapped_pages(MDB_env* env) {
-  MDB_envinfo info;
-  MDB_stat stat;
-  if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &stat) != 0 || !info.me_mapaddr)
-    return;
-  auto used = (static_cast<size_t>(info.me_last_pgno) + 1) * stat.ms_psize;
-  ::madvise(info.me_mapaddr, std::min(used, info.me_mapsize), MADV_DONTNEED);
+// the next read faults the page back in from the page cache. LMDB does not tell where its map
+// is (mdb_env_info reports it only with MDB_FIXEDMAP), so find it in /proc/self/maps.
+mapped_range find_map(const std::string& data_file) {
+  std::ifstream maps{"/proc/self/maps"};
+  std::string line;
+  while (std::getline(maps, line)) {
+    auto slash = line.find('/');
+    if (slash == std::string::npos || line.compare(slash, std::string::npos, data_file) != 0)
+      continue;
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && hi > lo)
+      return {reinterpret_cast<void*>(lo), static_cast<size_t>(hi - lo)};
+  }
+  return {};
+}
+
+void drop_mapped_pages(writer_state& st) {
+  if (!st.map.start)
+    st.map = find_map(std::filesystem::absolute(st.db->options().dir + "/data.mdb").lexically_normal().string());
+  if (st.map.start)
+    ::madvise(st.map.start, st.map.size, MADV_DONTNEED);
 }
 
 caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interval) {
@@ -159,7 +182,7 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
           log_event(log_level::error, "writer", "flushing to disk failed: " + describe(err));
       if (auto trimmed = db.trim_all(); !trimmed)
         log_event(log_level::error, "writer", "trimming failed: " + describe(trimmed.error()));
-      drop_mapped_pages(db.env());
+      drop_mapped_pages(self->state);
       self->delayed_send(self, self->state.interval, tick_atom::value);
     },
   };
