@@ -4,6 +4,7 @@
 
 #include "app_config.hpp"
 #include "builtin_stages.hpp"
+#include "codec.hpp"
 #include "node.hpp"
 #include "store.hpp"
 
@@ -83,6 +84,21 @@ inline std::unique_ptr<store> open_store(const app_config& app) {
   auto db = store::open(opts, layout_of(app));
   REQUIRE(db);
   return std::move(*db);
+}
+
+// The indexes of the Generated records in an edge, in log order.
+inline std::vector<uint64_t> indexes_in(store& db, const std::string& edge) {
+  auto reader = db.reader();
+  REQUIRE_FALSE(reader->refresh());
+  std::vector<uint64_t> out;
+  envelope_decoder dec;
+  auto n = reader->read(*db.find_edge(edge), 0, SIZE_MAX, [&](uint64_t, std::string_view bytes) {
+    REQUIRE_FALSE(dec.decode(bytes));
+    out.push_back(dec.root().getPayload().getAs<schema::Generated>().getIndex());
+    return true;
+  });
+  REQUIRE(n);
+  return out;
 }
 
 } // namespace troupe::test

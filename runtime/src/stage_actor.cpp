@@ -282,25 +282,36 @@ void on_step_failure(self_ptr self, const std::string& what) {
   schedule_step(self, grow(retry.backoff, st.failures, std::chrono::milliseconds{30000}));
 }
 
+// The step boundary: stage code runs here, and whatever it throws fails the step (nothing of it
+// is kept) instead of the actor. Returns whether the code completed.
+template <class F>
+bool run_stage_code(self_ptr self, F&& code) {
+  auto& st = self->state;
+  try {
+    context ctx{st.step};
+    code(ctx);
+    st.step.finish();
+    return true;
+  } catch (const std::exception& e) {
+    on_step_failure(self, e.what());
+  } catch (const kj::Exception& e) {
+    on_step_failure(self, e.getDescription().cStr());
+  } catch (...) {
+    on_step_failure(self, "unknown exception");
+  }
+  return false;
+}
+
 void run_source_step(self_ptr self) {
   auto& st = self->state;
   st.step.begin(*st.delta);
   st.batch_end = st.next;
   produce_result result;
-  try {
-    context ctx{st.step};
+  bool ok = run_stage_code(self, [&](context& ctx) {
     result = st.src->produce(ctx, st.spec.config->batch.max_items);
-    st.step.finish();
-  } catch (const std::exception& e) {
-    on_step_failure(self, e.what());
+  });
+  if (!ok)
     return;
-  } catch (const kj::Exception& e) {
-    on_step_failure(self, e.getDescription().cStr());
-    return;
-  } catch (...) {
-    on_step_failure(self, "unknown exception");
-    return;
-  }
   if (result.what == produce_result::kind::done)
     mark_done(st);
   if (!st.delta->empty()) {
@@ -355,21 +366,9 @@ void run_consumer_step(self_ptr self) {
     schedule_step(self, batch_cfg.max_delay);
     return;
   }
-  try {
-    context ctx{st.step};
-    batch view{&st.records};
-    st.op->process_batch(ctx, view);
-    st.step.finish();
-  } catch (const std::exception& e) {
-    on_step_failure(self, e.what());
+  batch view{&st.records};
+  if (!run_stage_code(self, [&](context& ctx) { st.op->process_batch(ctx, view); }))
     return;
-  } catch (const kj::Exception& e) {
-    on_step_failure(self, e.getDescription().cStr());
-    return;
-  } catch (...) {
-    on_step_failure(self, "unknown exception");
-    return;
-  }
   add_cursor_moves(st);
   commit(self);
 }

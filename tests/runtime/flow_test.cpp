@@ -78,20 +78,6 @@ void register_flow_stages(registry& reg) {
   reg.add_sink<null_sink>("test.null");
 }
 
-std::vector<uint64_t> indexes_in(store& db, const std::string& edge) {
-  auto reader = db.reader();
-  REQUIRE_FALSE(reader->refresh());
-  std::vector<uint64_t> out;
-  envelope_decoder dec;
-  auto n = reader->read(*db.find_edge(edge), 0, SIZE_MAX, [&](uint64_t, std::string_view bytes) {
-    REQUIRE_FALSE(dec.decode(bytes));
-    out.push_back(dec.root().getPayload().getAs<schema::Generated>().getIndex());
-    return true;
-  });
-  REQUIRE(n);
-  return out;
-}
-
 uint64_t u64_of(const std::optional<std::string>& v) {
   REQUIRE(v);
   REQUIRE(v->size() == 8);

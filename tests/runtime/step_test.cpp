@@ -91,21 +91,6 @@ std::string pipeline(const std::string& middle_type, const std::string& middle_p
          "    inputs: [done]\n";
 }
 
-// The indexes of the Generated records in an edge, in log order.
-std::vector<uint64_t> indexes_in(store& db, const std::string& edge) {
-  auto reader = db.reader();
-  REQUIRE_FALSE(reader->refresh());
-  std::vector<uint64_t> out;
-  envelope_decoder dec;
-  auto n = reader->read(*db.find_edge(edge), 0, SIZE_MAX, [&](uint64_t, std::string_view bytes) {
-    REQUIRE_FALSE(dec.decode(bytes));
-    out.push_back(dec.root().getPayload().getAs<schema::Generated>().getIndex());
-    return true;
-  });
-  REQUIRE(n);
-  return out;
-}
-
 std::vector<uint64_t> iota_except(uint64_t n, std::set<uint64_t> skip = {}) {
   std::vector<uint64_t> out;
   for (uint64_t i = 0; i < n; ++i)
