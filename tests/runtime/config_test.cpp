@@ -1,4 +1,5 @@
-// Tests of runtime/src/app_config.cpp and registry.cpp: loading and checking app files. The
+// Tests of the app loader (runtime/src/app_config.cpp and the files beside it) and of
+// registry.cpp: loading and checking app files. The
 // fixtures are in tests/data/config/; each issue is asserted with its exact line, column and
 // field, so a fixture's line numbers are part of the test.
 #include "app_config.hpp"
