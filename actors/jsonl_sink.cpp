@@ -46,8 +46,10 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-std::runtime_error io_error(const std::string& what, const std::string& path) {
-  return std::runtime_error(what + " " + path + ": " + std::strerror(errno));
+// I/O errors are not the records' fault (a full disk, say): the step is retried, never
+// dead-lettered.
+transient_error io_error(const std::string& what, const std::string& path) {
+  return transient_error(what + " " + path + ": " + std::strerror(errno));
 }
 
 } // namespace

@@ -47,6 +47,7 @@ struct worker_state {
   bool store_full_reported = false;
   std::chrono::milliseconds after_commit{0}; // delay of the step after this commit (idle source)
   uint32_t commit_retries = 0;
+  uint32_t transient_failures = 0; // consecutive steps failed by a transient_error
 
   static const char* name;
 };
@@ -282,6 +283,26 @@ void on_step_failure(self_ptr self, const std::string& what) {
   schedule_step(self, grow(retry.backoff, st.failures, std::chrono::milliseconds{30000}));
 }
 
+// A failure outside the records: retry the step for as long as it takes, growing the delay.
+void on_transient_failure(self_ptr self, const std::string& what) {
+  auto& st = self->state;
+  st.step.abandon();
+  ++st.transient_failures;
+  if (st.transient_failures == 1 || st.transient_failures % 100 == 0)
+    log_event(log_level::warn, st.who,
+              "step failed, not for its records (" + what + "); retrying until it succeeds" +
+                (st.transient_failures > 1
+                   ? " (" + std::to_string(st.transient_failures) + " attempts so far)"
+                   : ""));
+  if (st.stopping) {
+    stop_now(self);
+    return;
+  }
+  st.at = phase::backing_off;
+  schedule_step(self, grow(std::chrono::milliseconds{50}, st.transient_failures,
+                           std::chrono::milliseconds{5000}));
+}
+
 // The step boundary: stage code runs here, and whatever it throws fails the step (nothing of it
 // is kept) instead of the actor. Returns whether the code completed.
 template <class F>
@@ -291,7 +312,10 @@ bool run_stage_code(self_ptr self, F&& code) {
     context ctx{st.step};
     code(ctx);
     st.step.finish();
+    st.transient_failures = 0;
     return true;
+  } catch (const transient_error& e) {
+    on_transient_failure(self, e.what());
   } catch (const std::exception& e) {
     on_step_failure(self, e.what());
   } catch (const kj::Exception& e) {

@@ -62,7 +62,30 @@ private:
   int fail_opens_;
 };
 
+// Fails its first `transient_failures` steps with a transient_error, then forwards; remembers the
+// highest attempt count it saw.
+std::atomic<int> transient_calls{0};
+std::atomic<uint32_t> max_attempt_seen{0};
+class unlucky_stage : public stage {
+public:
+  explicit unlucky_stage(const params& p)
+    : failures_(static_cast<int>(p.get_u64("transient_failures", 0))) {}
+  void process_batch(context& ctx, const batch& records) override {
+    if (++transient_calls <= failures_)
+      throw transient_error("disk full (simulated)");
+    for (size_t i = 0; i < records.size(); ++i) {
+      auto r = records[i];
+      max_attempt_seen = std::max(max_attempt_seen.load(), r.attempt());
+      ctx.forward("out", r);
+    }
+  }
+
+private:
+  int failures_;
+};
+
 void register_test_stages(registry& reg) {
+  reg.add_operator<unlucky_stage>("test.unlucky");
   reg.add_operator<flaky_stage>("test.flaky");
   reg.add_operator<fragile_stage>("test.fragile");
   reg.add_sink<null_sink>("test.null");
@@ -190,4 +213,22 @@ TEST_CASE("a finished app run again does nothing and keeps its output", "[runtim
   REQUIRE(run_app(loaded->app()).exit_code == 0);
   auto db = open_store(loaded->app());
   CHECK(indexes_in(*db, "done") == iota_except(300));
+}
+
+TEST_CASE("a transient failure is retried until it passes and dead-letters nothing",
+          "[runtime][step]") {
+  temp_dir dir;
+  transient_calls = 0;
+  max_attempt_seen = 0;
+  // More failures than retry.max_attempts (3): they must not count against the records.
+  auto loaded = load_yaml(dir, pipeline("test.unlucky", "    transient_failures: 6\n", 400),
+                          register_test_stages);
+  REQUIRE(run_app(loaded->app()).exit_code == 0);
+  CHECK(transient_calls > 6);
+  CHECK(max_attempt_seen == 0);
+  auto db = open_store(loaded->app());
+  CHECK(indexes_in(*db, "done") == iota_except(400));
+  auto reader = db->reader();
+  REQUIRE_FALSE(reader->refresh());
+  CHECK(reader->dead_letter_count(*db->find_stage("middle")) == 0);
 }

@@ -187,6 +187,15 @@ public:
   virtual produce_result produce(context& ctx, size_t max_items) = 0;
 };
 
+// Thrown by stage code for a failure that is not the records' fault: a full disk, a peer that is
+// down. The step is abandoned and retried with a growing delay for as long as it takes; the
+// records' attempt counts do not grow and nothing goes to the dead-letter log. Any other
+// exception counts against the records (see retry.max_attempts).
+class transient_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
 // Thrown for a bad stage parameter; the runtime adds the file, line and field.
 class config_error : public std::runtime_error {
 public:
