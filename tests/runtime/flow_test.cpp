@@ -71,7 +71,20 @@ public:
   void process(context&, const record&) override {}
 };
 
+// Counts its steps and records.
+std::atomic<uint64_t> steps{0};
+std::atomic<uint64_t> stepped_records{0};
+class step_counting_sink : public stage {
+public:
+  explicit step_counting_sink(const params&) {}
+  void process_batch(context&, const batch& records) override {
+    ++steps;
+    stepped_records += records.size();
+  }
+};
+
 void register_flow_stages(registry& reg) {
+  reg.add_sink<step_counting_sink>("test.steps");
   reg.add_source<counting_source>("test.counting");
   reg.add_sink<slow_sink>("test.slow");
   reg.add_operator<pass_stage>("test.pass");
@@ -197,4 +210,24 @@ TEST_CASE("a full map stops intake without losing anything, and a bigger map res
   REQUIRE(got.size() == 4000);
   for (uint64_t i = 0; i < got.size(); ++i)
     REQUIRE(got[i] == i);
+}
+
+TEST_CASE("a partial batch waits up to max_delay to fill", "[runtime][flow]") {
+  temp_dir dir;
+  steps = 0;
+  stepped_records = 0;
+  // The generator trickles 100 records at 200 per second. Taken as they come, that would be
+  // dozens of steps of one or two records; waiting up to 300 ms per batch gathers them into a few.
+  auto loaded = load_yaml(dir,
+                          "app: delay\n"
+                          "stages:\n"
+                          "  - {name: gen, type: generator, count: 100, rate: 200, output: raw,\n"
+                          "     batch: {max_items: 1}}\n"
+                          "  - {name: sink, type: test.steps, input: raw,\n"
+                          "     batch: {max_items: 1000, max_delay: 300ms}}\n",
+                          register_flow_stages);
+  REQUIRE(run_app(loaded->app()).exit_code == 0);
+  CHECK(stepped_records == 100);
+  INFO("steps: " << steps.load());
+  CHECK(steps <= 20);
 }
