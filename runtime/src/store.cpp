@@ -5,6 +5,11 @@
 // The writer keeps each edge's head, tail, cursors and newest time-index entry in memory
 // (`edge_rt`). apply() works on pending copies of them and publishes the copies only after the
 // transaction commits, so a failed transaction leaves memory exactly as it leaves the disk.
+//
+// An edge's log holds chunks of consecutive records, one LMDB entry each: apply() gathers a
+// group commit's outputs per edge and appends them as one chunk (split at chunk_max_records /
+// chunk_max_bytes), and trimming deletes whole chunks. One entry per record made the writer
+// spend most of its time in per-record puts and deletes.
 #include "store.hpp"
 
 #include "store_impl.hpp"
@@ -12,6 +17,7 @@
 #include <lmdb.h>
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 #include <filesystem>
 
@@ -21,10 +27,16 @@ using namespace detail;
 
 namespace {
 
-constexpr const char* layout_version = "1";
+constexpr const char* layout_version = "2";   // 2: log values are chunks of records
 constexpr unsigned max_readers = 1024;        // one per actor that reads, with room to spare
-constexpr uint64_t trim_budget = 65536;       // records deleted per transaction at most
 constexpr uint64_t time_index_step_ms = 1000; // at most one time-index entry per edge per second
+// A chunk holds at most chunk_max_records records, and more than one record only while its value
+// (header included) stays within chunk_max_bytes; a bigger record gets a chunk of its own.
+constexpr size_t chunk_max_records = 4096;
+constexpr size_t chunk_max_bytes = size_t{1} << 20;
+// Chunks deleted per transaction at most. A chunk frees up to chunk_max_bytes of pages, so this
+// bounds the transaction's free list at about 1 GiB of pages (2 MiB of page numbers).
+constexpr uint64_t trim_budget = 1024;
 
 uint64_t wall_clock_ms() {
   using namespace std::chrono;
@@ -45,16 +57,7 @@ caf::error store::impl::apply_delta(const step_delta& d) {
       return invalid("store: apply: an output of edge '" + edge_specs[o.edge].name +
                      "' lies outside its delta's arena");
     auto& r = touch(o.edge);
-    if (!r.cur)
-      if (int rc = mdb_cursor_open(txn, r.log, &r.cur); rc != 0) {
-        r.cur = nullptr;
-        return lmdb_error(rc, "store: apply: opening log/" + edge_specs[o.edge].name);
-      }
-    uint64_t seq = r.p_head;
-    MDB_val k{sizeof seq, &seq};
-    MDB_val v{o.size, const_cast<char*>(d.arena.data()) + o.offset};
-    if (int rc = mdb_cursor_put(r.cur, &k, &v, MDB_APPEND); rc != 0)
-      return lmdb_error(rc, "store: apply: appending to log/" + edge_specs[o.edge].name);
+    r.p_records.push_back(d.output_bytes(o)); // written by append_chunks, after all deltas
     ++r.p_head;
     r.appended = true;
     dirty = true;
@@ -123,6 +126,41 @@ caf::error store::impl::apply_delta(const step_delta& d) {
   return {};
 }
 
+// Writes the edge's records of this transaction as chunks, at the end of its log.
+caf::error store::impl::append_chunks(edge_id id) {
+  auto& r = e[id];
+  const auto& recs = r.p_records;
+  if (recs.empty())
+    return {};
+  const auto& name = layout->edges[id].name;
+  if (!r.cur)
+    if (int rc = mdb_cursor_open(txn, r.log, &r.cur); rc != 0) {
+      r.cur = nullptr;
+      return lmdb_error(rc, "store: apply: opening log/" + name);
+    }
+  uint64_t seq = r.p_head - recs.size(); // the first record's; the others follow without gaps
+  for (size_t i = 0; i < recs.size();) {
+    size_t n = 0, area = 0;
+    while (i + n < recs.size() && n < chunk_max_records) {
+      size_t grown = area + align8(recs[i + n].size());
+      if (n > 0 && chunk_header_size(n + 1) + grown > chunk_max_bytes)
+        break;
+      area = grown;
+      ++n;
+    }
+    // MDB_RESERVE: LMDB makes room in the page and the chunk is encoded straight into it.
+    MDB_val k{sizeof seq, &seq}, v{chunk_header_size(n) + area, nullptr};
+    if (int rc = mdb_cursor_put(r.cur, &k, &v, MDB_APPEND | MDB_RESERVE); rc != 0)
+      return lmdb_error(rc, "store: apply: appending to log/" + name);
+    encode_chunk(static_cast<char*>(v.mv_data), recs.data() + i, n);
+    seq += n;
+    i += n;
+  }
+  assert(seq == r.p_head);
+  r.p_records.clear();
+  return {};
+}
+
 // The seq S of the newest time-index entry older than cutoff_ms (records below S were appended
 // before the cutoff), or 0 when there is none.
 caf::expected<uint64_t> store::impl::age_limit(edge_id id, uint64_t cutoff_ms) {
@@ -166,23 +204,28 @@ caf::error store::impl::trim_edge(edge_id id, uint64_t now_ms, uint64_t& budget,
       r.cur = nullptr;
       return lmdb_error(rc, "store: trim: opening log/" + spec.name);
     }
+  // Whole chunks go, from the front, while their last record is below the limit; the first
+  // chunk that stays sets the tail. So a chunk's trimmable records may outlive `limit`.
   MDB_val k, v;
   int rc = mdb_cursor_get(r.cur, &k, &v, MDB_FIRST);
   uint64_t new_tail = limit;
   while (rc == 0) {
-    uint64_t seq = get_native64(k);
-    if (seq >= limit)
-      break;
-    if (budget == 0) {
-      new_tail = seq; // the rest goes next time
+    uint64_t first = get_native64(k);
+    chunk_view chunk;
+    if (!chunk.parse(v))
+      return make_error(errc::store_io, "store: trim: the chunk at " + std::to_string(first) +
+                                          " of log/" + spec.name + " is damaged");
+    if (first + chunk.count() > limit || budget == 0) {
+      new_tail = first; // the rest stays, or goes next time when the budget ran out
       break;
     }
+    uint64_t count = chunk.count(); // `v` is gone after the delete
     if ((rc = mdb_cursor_del(r.cur, 0)) != 0)
       break;
     --budget;
-    ++removed;
+    removed += count;
     dirty = true;
-    rc = mdb_cursor_get(r.cur, &k, &v, MDB_NEXT); // after a delete: the record that followed
+    rc = mdb_cursor_get(r.cur, &k, &v, MDB_NEXT); // after a delete: the chunk that followed
   }
   if (rc != 0 && rc != MDB_NOTFOUND)
     return lmdb_error(rc, "store: trimming log/" + spec.name);
@@ -357,7 +400,9 @@ caf::error store::open_env() {
   if (found && *found != layout_version)
     return fail(make_error(errc::layout_mismatch,
                            "store: data dir '" + options_.dir + "' has store layout version " +
-                             *found + "; this build reads version " + layout_version));
+                             *found + "; this build reads only version " + layout_version +
+                             " (see runtime/STORE_FORMAT.md); there is no migration: use a "
+                             "build that reads version " + *found + ", or a new data dir"));
 
   d.s.resize(layout_.stages.size());
   for (stage_id i = 0; i < layout_.stages.size(); ++i) {
@@ -483,6 +528,13 @@ caf::error store::apply_at(const std::vector<const step_delta*>& deltas,
       return err;
     }
   }
+  // One chunk per edge for the whole group (more only past the chunk caps), before trimming:
+  // a cursor may already have consumed records of this very commit.
+  for (auto id : d.touched_edges)
+    if (auto err = d.append_chunks(id)) {
+      d.abort();
+      return err;
+    }
   uint64_t budget = trim_budget, removed = 0;
   // finish_edge never touches further edges, so touched_edges is stable here.
   for (auto id : d.touched_edges)

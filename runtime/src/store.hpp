@@ -27,11 +27,14 @@ struct MDB_txn;
 
 namespace troupe {
 
-// Consumed records are kept so they can be replayed, then trimmed. A consumed record is trimmed
-// once `count` consumed records are newer than it (the newest `count` consumed records stay), or
-// once it is older than `age_ms` (a limit of 0 is off; with both off nothing is ever trimmed).
-// Unconsumed records are never trimmed. Age is wall-clock time at append, tracked with a
-// granularity of about a second, so a record may outlive `age_ms` by a second or two, never less.
+// Consumed records are kept so they can be replayed, then trimmed. A consumed record may be
+// trimmed once `count` consumed records are newer than it, or once it is older than `age_ms`
+// (a limit of 0 is off; with both off nothing is ever trimmed). Unconsumed records are never
+// trimmed. Logs are stored in chunks (the records one commit appended to an edge) and trimmed a
+// whole chunk at a time, once every record in it may go: so at least the newest `count`
+// consumed records stay, often more, up to one chunk's worth. Age is wall-clock time at append,
+// tracked with a granularity of about a second, so a record may outlive `age_ms` by a second or
+// two (or more, while its chunk holds younger records), never less.
 struct retention {
   uint64_t count = 100000;
   uint64_t age_ms = 0;
@@ -105,7 +108,8 @@ public:
                    std::vector<edge_id>* consumed = nullptr);
 
   // Writer thread only: trims every edge by its retention now (apply does it for the edges it
-  // touched). Returns the number of records removed. Works in transactions of a bounded size.
+  // touched). Returns the number of records removed. Works in transactions of a bounded size
+  // (a bounded number of chunks).
   caf::expected<uint64_t> trim_all();
 
   // Flushes the OS buffers to disk (mdb_env_sync forced): bounds the loss window at `process`.
@@ -154,7 +158,7 @@ public:
                              const std::function<bool(uint64_t, std::string_view)>& fn);
 
   uint64_t head(edge_id e);      // the next sequence number to be appended
-  uint64_t tail(edge_id e);      // the first retained sequence number
+  uint64_t tail(edge_id e);      // the first retained sequence number (a chunk's first)
   uint64_t backlog(edge_id e);   // head - the slowest group's cursor (unconsumed records)
 
   // Next sequence number the group will read; nullopt before its first commit.

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -84,6 +85,86 @@ inline caf::error invalid(std::string what) {
   return make_error(errc::config_invalid, std::move(what));
 }
 
+// ---- log chunks -------------------------------------------------------------------------------
+// A value of `log/<edge>` holds a chunk of consecutive records (STORE_FORMAT.md, "log/<edge>"):
+//
+//   offset 0          u32 LE  count (>= 1)
+//   offset 4          u32 LE  flags, 0
+//   offset 8          count x u32 LE: end offset of each record in the record area
+//   zero padding to a multiple of 8
+//   the record area   record i at align8(end[i-1]) (record 0 at 0), zero-padded to a multiple of 8
+//
+// Offsets are relative to the record area, which starts at chunk_header_size(count); so when the
+// value is 8-aligned (LMDB overflow pages are), so is every record.
+
+inline constexpr size_t align8(size_t n) { return (n + 7) & ~size_t{7}; }
+inline constexpr size_t chunk_header_size(size_t count) { return align8(8 + 4 * count); }
+
+inline void put_le32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i)
+    p[i] = static_cast<char>(v >> (8 * i));
+}
+inline uint32_t get_le32(const void* data) {
+  auto p = static_cast<const unsigned char*>(data);
+  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
+
+// Writes a chunk of recs[0..n) to `out`, which has room for exactly
+// chunk_header_size(n) + the sum of align8(size) over the records. The caller keeps every end
+// offset below 2^32 (a chunk of more than one record stays far smaller).
+inline void encode_chunk(char* out, const std::string_view* recs, size_t n) {
+  put_le32(out, static_cast<uint32_t>(n));
+  put_le32(out + 4, 0);
+  size_t header = chunk_header_size(n);
+  std::memset(out + 8 + 4 * n, 0, header - (8 + 4 * n));
+  char* area = out + header;
+  size_t at = 0;
+  for (size_t i = 0; i < n; ++i) {
+    auto size = recs[i].size();
+    if (size > 0) // an empty view may have no data pointer
+      std::memcpy(area + at, recs[i].data(), size);
+    std::memset(area + at + size, 0, align8(size) - size);
+    at += size;
+    put_le32(out + 8 + 4 * i, static_cast<uint32_t>(at));
+    at = align8(at);
+  }
+}
+
+// A chunk as read from LMDB. Views point into the value: valid as long as the value is.
+class chunk_view {
+public:
+  // Whether `v` starts like a chunk: long enough for its header, count >= 1, flags 0, and the
+  // last record's end inside the value. Damaged values fail here or in record().
+  bool parse(const MDB_val& v) {
+    data_ = static_cast<const char*>(v.mv_data);
+    if (v.mv_size < 8)
+      return false;
+    count_ = get_le32(data_);
+    if (count_ == 0 || get_le32(data_ + 4) != 0 || v.mv_size < chunk_header_size(count_))
+      return false;
+    area_ = data_ + chunk_header_size(count_);
+    area_size_ = v.mv_size - chunk_header_size(count_);
+    return end_of(count_ - 1) <= area_size_;
+  }
+  uint32_t count() const { return count_; }
+  // Record i (< count), or nullopt when its offsets do not fit the value.
+  std::optional<std::string_view> record(uint32_t i) const {
+    size_t start = i == 0 ? 0 : align8(end_of(i - 1));
+    size_t end = end_of(i);
+    if (start > end || end > area_size_)
+      return std::nullopt;
+    return std::string_view{area_ + start, end - start};
+  }
+
+private:
+  size_t end_of(uint32_t i) const { return get_le32(data_ + 8 + 4 * size_t{i}); }
+
+  const char* data_ = nullptr;
+  const char* area_ = nullptr;
+  size_t area_size_ = 0;
+  uint32_t count_ = 0;
+};
+
 } // namespace detail
 
 // ---- the writer's in-memory view --------------------------------------------------------------
@@ -99,6 +180,9 @@ struct edge_rt {
   bool touched = false, appended = false, consumed = false;
   uint64_t p_head = 0, p_tail = 0, p_index_ms = 0, p_index_seq = 0;
   std::vector<uint64_t> p_pos;
+  // This transaction's outputs to the edge, in order (views into the deltas' arenas); they
+  // become chunks once all deltas are in. Reused, so steady appends do not allocate.
+  std::vector<std::string_view> p_records;
   MDB_cursor* cur = nullptr; // on `log`, open within the transaction
 };
 
@@ -134,6 +218,7 @@ struct store::impl {
       r.p_index_ms = r.index_ms;
       r.p_index_seq = r.index_seq;
       r.p_pos.assign(r.pos.begin(), r.pos.end());
+      r.p_records.clear();
       touched_edges.push_back(id);
     }
     return r;
@@ -171,8 +256,10 @@ struct store::impl {
     }
   }
   void forget_pending() {
-    for (auto id : touched_edges)
+    for (auto id : touched_edges) {
       e[id].touched = false;
+      e[id].p_records.clear();
+    }
     for (auto id : touched_stages)
       s[id].touched = false;
   }
@@ -208,6 +295,7 @@ struct store::impl {
   }
 
   caf::error apply_delta(const step_delta& d);
+  caf::error append_chunks(edge_id id);
   caf::error finish_edge(edge_id id, uint64_t now_ms, uint64_t& budget, uint64_t& removed);
   caf::error trim_edge(edge_id id, uint64_t now_ms, uint64_t& budget, uint64_t& removed);
   caf::error open_edges_cursor() {

@@ -56,22 +56,57 @@ caf::expected<size_t> store_reader::read(edge_id e, uint64_t from, size_t max,
     return err;
   if (max == 0)
     return size_t{0};
+  const auto& name = store_->layout_.edges[e].name;
   MDB_cursor* c = nullptr;
   if (int rc = mdb_cursor_open(txn_, d.e[e].log, &c); rc != 0)
-    return lmdb_error(rc, "store: read: opening log/" + store_->layout_.edges[e].name);
+    return lmdb_error(rc, "store: read: opening log/" + name);
+  // The chunk holding `from` is the last one whose key (its first seq) is <= from: the first key
+  // >= from, or the one before it. Below the first chunk (trimmed), reading starts at the first.
   uint64_t seq = from;
   MDB_val k{sizeof seq, &seq}, v;
-  size_t visited = 0;
   int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-  while (rc == 0) {
-    ++visited;
-    if (!fn(get_native64(k), to_view(v)) || visited >= max)
+  if (rc == MDB_NOTFOUND)
+    rc = mdb_cursor_get(c, &k, &v, MDB_LAST); // every chunk starts below `from`, or none is left
+  else if (rc == 0 && get_native64(k) > from) {
+    rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+    if (rc == MDB_NOTFOUND)
+      rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+  }
+  size_t visited = 0;
+  bool more = true;
+  caf::error damaged;
+  while (rc == 0 && more) {
+    uint64_t first = get_native64(k);
+    chunk_view chunk;
+    if (!chunk.parse(v)) {
+      damaged = make_error(errc::store_io, "store: read: the chunk at " + std::to_string(first) +
+                                             " of log/" + name + " is damaged");
       break;
-    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    uint64_t skip = from > first ? std::min<uint64_t>(from - first, chunk.count()) : 0;
+    for (auto i = static_cast<uint32_t>(skip); i < chunk.count(); ++i) {
+      auto bytes = chunk.record(i);
+      if (!bytes) {
+        damaged = make_error(errc::store_io, "store: read: record " + std::to_string(first + i) +
+                                               " of log/" + name + " is damaged");
+        break;
+      }
+      ++visited;
+      if (!fn(first + i, *bytes) || visited >= max) {
+        more = false;
+        break;
+      }
+    }
+    if (damaged)
+      break;
+    if (more)
+      rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
   }
   mdb_cursor_close(c);
+  if (damaged)
+    return damaged;
   if (rc != 0 && rc != MDB_NOTFOUND)
-    return lmdb_error(rc, "store: read: reading log/" + store_->layout_.edges[e].name);
+    return lmdb_error(rc, "store: read: reading log/" + name);
   return visited;
 }
 

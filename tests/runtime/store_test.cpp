@@ -3,7 +3,9 @@
 #include <catch2/catch.hpp>
 #include <lmdb.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -142,6 +144,78 @@ size_t time_index_entries(store& s, const std::string& edge_name) {
   return n;
 }
 
+// One stored chunk of an edge's log: its key (the first record's seq) and its records.
+struct raw_chunk {
+  uint64_t first;
+  std::vector<std::string> records;
+};
+
+uint32_t le32(const unsigned char* p) {
+  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
+size_t pad8(size_t n) { return (n + 7) / 8 * 8; }
+
+// The chunks of an edge's log, read straight from `log/<edge>` and decoded by
+// runtime/STORE_FORMAT.md alone; checks the header, the offsets and the zero padding on the way.
+std::vector<raw_chunk> raw_chunks(store& s, const std::string& edge_name) {
+  MDB_txn* txn = nullptr;
+  REQUIRE(mdb_txn_begin(s.env(), nullptr, MDB_RDONLY, &txn) == 0);
+  MDB_dbi dbi;
+  REQUIRE(mdb_dbi_open(txn, ("log/" + edge_name).c_str(), MDB_INTEGERKEY, &dbi) == 0);
+  MDB_cursor* c = nullptr;
+  REQUIRE(mdb_cursor_open(txn, dbi, &c) == 0);
+  std::vector<raw_chunk> out;
+  MDB_val k, v;
+  int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+  while (rc == 0) {
+    REQUIRE(k.mv_size == 8);
+    raw_chunk chunk;
+    std::memcpy(&chunk.first, k.mv_data, 8);
+    auto p = static_cast<const unsigned char*>(v.mv_data);
+    REQUIRE(v.mv_size >= 8);
+    uint32_t count = le32(p);
+    REQUIRE(count >= 1);
+    REQUIRE(le32(p + 4) == 0); // flags
+    size_t area = pad8(8 + 4 * size_t{count});
+    REQUIRE(v.mv_size >= area);
+    for (size_t i = 8 + 4 * size_t{count}; i < area; ++i)
+      REQUIRE(p[i] == 0);
+    size_t start = 0;
+    for (uint32_t i = 0; i < count; ++i) {
+      size_t end = le32(p + 8 + 4 * size_t{i});
+      REQUIRE(start <= end);
+      REQUIRE(area + pad8(end) <= v.mv_size);
+      chunk.records.emplace_back(reinterpret_cast<const char*>(p) + area + start, end - start);
+      for (size_t j = end; j < pad8(end); ++j)
+        REQUIRE(p[area + j] == 0);
+      start = pad8(end);
+    }
+    CHECK(v.mv_size == area + start); // the value ends with the last record's padding
+    out.push_back(std::move(chunk));
+    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+  }
+  CHECK(rc == MDB_NOTFOUND);
+  mdb_cursor_close(c);
+  mdb_txn_abort(txn);
+  return out;
+}
+
+// The keys of an edge's chunks (the first seq of each).
+std::vector<uint64_t> chunk_keys(store& s, const std::string& edge_name) {
+  std::vector<uint64_t> keys;
+  for (const auto& c : raw_chunks(s, edge_name))
+    keys.push_back(c.first);
+  return keys;
+}
+
+// Appends records [first, first + n) to edge e in `batches` equal commits of n / batches records.
+void append_in_commits(store& s, edge_id e, uint64_t first, uint64_t n, uint64_t batches) {
+  for (uint64_t b = 0; b < batches; ++b) {
+    auto d = outputs(e, first + b * (n / batches), n / batches);
+    REQUIRE(!s.apply({&d}));
+  }
+}
+
 } // namespace
 
 TEST_CASE("appended records read back in order with sequence numbers from 0, and heads survive "
@@ -183,7 +257,7 @@ TEST_CASE("appended records read back in order with sequence numbers from 0, and
   REQUIRE(!apply(*s, {&d}));
   auto r = s->reader();
   check_contiguous(read_all(*r, 0), 0, 35);
-  CHECK(r->meta("layout_version") == std::optional<std::string>{"1"});
+  CHECK(r->meta("layout_version") == std::optional<std::string>{"2"});
   CHECK(r->meta("workers/s2") == std::optional<std::string>{"2"});
   CHECK(s->find_edge("b") == std::optional<edge_id>{1});
   CHECK(!s->find_edge("zz"));
@@ -394,7 +468,8 @@ TEST_CASE("dead letters append in order and their count survives a reopen", "[ru
   CHECK(all[0].bytes == "dl-5");
 }
 
-TEST_CASE("trimming by count keeps the newest consumed records and never unconsumed ones",
+TEST_CASE("trimming by count removes whole chunks, keeps at least the newest consumed records "
+          "and never unconsumed ones",
           "[runtime][store]") {
   temp_dir dir;
   store_layout l;
@@ -402,10 +477,10 @@ TEST_CASE("trimming by count keeps the newest consumed records and never unconsu
   l.edges.push_back(edge("two", {"g1", "g2"}, 5));
   l.edges.push_back(edge("forever", {"g"}, 0)); // both limits off: nothing is ever trimmed
   auto s = open_store(dir.path, l);
-  auto a = outputs(0, 0, 100);
-  auto b = outputs(1, 0, 50);
-  auto c = outputs(2, 0, 50);
-  REQUIRE(!apply(*s, {&a, &b, &c}));
+  // Commits of 10 records: chunks [0, 10), [10, 20), ...
+  append_in_commits(*s, 0, 0, 100, 10);
+  append_in_commits(*s, 1, 0, 50, 5);
+  append_in_commits(*s, 2, 0, 50, 5);
   auto r = s->reader();
   CHECK(r->tail(0) == 0); // nothing consumed yet
 
@@ -413,14 +488,21 @@ TEST_CASE("trimming by count keeps the newest consumed records and never unconsu
   auto m2 = cursor_move(2, "g", 50);
   REQUIRE(!apply(*s, {&m1, &m2}));
   REQUIRE(!r->refresh());
-  CHECK(r->tail(0) == 40);
+  CHECK(r->tail(0) == 40); // 0..39 may go, and they fill chunks exactly
   check_contiguous(read_all(*r, 0), 40, 100);
   check_contiguous(read_all(*r, 0, 10), 40, 100); // nothing below the tail comes back
   CHECK(r->tail(2) == 0);
   check_contiguous(read_all(*r, 2), 0, 50);
 
-  auto m3 = cursor_move(0, "g", 100);
+  auto m3 = cursor_move(0, "g", 95);
   REQUIRE(!apply(*s, {&m3}));
+  REQUIRE(!r->refresh());
+  // 85..94 must stay, so their chunk [80, 90) stays whole: more than 10 consumed records are kept.
+  CHECK(r->tail(0) == 80);
+  check_contiguous(read_all(*r, 0), 80, 100);
+  CHECK(chunk_keys(*s, "one") == std::vector<uint64_t>{80, 90});
+  auto m4 = cursor_move(0, "g", 100);
+  REQUIRE(!apply(*s, {&m4}));
   REQUIRE(!r->refresh());
   CHECK(r->tail(0) == 90);
   CHECK(r->head(0) == 100);
@@ -431,13 +513,23 @@ TEST_CASE("trimming by count keeps the newest consumed records and never unconsu
   auto g2 = cursor_move(1, "g2", 20);
   REQUIRE(!apply(*s, {&g1, &g2}));
   REQUIRE(!r->refresh());
-  CHECK(r->tail(1) == 15);
-  check_contiguous(read_all(*r, 1), 15, 50);
+  CHECK(r->tail(1) == 10); // 0..14 may go; [10, 20) holds 15..19
+  check_contiguous(read_all(*r, 1), 10, 50);
   auto g2b = cursor_move(1, "g2", 50);
   REQUIRE(!apply(*s, {&g2b}));
   REQUIRE(!r->refresh());
-  CHECK(r->tail(1) == 45);
+  CHECK(r->tail(1) == 40);
   CHECK(r->backlog(1) == 0);
+
+  // A chunk with unconsumed records is never trimmed, however many consumed ones it holds.
+  auto big = outputs(1, 50, 100);
+  REQUIRE(!apply(*s, {&big}));
+  auto g1c = cursor_move(1, "g1", 149);
+  auto g2c = cursor_move(1, "g2", 149);
+  REQUIRE(!apply(*s, {&g1c, &g2c}));
+  REQUIRE(!r->refresh());
+  CHECK(r->tail(1) == 50);
+  check_contiguous(read_all(*r, 1), 50, 150);
 
   // Tails survive a reopen, and a trim with nothing to do removes nothing.
   r.reset();
@@ -445,30 +537,69 @@ TEST_CASE("trimming by count keeps the newest consumed records and never unconsu
   s = open_store(dir.path, l);
   r = s->reader();
   CHECK(r->tail(0) == 90);
-  CHECK(r->tail(1) == 45);
+  CHECK(r->tail(1) == 50);
   auto none = s->trim_all();
   REQUIRE(none);
   CHECK(*none == 0);
 }
 
-TEST_CASE("one transaction trims a bounded number of records and trim_all does the rest",
+TEST_CASE("after any trim, the tail is a chunk boundary, unconsumed records and the newest "
+          "consumed ones stay, and no further whole chunk could go",
+          "[runtime][store]") {
+  temp_dir dir;
+  const uint64_t keep = 37;
+  store_layout l;
+  l.edges.push_back(edge("e", {"g"}, keep));
+  auto s = open_store(dir.path, l);
+  auto r = s->reader();
+  std::vector<uint64_t> boundaries{0}; // where chunks start, as appended
+  uint64_t head = 0, consumed = 0;
+  uint64_t rnd = 12345;
+  auto next_rand = [&](uint64_t n) {
+    rnd = rnd * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (rnd >> 33) % n;
+  };
+  for (int round = 0; round < 200; ++round) {
+    auto d = outputs(0, head, 1 + next_rand(60));
+    head += d.outputs.size();
+    boundaries.push_back(head);
+    consumed = std::min(head, consumed + next_rand(70));
+    d.cursors.push_back({0, "g", consumed});
+    REQUIRE(!apply(*s, {&d}));
+    REQUIRE(!r->refresh());
+    uint64_t tail = r->tail(0);
+    INFO("round " << round << ": head " << head << ", consumed " << consumed << ", tail " << tail);
+    CHECK(std::find(boundaries.begin(), boundaries.end(), tail) != boundaries.end());
+    CHECK(tail <= consumed);                            // unconsumed records are never trimmed
+    CHECK(consumed - tail >= std::min(keep, consumed)); // at least `keep` consumed ones stay
+    // The first remaining chunk holds a record that must stay.
+    if (tail < head) {
+      auto end = *std::upper_bound(boundaries.begin(), boundaries.end(), tail);
+      CHECK(end > consumed - std::min(keep, consumed));
+    }
+    check_contiguous(read_all(*r, 0), tail, head);
+  }
+  CHECK(r->tail(0) > head / 2); // trimming did keep up
+}
+
+TEST_CASE("one transaction trims a bounded number of chunks and trim_all does the rest",
           "[runtime][store]") {
   temp_dir dir;
   store_layout l;
   l.edges.push_back(edge("big", {"g"}, 1));
   auto s = open_store(dir.path, l);
-  const uint64_t n = 70000;
-  step_delta d;
-  for (uint64_t i = 0; i < n; ++i)
-    d.add_output(0, "x");
-  REQUIRE(!apply(*s, {&d}));
+  const uint64_t n = 1100; // one-record chunks, more than the 1024 a transaction deletes
+  for (uint64_t i = 0; i < n; ++i) {
+    auto d = outputs(0, i, 1);
+    REQUIRE(!apply(*s, {&d}));
+  }
   auto m = cursor_move(0, "g", n);
   REQUIRE(!apply(*s, {&m}));
   auto r = s->reader();
-  CHECK(r->tail(0) == 65536);
+  CHECK(r->tail(0) == 1024);
   auto removed = s->trim_all();
   REQUIRE(removed);
-  CHECK(*removed == n - 1 - 65536);
+  CHECK(*removed == n - 1 - 1024); // records, here one per chunk
   REQUIRE(!r->refresh());
   CHECK(r->tail(0) == n - 1);
   auto left = read_all(*r, 0);
@@ -476,7 +607,8 @@ TEST_CASE("one transaction trims a bounded number of records and trim_all does t
   CHECK(left[0].first == n - 1);
 }
 
-TEST_CASE("trimming by age removes consumed records once older than the limit, never earlier",
+TEST_CASE("trimming by age removes chunks of consumed records once older than the limit, never "
+          "earlier",
           "[runtime][store]") {
   temp_dir dir;
   store_layout l;
@@ -511,8 +643,8 @@ TEST_CASE("trimming by age removes consumed records once older than the limit, n
   CHECK(tail() == 10);
   CHECK(time_index_entries(*s, "aged") == 1); // the entry for seq 10 is spent
   CHECK(trim_at(t0 + 11499) == 0); // records 10..19 may be as young as t0+1500
-  CHECK(trim_at(t0 + 11501) == 5); // old enough, but 15..19 are unconsumed
-  CHECK(tail() == 15);
+  CHECK(trim_at(t0 + 11501) == 0); // 10..14 are old enough, but 15..19 of their chunk are unconsumed
+  CHECK(tail() == 10);
 
   auto m2 = cursor_move(0, "g", 20);
   REQUIRE(!at(t0 + 11600, {&m2})); // apply trims the edges it touched
@@ -637,6 +769,38 @@ TEST_CASE("a changed worker count or layout version is reported as a layout mism
   }
 }
 
+TEST_CASE("a store of layout version 1 (one entry per record) is refused as a layout mismatch",
+          "[runtime][store]") {
+  temp_dir dir;
+  // What a version-1 build left: its meta and one record stored as a bare value.
+  MDB_env* env = nullptr;
+  REQUIRE(mdb_env_create(&env) == 0);
+  REQUIRE(mdb_env_set_maxdbs(env, 16) == 0);
+  REQUIRE(mdb_env_open(env, dir.path.c_str(), MDB_NOTLS, 0644) == 0);
+  MDB_txn* txn = nullptr;
+  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+  MDB_dbi meta, log;
+  REQUIRE(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta) == 0);
+  REQUIRE(mdb_dbi_open(txn, "log/a", MDB_CREATE | MDB_INTEGERKEY, &log) == 0);
+  std::string k = "layout_version", v = "1", rec0 = rec(0);
+  MDB_val kv{k.size(), k.data()}, vv{v.size(), v.data()};
+  REQUIRE(mdb_put(txn, meta, &kv, &vv, 0) == 0);
+  uint64_t seq = 0;
+  MDB_val sk{8, &seq}, rv{rec0.size(), rec0.data()};
+  REQUIRE(mdb_put(txn, log, &sk, &rv, 0) == 0);
+  REQUIRE(mdb_txn_commit(txn) == 0);
+  mdb_env_close(env);
+
+  store_options o;
+  o.dir = dir.path;
+  auto s = store::open(o, sample_layout());
+  REQUIRE(!s);
+  CHECK(code_of(s.error()) == errc::layout_mismatch);
+  auto text = describe(s.error());
+  CHECK(text.find("version 1") != std::string::npos);
+  CHECK(text.find("only version 2") != std::string::npos);
+}
+
 TEST_CASE("a bad layout or too few databases is refused as invalid config", "[runtime][store]") {
   temp_dir dir;
   store_options o;
@@ -679,4 +843,151 @@ TEST_CASE("a reader sees one consistent snapshot until it refreshes", "[runtime]
   auto d3 = outputs(0, 10, 1);
   REQUIRE(!apply(*s, {&d3}));
   CHECK(r->head(0) == 11); // a released reader renews at its next use
+}
+
+TEST_CASE("a group commit writes one chunk per edge, whatever the number of deltas",
+          "[runtime][store]") {
+  temp_dir dir;
+  auto s = open_store(dir.path, sample_layout());
+  step_delta d1 = outputs(0, 0, 3, 0);
+  d1.add_output(1, rec(0));
+  step_delta d2 = outputs(1, 1, 2, 1);
+  step_delta d3 = outputs(0, 3, 4, 1);
+  d3.add_output(1, rec(3));
+  step_delta quiet = cursor_move(0, "s2/0", 2);
+  std::vector<edge_id> appended;
+  REQUIRE(!apply(*s, {&d1, &d2, &quiet, &d3}, &appended));
+  CHECK(appended == std::vector<edge_id>{0, 1});
+  auto a = raw_chunks(*s, "a");
+  REQUIRE(a.size() == 1);
+  CHECK(a[0].first == 0);
+  CHECK(a[0].records == std::vector<std::string>{rec(0), rec(1), rec(2), rec(3), rec(4), rec(5),
+                                                 rec(6)});
+  auto b = raw_chunks(*s, "b");
+  REQUIRE(b.size() == 1);
+  CHECK(b[0].records == std::vector<std::string>{rec(0), rec(1), rec(2), rec(3)});
+
+  // The next commit starts the next chunk where the previous one ended.
+  auto d4 = outputs(0, 7, 2);
+  REQUIRE(!apply(*s, {&d4}));
+  CHECK(chunk_keys(*s, "a") == std::vector<uint64_t>{0, 7});
+  auto r = s->reader();
+  check_contiguous(read_all(*r, 0), 0, 9);
+  check_contiguous(read_all(*r, 1), 0, 4);
+}
+
+TEST_CASE("a commit's records are split into chunks at 4096 records or 1 MiB",
+          "[runtime][store]") {
+  temp_dir dir;
+  store_layout l;
+  l.edges.push_back(edge("many", {"g"}));
+  l.edges.push_back(edge("large", {"g"}));
+  auto s = open_store(dir.path, l, uint64_t{256} << 20);
+
+  auto many = outputs(0, 0, 10000);
+  REQUIRE(!apply(*s, {&many}));
+  auto chunks = raw_chunks(*s, "many");
+  REQUIRE(chunks.size() == 3);
+  CHECK(chunks[0].first == 0);
+  CHECK(chunks[0].records.size() == 4096);
+  CHECK(chunks[1].first == 4096);
+  CHECK(chunks[1].records.size() == 4096);
+  CHECK(chunks[2].first == 8192);
+  CHECK(chunks[2].records.size() == 10000 - 8192);
+
+  // Three 300,000-byte records fit 1 MiB with their header, four do not; a record bigger than
+  // the cap gets a chunk of its own.
+  step_delta d;
+  std::vector<std::string> large;
+  for (int i = 0; i < 7; ++i)
+    large.push_back(std::string(300000, static_cast<char>('a' + i)));
+  large.push_back("small-before");
+  large.push_back(std::string((size_t{3} << 19) + 3, 'B')); // 1.5 MiB + 3
+  large.push_back("small-after");
+  for (const auto& x : large)
+    d.add_output(1, x);
+  REQUIRE(!apply(*s, {&d}));
+  CHECK(chunk_keys(*s, "large") == std::vector<uint64_t>{0, 3, 6, 8, 9});
+  auto r = s->reader();
+  std::vector<std::string> back;
+  REQUIRE(r->read(1, 0, SIZE_MAX, [&](uint64_t seq, std::string_view bytes) {
+    CHECK(seq == back.size());
+    back.emplace_back(bytes);
+    return true;
+  }));
+  CHECK(back == large);
+}
+
+TEST_CASE("records of any size round-trip, and records of a multiple of 8 bytes are 8-aligned",
+          "[runtime][store]") {
+  temp_dir dir;
+  store_layout l;
+  l.edges.push_back(edge("odd", {"g"}));
+  auto s = open_store(dir.path, l);
+  std::vector<std::string> recs;
+  for (size_t size : {0, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 63, 64, 65, 4095, 4097, 0, 24})
+    recs.push_back(std::string(size, static_cast<char>('0' + recs.size() % 10)));
+  // Big enough for LMDB overflow pages, whose data is 8-aligned: aligned records are read in place.
+  for (int i = 0; i < 3; ++i)
+    recs.push_back(std::string(4000 + 8 * i, 'w'));
+  step_delta d;
+  for (const auto& x : recs)
+    d.add_output(0, x);
+  REQUIRE(!apply(*s, {&d}));
+  auto r = s->reader();
+  for (uint64_t from = 0; from <= recs.size(); ++from) {
+    std::vector<std::string> back;
+    REQUIRE(r->read(0, from, SIZE_MAX, [&](uint64_t seq, std::string_view bytes) {
+      CHECK(seq == from + back.size());
+      if (bytes.size() % 8 == 0 && !bytes.empty())
+        CHECK(reinterpret_cast<uintptr_t>(bytes.data()) % 8 == 0);
+      back.emplace_back(bytes);
+      return true;
+    }));
+    CHECK(back == std::vector<std::string>(recs.begin() + from, recs.end()));
+  }
+  auto chunks = raw_chunks(*s, "odd");
+  REQUIRE(chunks.size() == 1);
+  CHECK(chunks[0].records == recs);
+}
+
+TEST_CASE("reading from every seq of a multi-chunk edge returns exactly the records from there on",
+          "[runtime][store]") {
+  temp_dir dir;
+  store_layout l;
+  l.edges.push_back(edge("e", {"g"}, 5));
+  auto s = open_store(dir.path, l);
+  uint64_t head = 0;
+  for (uint64_t n : {1, 7, 1, 30, 2, 50, 3}) {
+    auto d = outputs(0, head, n);
+    REQUIRE(!apply(*s, {&d}));
+    head += n;
+  }
+  CHECK(chunk_keys(*s, "e") == std::vector<uint64_t>{0, 1, 8, 9, 39, 41, 91});
+  auto check_reads = [&](store_reader& r, uint64_t tail) {
+    for (uint64_t from = 0; from <= head + 2; ++from) {
+      INFO("from " << from);
+      check_contiguous(read_all(r, 0, from), std::min(std::max(from, tail), head), head);
+      // `max` stops the scan, across chunk boundaries too.
+      std::vector<uint64_t> seen;
+      auto n = r.read(0, from, 3, [&](uint64_t seq, std::string_view bytes) {
+        CHECK(bytes == rec(seq));
+        seen.push_back(seq);
+        return true;
+      });
+      REQUIRE(n);
+      uint64_t start = std::max(from, tail);
+      CHECK(*n == std::min<uint64_t>(3, head - std::min(start, head)));
+      for (size_t i = 0; i < seen.size(); ++i)
+        CHECK(seen[i] == start + i);
+    }
+  };
+  auto r = s->reader();
+  check_reads(*r, 0);
+  // Trimmed to a chunk boundary: reads below the tail start at the tail.
+  auto m = cursor_move(0, "g", 20);
+  REQUIRE(!apply(*s, {&m}));
+  REQUIRE(!r->refresh());
+  CHECK(r->tail(0) == 9);
+  check_reads(*r, 9);
 }
