@@ -141,7 +141,7 @@ edge_id step_impl::port(std::string_view name) const {
   return i->second;
 }
 
-size_t step_impl::start_output(edge_id e) {
+void step_impl::start_output(edge_id e) {
   flush_pending();
   out->open();
   out->edge = e;
@@ -151,7 +151,6 @@ size_t step_impl::start_output(edge_id e) {
     env.setKey(in.getKey());
     env.setEventTime(in.getEventTime());
   }
-  return delta->outputs.size();
 }
 
 capnp::MessageBuilder& step_impl::pending_message() {
@@ -270,7 +269,8 @@ void state_store::put_u64(std::string_view key, uint64_t value) {
 
 record_builder context::emit(std::string_view port) {
   auto e = step_->port(port);
-  return record_builder{*step_, step_->start_output(e)};
+  step_->start_output(e);
+  return record_builder{*step_};
 }
 
 void context::forward(std::string_view port, const record& r) {

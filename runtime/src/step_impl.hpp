@@ -63,7 +63,7 @@ struct step_impl {
   void abandon();
 
   // Output building.
-  size_t start_output(edge_id e);
+  void start_output(edge_id e);
   capnp::MessageBuilder& pending_message();
   schema::Envelope::Builder pending_envelope();
   void flush_pending();

@@ -73,7 +73,7 @@ private:
 // one taken from the batch). Valid until the next emit or forward, or the end of the step.
 class record_builder {
 public:
-  explicit record_builder(detail::step_impl& step, size_t index) : step_(&step), index_(index) {}
+  explicit record_builder(detail::step_impl& step) : step_(&step) {}
 
   record_builder& key(std::string_view k);
   record_builder& event_time(int64_t ms);
@@ -89,7 +89,6 @@ public:
 
 private:
   detail::step_impl* step_;
-  size_t index_;
 };
 
 // Keyed state of this stage instance. Reads see the last committed state plus this step's own
