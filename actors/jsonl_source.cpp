@@ -53,6 +53,8 @@ bool jsonl_source::read_line(std::string& out, bool at_end_is_line) {
       return true;
     out.push_back(static_cast<char>(c));
   }
+  if (std::ferror(file_))
+    throw transient_error("cannot read " + path_ + ": " + std::strerror(errno));
   if (!out.empty() && at_end_is_line)
     return true;
   // An incomplete last line: leave it for later (follow) and re-read it from its start.
@@ -97,9 +99,14 @@ produce_result jsonl_source::produce(context& ctx, size_t max_items) {
     }
     ++emitted;
   }
-  offset_ = static_cast<uint64_t>(std::ftell(file_));
-  ctx.state().put_u64("offset", offset_);
-  ctx.state().put_u64("line", line_);
+  auto pos = std::ftell(file_);
+  if (pos < 0)
+    throw transient_error("cannot tell the position in " + path_ + ": " + std::strerror(errno));
+  if (static_cast<uint64_t>(pos) != offset_) { // an idle poll commits nothing
+    offset_ = static_cast<uint64_t>(pos);
+    ctx.state().put_u64("offset", offset_);
+    ctx.state().put_u64("line", line_);
+  }
   if (at_end)
     return follow_ ? produce_result::idle(poll_ms_) : produce_result::done();
   return produce_result::more();

@@ -80,6 +80,7 @@ int run(const std::string& file, const std::string& data_dir) {
 
   std::atomic<bool> finished{false};
   caf::actor root;
+  bool stop_requested = false; // a signal came before the node was up; guarded by root_mutex
   std::mutex root_mutex;
   std::thread signal_thread{[&] {
     timespec poll{0, 100 * 1000 * 1000};
@@ -91,6 +92,7 @@ int run(const std::string& file, const std::string& data_dir) {
                         std::string{"received "} + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
                           ": finishing the steps in flight");
       std::lock_guard<std::mutex> guard{root_mutex};
+      stop_requested = true;
       if (root)
         caf::anon_send(root, troupe::stop_atom::value);
     }
@@ -98,6 +100,8 @@ int run(const std::string& file, const std::string& data_dir) {
   auto outcome = troupe::run_node(sys, app, [&](caf::actor r) {
     std::lock_guard<std::mutex> guard{root_mutex};
     root = std::move(r);
+    if (stop_requested)
+      caf::anon_send(root, troupe::stop_atom::value);
   });
   {
     std::lock_guard<std::mutex> guard{root_mutex};

@@ -31,6 +31,10 @@ void app_loader::check_ports(stage_draft& s) {
     r_.expected(*s.inputs_key, s.field + ".inputs", "at least one input edge");
   }
 
+  if (t->single_worker && s.cfg.workers != 1 && s.workers_value)
+    r_.expected(*s.workers_value, s.field + ".workers",
+                "1 (a '" + type + "' stage keeps one ordered output and runs exactly one worker)");
+
   if (t->kind == stage_kind::sink) {
     if (s.outputs_key)
       r_.at(*s.outputs_key, s.field + ".outputs",

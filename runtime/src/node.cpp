@@ -8,6 +8,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -17,11 +18,12 @@ namespace {
 
 struct stage_ref {
   stage_id id;
-  std::vector<edge_id> outputs;
+  std::vector<edge_id> inputs, outputs;
 };
 
 // Logs what the supervisors report. When the node gives a stage up, its consumers are told, so
-// they stop once they consumed what there is instead of waiting for input that cannot come.
+// they stop once they consumed what there is instead of waiting for input that cannot come, and
+// so are its producers, which stop instead of waiting on a full log nobody drains.
 caf::behavior supervision_log(caf::event_based_actor*, std::shared_ptr<const node_context> ctx,
                               std::map<std::string, stage_ref> stages) {
   return {
@@ -36,7 +38,8 @@ caf::behavior supervision_log(caf::event_based_actor*, std::shared_ptr<const nod
                 child + " failed too often and stays stopped (the node runs on): " + reason);
       if (auto i = stages.find(child); i != stages.end()) {
         ctx->failed->add(i->second.id);
-        caf::anon_send(ctx->writer, wake_atom::value, i->second.outputs);
+        caf::anon_send(ctx->writer, wake_atom::value, i->second.outputs, true);
+        caf::anon_send(ctx->writer, wake_atom::value, i->second.inputs, false);
       }
     },
     [](escalate_atom, const std::string& sup, const std::string& child, const std::string& reason) {
@@ -62,6 +65,11 @@ std::vector<worker_spec> worker_specs(const app_config& app, const store& db, si
     if (outs.insert(e).second) {
       base.outputs.push_back(e);
       base.output_caps.push_back(db.layout().edges[e].max_records);
+      std::vector<stage_id> consumers;
+      for (const auto& other : app.stages)
+        if (std::find(other.inputs.begin(), other.inputs.end(), edge) != other.inputs.end())
+          consumers.push_back(*db.find_stage(other.name));
+      base.output_consumers.push_back(std::move(consumers));
     }
   }
   std::set<std::string> producers;
@@ -89,7 +97,9 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   auto opened = store::open(opts, layout_of(app));
   if (!opened)
     return {1, "cannot open the store in " + app.data_dir + ": " + describe(opened.error())};
-  auto db = std::move(*opened);
+  // Shared with every worker: a worker that outlives the node's shutdown (one a killed stage
+  // supervisor left behind) keeps the store open until it is gone.
+  std::shared_ptr<store> db = std::move(*opened);
   log_event(log_level::info, "node",
             "app " + app.name + ": " + std::to_string(app.stages.size()) + " stages, data in " +
               app.data_dir + ", durability " +
@@ -98,12 +108,14 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   auto writer = spawn_writer(sys, *db, app.flush_interval);
   auto ctx = std::make_shared<node_context>();
   ctx->db = db.get();
+  ctx->owner = db;
   ctx->writer = writer;
   ctx->app = &app;
   std::map<std::string, stage_ref> refs;
   for (size_t i = 0; i < app.stages.size(); ++i) {
     auto specs = worker_specs(app, *db, i);
-    refs["stage " + app.stages[i].name] = {specs.front().stage, specs.front().outputs};
+    refs["stage " + app.stages[i].name] = {specs.front().stage, specs.front().inputs,
+                                           specs.front().outputs};
   }
   auto events = sys.spawn(supervision_log, std::shared_ptr<const node_context>{ctx}, refs);
 
@@ -138,16 +150,27 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   {
     caf::scoped_actor self{sys};
     self->monitor(root);
+    self->monitor(writer);
     if (on_started)
       on_started(root);
+    bool writer_down = false;
     self->receive([&](caf::down_msg& dm) {
-      if (dm.reason && dm.reason != caf::exit_reason::user_shutdown)
+      if (dm.source == writer.address()) {
+        // Without the writer no step can commit: stop every stage at once. Nothing is lost;
+        // the next run resumes from the last commit.
+        writer_down = true;
+        outcome = {1, "the store's writer failed: " + describe(dm.reason)};
+        self->send_exit(root, caf::exit_reason::kill);
+        self->receive([](caf::down_msg&) {});
+      } else if (dm.reason && dm.reason != caf::exit_reason::user_shutdown) {
         outcome = {1, describe(dm.reason)};
+      }
     });
-    // Every stage is down: let the writer commit what it holds, flush, and exit.
-    self->monitor(writer);
-    self->send(writer, shutdown_atom::value);
-    self->receive([](caf::down_msg&) {});
+    if (!writer_down) {
+      // Every stage is down: let the writer commit what it holds, flush, and exit.
+      self->send(writer, shutdown_atom::value);
+      self->receive([](caf::down_msg&) {});
+    }
     self->send_exit(events, caf::exit_reason::user_shutdown);
   }
   if (auto reader = db->reader(); !reader->refresh()) {

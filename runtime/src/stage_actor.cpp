@@ -34,6 +34,7 @@ struct worker_state {
   std::vector<uint64_t> batch_end;  // per input: where the step in hand ends
   size_t rotation = 0;              // which input a step reads first
   std::vector<detail::record_impl> records;
+  std::vector<step_delta::dead_letter> undecodable; // of the batch in hand
   std::vector<std::unique_ptr<envelope_decoder>> decoders;
 
   phase at = phase::starting;
@@ -86,6 +87,11 @@ void stop_now(self_ptr self) {
       st.code->close(ctx);
     } catch (const std::exception& e) {
       log_event(log_level::warn, st.who, std::string{"close() threw: "} + e.what());
+    } catch (const kj::Exception& e) {
+      log_event(log_level::warn, st.who,
+                std::string{"close() threw: "} + e.getDescription().cStr());
+    } catch (...) {
+      log_event(log_level::warn, st.who, "close() threw an unknown exception");
     }
     st.step.abandon(); // close() cannot commit: the last step already did
   }
@@ -129,6 +135,12 @@ void commit(self_ptr self) {
     .then([=](caf::ok_atom) { on_committed(self); },
           [=](caf::error& err) {
             auto& st = self->state;
+            if (code_of(err) == errc::stopped) {
+              // Refused as stale: a newer incarnation of this worker runs. Leave quietly.
+              log_event(log_level::warn, st.who, "a newer instance took over; this one stops");
+              self->quit();
+              return;
+            }
             if (code_of(err) != errc::store_full) {
               self->quit(err); // the supervisor restarts us from the committed state
               return;
@@ -143,6 +155,9 @@ void commit(self_ptr self) {
               return;
             }
             st.at = phase::backing_off;
+            // The delta holds copies of all it needs; a held snapshot would pin the pages that
+            // consumers free, and the map could never make room again.
+            st.reader->release();
             ++st.commit_retries;
             auto delay = grow(std::chrono::milliseconds{50}, st.commit_retries,
                               std::chrono::milliseconds{5000});
@@ -151,7 +166,12 @@ void commit(self_ptr self) {
           });
 }
 
+// Everything a consuming step commits besides what the stage code wrote: the dead letters of
+// undecodable records and the advanced cursors.
 void add_cursor_moves(worker_state& st) {
+  for (auto& d : st.undecodable)
+    st.delta->dead.push_back(d);
+  st.undecodable.clear();
   for (size_t i = 0; i < st.spec.inputs.size(); ++i)
     if (st.batch_end[i] != st.next[i])
       st.delta->cursors.push_back({st.spec.inputs[i], group_name(st.spec.config->name, st.spec.worker),
@@ -164,11 +184,21 @@ void mark_done(worker_state& st) {
   st.finishing = true;
 }
 
-bool blocked_by_backpressure(worker_state& st) {
-  for (size_t i = 0; i < st.spec.outputs.size(); ++i)
-    if (st.reader->backlog(st.spec.outputs[i]) >= st.spec.output_caps[i])
-      return true;
-  return false;
+enum class outputs { free, full, full_and_consumer_failed };
+
+// Whether an output log is at its cap (backpressure), and whether it can never drain because a
+// stage reading it was given up.
+outputs output_state(worker_state& st) {
+  auto result = outputs::free;
+  for (size_t i = 0; i < st.spec.outputs.size(); ++i) {
+    if (st.reader->backlog(st.spec.outputs[i]) < st.spec.output_caps[i])
+      continue;
+    result = outputs::full;
+    for (auto consumer : st.spec.output_consumers[i])
+      if (st.node->failed->contains(consumer))
+        return outputs::full_and_consumer_failed;
+  }
+  return result;
 }
 
 enum class upstream { running, done, failed };
@@ -192,6 +222,7 @@ upstream upstream_status(worker_state& st) {
 // Reads up to `max` records of this worker's partition; fills records and batch_end.
 caf::error read_batch(worker_state& st, size_t max) {
   st.records.clear();
+  st.undecodable.clear();
   st.batch_end = st.next;
   auto n_inputs = st.spec.inputs.size();
   auto workers = st.spec.config->workers;
@@ -213,8 +244,12 @@ caf::error read_batch(worker_state& st, size_t max) {
           st.decoders.push_back(std::make_unique<envelope_decoder>());
         auto& dec = *st.decoders[idx];
         if (auto err = dec.decode(bytes)) {
-          // A record that does not decode cannot be processed by anyone: dead-letter it.
-          st.delta->dead.push_back({detail::make_dead_letter(
+          // A record that does not decode cannot be processed by anyone: dead-letter it with
+          // whatever this step commits.
+          log_event(log_level::warn, st.who,
+                    "record " + std::to_string(seq) + " of " + st.spec.input_names[i] +
+                      " goes to the dead-letter log: " + describe(err));
+          st.undecodable.push_back({detail::make_dead_letter(
             st.spec.config->name, describe(err), 0, st.spec.input_names[i], seq, bytes)});
           st.batch_end[i] = seq + 1;
           return true;
@@ -360,7 +395,7 @@ void run_consumer_step(self_ptr self) {
   }
   bool moved = st.batch_end != st.next;
   if (st.records.empty()) {
-    if (moved || !st.delta->dead.empty()) { // only others' partitions or undecodable records
+    if (moved) { // only others' partitions or undecodable records
       add_cursor_moves(st);
       commit(self);
       return;
@@ -407,10 +442,18 @@ void run_step(self_ptr self) {
     self->quit(err);
     return;
   }
-  if (blocked_by_backpressure(st)) {
-    st.at = phase::idle; // a consumer's cursor move wakes us
-    st.reader->release();
-    return;
+  switch (output_state(st)) {
+    case outputs::free:
+      break;
+    case outputs::full:
+      st.at = phase::idle; // a consumer's cursor move wakes us
+      st.reader->release();
+      return;
+    case outputs::full_and_consumer_failed:
+      log_event(log_level::warn, st.who,
+                "stops: an output log is full and a stage reading it failed");
+      stop_now(self);
+      return;
   }
   if (st.src)
     run_source_step(self);
@@ -476,7 +519,12 @@ caf::behavior stage_worker(self_ptr self, std::shared_ptr<const node_context> no
     } catch (const std::exception& e) {
       log_event(log_level::error, self->state.who, std::string{"failed: "} + e.what());
       return make_error(errc::stage_failed, self->state.who + ": " + e.what());
+    } catch (const kj::Exception& e) {
+      std::string what = e.getDescription().cStr();
+      log_event(log_level::error, self->state.who, "failed: " + what);
+      return make_error(errc::stage_failed, self->state.who + ": " + what);
     } catch (...) {
+      log_event(log_level::error, self->state.who, "failed: unknown exception");
       return make_error(errc::stage_failed, self->state.who + ": unknown exception");
     }
   });
@@ -486,11 +534,12 @@ caf::behavior stage_worker(self_ptr self, std::shared_ptr<const node_context> no
   for (auto e : st.spec.outputs)
     self->send(writer, watch_atom::value, e, false, caf::actor{self});
   // Whatever a predecessor of this worker sent must be committed before we read our cursors.
-  self->request(writer, caf::infinite, barrier_atom::value)
+  self->request(writer, caf::infinite, barrier_atom::value, st.spec.stage, st.spec.worker)
     .then(
-      [=](caf::ok_atom) {
+      [=](uint64_t incarnation) {
         init(self);
         auto& st = self->state;
+        st.delta->incarnation = incarnation;
         if (st.finishing || st.stopping) { // done in an earlier run, or told to stop
           stop_now(self);
           return;

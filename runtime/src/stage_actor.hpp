@@ -54,6 +54,7 @@ private:
 // What every worker of a node shares. Outlives all workers.
 struct node_context {
   store* db = nullptr;
+  std::shared_ptr<store> owner; // keeps db open while any worker runs
   caf::actor writer;
   const app_config* app = nullptr;
   std::shared_ptr<failed_stages> failed = std::make_shared<failed_stages>();
@@ -68,6 +69,7 @@ struct worker_spec {
   std::map<std::string, edge_id, std::less<>> ports; // output port -> edge
   std::vector<edge_id> outputs;                       // distinct output edges
   std::vector<uint64_t> output_caps;                  // max_records of each output edge
+  std::vector<std::vector<stage_id>> output_consumers; // stages reading each output edge
   std::vector<std::pair<stage_id, uint32_t>> upstream; // producers of the inputs: (stage, workers)
 };
 

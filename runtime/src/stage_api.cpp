@@ -180,6 +180,14 @@ void step_impl::flush_pending() {
   }
   auto start = delta->arena.size();
   append_flat(*out->message, delta->arena);
+  if (delta->arena.size() - start > max_record_bytes) {
+    auto size = delta->arena.size() - start;
+    delta->arena.resize(start);
+    out->close();
+    throw std::invalid_argument("an emitted record of " + std::to_string(size) +
+                                " bytes exceeds the limit of " +
+                                std::to_string(max_record_bytes));
+  }
   delta->outputs.push_back(
     {out->edge, start, static_cast<uint32_t>(delta->arena.size() - start)});
   out->close();
@@ -243,10 +251,22 @@ std::optional<std::string> state_store::get(std::string_view key) const {
     return i->second;
   return step_->committed_state(key);
 }
+namespace {
+// LMDB keys are at most 511 bytes; the store prefixes 5 bytes (worker, space).
+constexpr size_t max_state_key = 500;
+void check_key(std::string_view key) {
+  if (key.empty() || key.size() > max_state_key)
+    throw std::invalid_argument("a state key must have 1 to " + std::to_string(max_state_key) +
+                                " bytes, not " + std::to_string(key.size()));
+}
+} // namespace
+
 void state_store::put(std::string_view key, std::string_view value) {
+  check_key(key);
   step_->overlay[std::string{key}] = std::string{value};
 }
 void state_store::erase(std::string_view key) {
+  check_key(key);
   step_->overlay[std::string{key}] = std::nullopt;
 }
 std::optional<uint64_t> state_store::get_u64(std::string_view key) const {

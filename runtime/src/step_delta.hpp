@@ -41,6 +41,7 @@ struct step_delta {
 
   stage_id stage = 0;
   uint32_t worker = 0;
+  uint64_t incarnation = 0; // the writer refuses deltas of replaced worker incarnations
   std::string arena;
   std::vector<output> outputs;
   std::vector<state_write> state;

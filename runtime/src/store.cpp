@@ -15,6 +15,11 @@
 #include "store_impl.hpp"
 
 #include <lmdb.h>
+#include <cerrno>
+#include <cstring>
+#include <unistd.h>
+#include <sys/file.h>
+#include <fcntl.h>
 
 #include <algorithm>
 #include <cassert>
@@ -28,7 +33,14 @@ using namespace detail;
 namespace {
 
 constexpr const char* layout_version = "2";   // 2: log values are chunks of records
-constexpr unsigned max_readers = 1024;        // one per actor that reads, with room to spare
+// Reader slots: one per stage worker (each holds a read transaction), with room to spare for
+// the node's own readers and tools.
+unsigned reader_slots(const store_layout& layout) {
+  uint64_t workers = 0;
+  for (const auto& s : layout.stages)
+    workers += s.workers;
+  return static_cast<unsigned>(std::max<uint64_t>(126, 2 * workers + 16));
+}
 constexpr uint64_t time_index_step_ms = 1000; // at most one time-index entry per edge per second
 // A chunk holds at most chunk_max_records records, and more than one record only while its value
 // (header included) stays within chunk_max_bytes; a bigger record gets a chunk of its own.
@@ -293,6 +305,8 @@ store::~store() {
     impl_->abort();
   if (env_)
     mdb_env_close(env_);
+  if (lock_fd_ >= 0)
+    ::close(lock_fd_); // releases the data dir
 }
 
 caf::expected<std::unique_ptr<store>> store::open(store_options options, store_layout layout) {
@@ -304,9 +318,28 @@ caf::expected<std::unique_ptr<store>> store::open(store_options options, store_l
     return make_error(errc::store_io,
                       "store: cannot create data dir '" + options.dir + "': " + ec.message());
   std::unique_ptr<store> s{new store(std::move(options), std::move(layout))};
+  if (auto err = s->lock_dir())
+    return err;
   if (auto err = s->open_env())
     return err;
   return s;
+}
+
+// One node per data dir: LMDB's own lock file lets several processes write in turn, which would
+// interleave two nodes' steps. An exclusive flock on troupe.lock, held while the store is open,
+// refuses the second one (and a second open in the same process).
+caf::error store::lock_dir() {
+  auto path = options_.dir + "/troupe.lock";
+  lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0)
+    return make_error(errc::store_io, "store: cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    auto why = errno == EWOULDBLOCK ? std::string{"another node (or tool) has it open"}
+                                    : std::string{std::strerror(errno)};
+    return make_error(errc::store_io,
+                      "store: the data dir " + options_.dir + " is in use: " + why);
+  }
+  return {};
 }
 
 caf::error store::open_env() {
@@ -350,7 +383,7 @@ caf::error store::open_env() {
     return lmdb_error(rc, "store: setting store.map_size");
   if ((rc = mdb_env_set_maxdbs(env_, options_.max_dbs)) != 0)
     return lmdb_error(rc, "store: setting store.max_dbs");
-  if ((rc = mdb_env_set_maxreaders(env_, max_readers)) != 0)
+  if ((rc = mdb_env_set_maxreaders(env_, reader_slots(layout_))) != 0)
     return lmdb_error(rc, "store: setting the reader table size");
   unsigned flags = MDB_NOTLS;
   if (options_.mode == durability::process)

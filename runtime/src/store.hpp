@@ -127,6 +127,7 @@ private:
   friend struct store_test_access; // tests drive the clock through apply_at / trim_all_at
   struct impl;
   store(store_options options, store_layout layout);
+  caf::error lock_dir();
   caf::error open_env();
   // The work of apply() and trim_all() with the wall clock (ms since the Unix epoch) given.
   caf::error apply_at(const std::vector<const step_delta*>& deltas, std::vector<edge_id>* appended,
@@ -136,6 +137,7 @@ private:
   store_options options_;
   store_layout layout_;
   MDB_env* env_ = nullptr;
+  int lock_fd_ = -1; // holds an exclusive flock on <dir>/troupe.lock while open
   std::unique_ptr<impl> impl_;
 };
 

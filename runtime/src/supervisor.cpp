@@ -135,6 +135,18 @@ void cancel_timer(supervisor_state& st) {
   ++st.timer_generation;
 }
 
+// The exit reason that reports the children given up, or none.
+caf::error given_up_error(sup_ptr self) {
+  auto& st = self->state;
+  if (st.given_up.empty())
+    return {};
+  std::string names;
+  for (auto& f : st.given_up)
+    names += (names.empty() ? "" : ", ") + st.children[f.index].spec.name;
+  return make_error(errc::stage_failed, names + " failed permanently: " +
+                                          reason_text(self, st.given_up.front().reason));
+}
+
 // In the stopping and exiting modes: quit once no child is up.
 void quit_if_all_down(sup_ptr self) {
   auto& st = self->state;
@@ -144,7 +156,7 @@ void quit_if_all_down(sup_ptr self) {
   if (st.mode == sup_mode::exiting)
     self->quit(st.exit_with);
   else
-    self->quit();
+    self->quit(given_up_error(self)); // stopped in order; still say who failed for good
 }
 
 // Asks every child to exit with `child_reason`, then quits with `quit_reason` once all are down.
@@ -188,15 +200,7 @@ void quit_if_finished(sup_ptr self) {
   for (auto& c : st.children)
     if (c.status != child_status::done && c.status != child_status::given_up)
       return;
-  if (st.given_up.empty()) {
-    self->quit();
-    return;
-  }
-  std::string names;
-  for (auto& f : st.given_up)
-    names += (names.empty() ? "" : ", ") + st.children[f.index].spec.name;
-  self->quit(make_error(errc::stage_failed, names + " failed permanently: " +
-                                                reason_text(self, st.given_up.front().reason)));
+  self->quit(given_up_error(self));
 }
 
 // Stops the running peers that the strategy restarts together with the failed child `i`.

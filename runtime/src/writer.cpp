@@ -31,6 +31,7 @@ struct mapped_range {
 struct waiting {
   step_delta_ptr delta; // null for a barrier
   caf::response_promise promise;
+  uint64_t incarnation = 0; // for a barrier: the answer
 };
 
 struct writer_state {
@@ -44,6 +45,7 @@ struct writer_state {
   std::vector<const step_delta*> batch;
   std::vector<edge_id> appended, consumed;
   mapped_range map; // the data file's map, found on first use
+  std::map<std::pair<stage_id, uint32_t>, uint64_t> incarnations; // current one per worker
   static const char* name;
 };
 const char* writer_state::name = "troupe.writer";
@@ -69,6 +71,13 @@ void wake(self_ptr self, const std::map<edge_id, std::vector<caf::actor>>& watch
   }
 }
 
+// A delta from a worker that has been replaced (a restart happened while it was still running)
+// must not commit: its successor already read the cursors. Workers are fenced by incarnation.
+bool is_stale(const writer_state& st, const step_delta& d) {
+  auto i = st.incarnations.find({d.stage, d.worker});
+  return i == st.incarnations.end() || i->second != d.incarnation;
+}
+
 void flush(self_ptr self) {
   auto& st = self->state;
   st.flush_scheduled = false;
@@ -76,29 +85,60 @@ void flush(self_ptr self) {
     return;
   auto queue = std::move(st.queue);
   st.queue.clear();
+  std::vector<caf::error> results(queue.size());
+  std::vector<size_t> applied; // queue indexes of the deltas in the transaction
   st.batch.clear();
-  std::vector<edge_id> extra_wakes;
-  for (auto& w : queue)
-    if (w.delta && !w.delta->empty())
-      st.batch.push_back(w.delta.get());
-  caf::error err;
+  for (size_t i = 0; i < queue.size(); ++i) {
+    auto& d = queue[i].delta;
+    if (!d || d->empty())
+      continue; // a barrier, or a step that wrote nothing
+    if (is_stale(st, *d)) {
+      results[i] = make_error(errc::stopped, "a step of a replaced worker was refused");
+      continue;
+    }
+    st.batch.push_back(d.get());
+    applied.push_back(i);
+  }
   st.appended.clear();
   st.consumed.clear();
-  if (!st.batch.empty())
-    err = st.db->apply(st.batch, &st.appended, &st.consumed);
-  // Read everything needed from the deltas first: once answered, their stages reuse them.
-  if (!err)
-    for (auto* d : st.batch)
-      extra_wakes.insert(extra_wakes.end(), d->wake.begin(), d->wake.end());
-  st.batch.clear();
-  for (auto& w : queue) {
-    if (err)
-      w.promise.deliver(err);
-    else
-      w.promise.deliver(caf::ok_atom::value);
+  std::vector<edge_id> extra_wakes;
+  auto note_wakes = [&](const step_delta& d) {
+    extra_wakes.insert(extra_wakes.end(), d.wake.begin(), d.wake.end());
+  };
+  if (!st.batch.empty()) {
+    auto err = st.db->apply(st.batch, &st.appended, &st.consumed);
+    if (!err) {
+      for (auto* d : st.batch)
+        note_wakes(*d);
+    } else if (code_of(err) == errc::store_full || st.batch.size() == 1) {
+      for (auto i : applied)
+        results[i] = err;
+    } else {
+      // One bad step must not fail the others: apply them one by one.
+      std::vector<edge_id> appended, consumed;
+      for (auto i : applied) {
+        std::vector<const step_delta*> one{queue[i].delta.get()};
+        appended.clear();
+        consumed.clear();
+        results[i] = st.db->apply(one, &appended, &consumed);
+        if (!results[i]) {
+          note_wakes(*queue[i].delta);
+          st.appended.insert(st.appended.end(), appended.begin(), appended.end());
+          st.consumed.insert(st.consumed.end(), consumed.begin(), consumed.end());
+        }
+      }
+    }
   }
-  if (err)
-    return;
+  // Everything needed from the deltas is read: once answered, their stages reuse them.
+  st.batch.clear();
+  for (size_t i = 0; i < queue.size(); ++i) {
+    if (!queue[i].delta)
+      queue[i].promise.deliver(queue[i].incarnation); // barriers always pass
+    else if (results[i])
+      queue[i].promise.deliver(results[i]);
+    else
+      queue[i].promise.deliver(caf::ok_atom::value);
+  }
   std::set<caf::actor> woken;
   wake(self, st.append_watchers, st.appended, woken);
   wake(self, st.append_watchers, extra_wakes, woken);
@@ -153,11 +193,14 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
       schedule_flush(self);
       return caf::delegated<caf::ok_atom>{};
     },
-    [=](barrier_atom) -> caf::result<caf::ok_atom> {
+    [=](barrier_atom, stage_id stage, uint32_t worker) -> caf::result<uint64_t> {
+      // From here on only the new incarnation's steps commit; the ones queued before the
+      // barrier (its predecessor's) commit first, with the flush that answers it.
+      auto incarnation = ++self->state.incarnations[{stage, worker}];
       auto rp = self->make_response_promise();
-      self->state.queue.push_back({nullptr, rp});
+      self->state.queue.push_back({nullptr, rp, incarnation});
       schedule_flush(self);
-      return caf::delegated<caf::ok_atom>{};
+      return caf::delegated<uint64_t>{};
     },
     [=](watch_atom, edge_id e, bool on_append, const caf::actor& a) {
       auto& m = on_append ? self->state.append_watchers : self->state.consume_watchers;
@@ -165,9 +208,11 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
       self->monitor(a);
     },
     [=](flush_atom) { flush(self); },
-    [=](wake_atom, const std::vector<edge_id>& edges) { // a producer failed: consumers re-check
+    [=](wake_atom, const std::vector<edge_id>& edges, bool consumers) {
+      // A stage failed for good: its consumers (or producers) re-check what they wait for.
       std::set<caf::actor> woken;
-      wake(self, self->state.append_watchers, edges, woken);
+      wake(self, consumers ? self->state.append_watchers : self->state.consume_watchers, edges,
+           woken);
     },
     [=](shutdown_atom) {
       flush(self); // steps sent before the shutdown still commit

@@ -26,12 +26,16 @@ namespace troupe {
 class store;
 
 using commit_atom = caf::atom_constant<caf::atom("commit")>;
-// (barrier_atom) -> ok_atom once everything sent to the writer before it is committed.
+// (barrier_atom, stage_id, worker) -> uint64_t incarnation, once everything sent to the writer
+// before it is committed. A worker sends it when it starts; its deltas then carry the
+// incarnation, and deltas of older incarnations of the same worker are refused (errc::stopped),
+// so a worker that outlived its replacement can never commit.
 using barrier_atom = caf::atom_constant<caf::atom("barrier")>;
 // (watch_atom, edge_id, bool on_append, actor): wake `actor` when the edge gets records
 // (on_append) or when a consumer's cursor on it moves (!on_append).
 using watch_atom = caf::atom_constant<caf::atom("watch")>;
-// (wake_atom, std::vector<edge_id>): wake the consumers of these edges now.
+// (wake_atom, std::vector<edge_id>, bool consumers): wake the consumers (true) or the producers
+// (false) of these edges now.
 using wake_atom = caf::atom_constant<caf::atom("wake")>;
 // (shutdown_atom): commit what is queued, flush to disk, exit. Send it after every stage is down.
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;

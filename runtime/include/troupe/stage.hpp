@@ -92,7 +92,7 @@ private:
 };
 
 // Keyed state of this stage instance. Reads see the last committed state plus this step's own
-// writes; writes commit with the step.
+// writes; writes commit with the step. Keys are 1 to 500 bytes (std::invalid_argument else).
 class state_store {
 public:
   explicit state_store(detail::step_impl& step) : step_(&step) {}
@@ -236,6 +236,8 @@ struct stage_type {
   // network) so they never stall the shared scheduler.
   bool blocking = false;
   std::function<std::unique_ptr<stage_base>(const params&)> make;
+  // Refuse `workers` > 1: for stages whose effect outside LMDB is one ordered thing (a file).
+  bool single_worker = false;
 };
 
 // The stage types a node knows. main() fills one explicitly: built-ins first, then plugins.
@@ -258,9 +260,9 @@ public:
          [](const params& p) { return std::unique_ptr<stage_base>(new T(p)); }});
   }
   template <class T>
-  void add_sink(std::string name, bool blocking = false) {
+  void add_sink(std::string name, bool blocking = false, bool single_worker = false) {
     add({std::move(name), stage_kind::sink, {}, {}, blocking,
-         [](const params& p) { return std::unique_ptr<stage_base>(new T(p)); }});
+         [](const params& p) { return std::unique_ptr<stage_base>(new T(p)); }, single_worker});
   }
 
 private:
