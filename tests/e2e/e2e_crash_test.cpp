@@ -258,6 +258,22 @@ TEST_CASE("SIGTERM stops a node cleanly and a restart completes the output exact
   }
 }
 
+TEST_CASE("SIGTERM while the node is still starting stops it in order", "[e2e]") {
+  temp_dir dir;
+  auto app = dir / "app.yaml", data = dir / "data", out = dir / "out.jsonl", log = dir / "troupe.log";
+  write_file(app, app_yaml("process", 10'000'000, out)); // far more than it can do meanwhile
+  troupe_process node{app, data, log};
+  // The node logs its first line once the store is open, before its stages start: a signal
+  // from here on must mean an orderly stop, not a lost signal or a kill.
+  bool starting = wait_until(
+    [&] { return !node.running() || read_file(log).find("data in") != std::string::npos; }, 1min);
+  INFO(tail_of(log));
+  REQUIRE(starting);
+  node.signal(SIGTERM);
+  REQUIRE(node.wait_for_exit(1min));
+  CHECK(describe_status(node.status()) == "exit 0");
+}
+
 namespace {
 
 // One order of apps/quickstart/orders.jsonl, priced as apps/quickstart/price.cpp documents it.
