@@ -144,6 +144,10 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   root_opts.policy = app.node_supervision;
   root_opts.exhausted = on_exhausted::give_up; // a failing stage never takes the node down
   root_opts.observer = events;
+  // As OTP does for supervisor children (shutdown => infinity): a stage supervisor is never
+  // killed, because a killed supervisor exits at once while its workers may still be inside a
+  // step, and a restarted stage would then run beside them. It goes down when its workers have.
+  root_opts.shutdown_timeout = std::chrono::hours(24 * 365);
   auto root = spawn_supervisor(sys, root_opts, std::move(stages));
 
   node_outcome outcome;
