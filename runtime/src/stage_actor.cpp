@@ -125,6 +125,8 @@ void on_committed(self_ptr self) {
   }
   auto delay = st.after_commit;
   st.after_commit = std::chrono::milliseconds{0};
+  if (delay.count() > 0)
+    st.at = phase::delaying; // a stop need not wait out the delay
   schedule_step(self, delay);
 }
 
@@ -258,7 +260,9 @@ caf::error read_batch(worker_state& st, size_t max) {
         r.bytes = bytes;
         r.input = &st.spec.input_names[i];
         r.position = seq;
-        r.extra_attempts = st.failures;
+        // While isolating, each record has already failed max_attempts times in its batch.
+        r.extra_attempts =
+          st.isolating ? st.spec.config->retry.max_attempts + st.failures : st.failures;
         r.decoder = &dec;
         r.step = &st.step;
         st.records.push_back(r);
