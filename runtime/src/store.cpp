@@ -371,8 +371,8 @@ caf::error store::open_env() {
   uint64_t dbs_needed = 3 + layout_.edges.size() + 2 * layout_.stages.size();
   if (dbs_needed > options_.max_dbs)
     return invalid("store: the app needs " + std::to_string(dbs_needed) +
-                   " LMDB databases; raise store.max_dbs (now " +
-                   std::to_string(options_.max_dbs) + ")");
+                   " LMDB databases (3, one per edge and two per stage); a node holds at most " +
+                   std::to_string(options_.max_dbs) + ": split the app across nodes");
 
   int rc = mdb_env_create(&env_);
   if (rc != 0) {
