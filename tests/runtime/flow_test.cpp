@@ -1,6 +1,7 @@
 // Flow control across stages: parallel workers, backpressure from a capped log, and intake
 // stopping (and resuming) when the LMDB map is full.
 #include "node_fixture.hpp"
+#include "test_stages.hpp"
 #include "wait.hpp"
 
 #include "codec.hpp"
@@ -45,9 +46,7 @@ class slow_sink : public stage {
 public:
   explicit slow_sink(const params&) {}
   void process(context&, const record&) override {
-    volatile uint64_t x = 0;
-    for (int i = 0; i < 20000; ++i)
-      x = x + static_cast<uint64_t>(i);
+    busy_work();
     auto done = ++consumed;
     auto gap = produced.load() - std::min(produced.load(), done);
     auto seen = max_gap.load();
@@ -63,12 +62,6 @@ public:
     ctx.forward("out", r);
     ctx.state().put_u64("count", ctx.state().get_u64("count").value_or(0) + 1);
   }
-};
-
-class null_sink : public stage {
-public:
-  explicit null_sink(const params&) {}
-  void process(context&, const record&) override {}
 };
 
 // Counts its steps and records.

@@ -1,5 +1,6 @@
 // Regression tests, each named after what broke (found in the first review of the runtime).
 #include "node_fixture.hpp"
+#include "test_stages.hpp"
 #include "wait.hpp"
 
 #include "codec.hpp"
@@ -18,20 +19,12 @@ using namespace troupe::test;
 
 namespace {
 
-class null_sink : public stage {
-public:
-  explicit null_sink(const params&) {}
-  void process(context&, const record&) override {}
-};
-
 // Works a while on each record, so that the source runs ahead and fills the map.
 class slow_sink : public stage {
 public:
   explicit slow_sink(const params&) {}
   void process(context&, const record&) override {
-    volatile uint64_t x = 0;
-    for (int i = 0; i < 20000; ++i)
-      x = x + static_cast<uint64_t>(i);
+    busy_work();
   }
 };
 

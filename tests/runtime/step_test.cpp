@@ -1,6 +1,7 @@
 // The step engine end to end in one process: a generator feeds a test stage whose failures the
 // test controls; afterwards the store is read back and compared with what must be there.
 #include "node_fixture.hpp"
+#include "test_stages.hpp"
 
 #include "codec.hpp"
 
@@ -39,12 +40,6 @@ public:
 private:
   uint64_t poison_;
   bool fail_first_;
-};
-
-class null_sink : public stage {
-public:
-  explicit null_sink(const params&) {}
-  void process(context&, const record&) override {}
 };
 
 // Fails in open() until `opens` reaches the `fail_opens` parameter.
