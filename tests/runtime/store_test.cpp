@@ -218,6 +218,31 @@ void append_in_commits(store& s, edge_id e, uint64_t first, uint64_t n, uint64_t
 
 } // namespace
 
+// Writes, with bare LMDB, what an older or foreign build left in `dir`: meta's layout_version
+// set to `version` and, if given, one record stored as a bare value at seq 0 of "log/a".
+static void write_raw(const std::string& dir, const std::string& version, const std::string* record) {
+  MDB_env* env = nullptr;
+  REQUIRE(mdb_env_create(&env) == 0);
+  REQUIRE(mdb_env_set_maxdbs(env, 16) == 0);
+  REQUIRE(mdb_env_open(env, dir.c_str(), MDB_NOTLS, 0644) == 0);
+  MDB_txn* txn = nullptr;
+  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+  MDB_dbi meta;
+  REQUIRE(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta) == 0);
+  std::string k = "layout_version";
+  MDB_val kv{k.size(), k.data()}, vv{version.size(), const_cast<char*>(version.data())};
+  REQUIRE(mdb_put(txn, meta, &kv, &vv, 0) == 0);
+  if (record) {
+    MDB_dbi log;
+    REQUIRE(mdb_dbi_open(txn, "log/a", MDB_CREATE | MDB_INTEGERKEY, &log) == 0);
+    uint64_t seq = 0;
+    MDB_val sk{8, &seq}, rv{record->size(), const_cast<char*>(record->data())};
+    REQUIRE(mdb_put(txn, log, &sk, &rv, 0) == 0);
+  }
+  REQUIRE(mdb_txn_commit(txn) == 0);
+  mdb_env_close(env);
+}
+
 TEST_CASE("appended records read back in order with sequence numbers from 0, and heads survive "
           "a reopen",
           "[runtime][store]") {
@@ -746,19 +771,7 @@ TEST_CASE("a changed worker count or layout version is reported as a layout mism
     open_store(dir.path, sample_layout()).reset();
   }
   SECTION("layout version") {
-    MDB_env* env = nullptr;
-    REQUIRE(mdb_env_create(&env) == 0);
-    REQUIRE(mdb_env_set_maxdbs(env, 16) == 0);
-    REQUIRE(mdb_env_open(env, dir.path.c_str(), MDB_NOTLS, 0644) == 0);
-    MDB_txn* txn = nullptr;
-    REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
-    MDB_dbi meta;
-    REQUIRE(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
-    std::string k = "layout_version", v = "99";
-    MDB_val kv{k.size(), k.data()}, vv{v.size(), v.data()};
-    REQUIRE(mdb_put(txn, meta, &kv, &vv, 0) == 0);
-    REQUIRE(mdb_txn_commit(txn) == 0);
-    mdb_env_close(env);
+    write_raw(dir.path, "99", nullptr);
 
     store_options o;
     o.dir = dir.path;
@@ -773,23 +786,8 @@ TEST_CASE("a store of layout version 1 (one entry per record) is refused as a la
           "[runtime][store]") {
   temp_dir dir;
   // What a version-1 build left: its meta and one record stored as a bare value.
-  MDB_env* env = nullptr;
-  REQUIRE(mdb_env_create(&env) == 0);
-  REQUIRE(mdb_env_set_maxdbs(env, 16) == 0);
-  REQUIRE(mdb_env_open(env, dir.path.c_str(), MDB_NOTLS, 0644) == 0);
-  MDB_txn* txn = nullptr;
-  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
-  MDB_dbi meta, log;
-  REQUIRE(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta) == 0);
-  REQUIRE(mdb_dbi_open(txn, "log/a", MDB_CREATE | MDB_INTEGERKEY, &log) == 0);
-  std::string k = "layout_version", v = "1", rec0 = rec(0);
-  MDB_val kv{k.size(), k.data()}, vv{v.size(), v.data()};
-  REQUIRE(mdb_put(txn, meta, &kv, &vv, 0) == 0);
-  uint64_t seq = 0;
-  MDB_val sk{8, &seq}, rv{rec0.size(), rec0.data()};
-  REQUIRE(mdb_put(txn, log, &sk, &rv, 0) == 0);
-  REQUIRE(mdb_txn_commit(txn) == 0);
-  mdb_env_close(env);
+  auto rec0 = rec(0);
+  write_raw(dir.path, "1", &rec0);
 
   store_options o;
   o.dir = dir.path;
