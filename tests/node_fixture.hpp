@@ -2,11 +2,11 @@
 // registry with the built-in stages plus the test's own, and a CAF actor system.
 #pragma once
 
-#include "app_config.hpp"
+#include "config/app_config.hpp"
 #include "builtin_stages.hpp"
-#include "codec.hpp"
-#include "node.hpp"
-#include "store.hpp"
+#include "codec/codec.hpp"
+#include "node/node.hpp"
+#include "store/store.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>

@@ -7,11 +7,11 @@
 //
 // Exit codes: 0 ok; 1 the run failed (a stage gave up, the store failed); 2 the config is
 // invalid; 64 bad command line.
-#include "app_config.hpp"
+#include "config/app_config.hpp"
 #include "builtin_stages.hpp"
-#include "log.hpp"
-#include "node.hpp"
-#include "supervisor.hpp"
+#include "base/log.hpp"
+#include "node/node.hpp"
+#include "supervision/supervisor.hpp"
 
 #include <caf/all.hpp>
 

@@ -3,8 +3,8 @@
 //   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DTROUPE_FUZZ=ON && cmake --build build-fuzz --target decode_fuzz
 //   build-fuzz/bin/decode_fuzz -max_total_time=60
 // Any crash, sanitizer report or hang is a bug: malformed input must become an error value.
-#include "codec.hpp"
-#include "store_impl.hpp"
+#include "codec/codec.hpp"
+#include "store/store_impl.hpp"
 
 #include <cstddef>
 #include <cstdint>

@@ -10,12 +10,12 @@
 //     what memory looks like while a consumer is down and the log grows.
 #include "phase.hpp"
 
-#include "app_config.hpp"
+#include "config/app_config.hpp"
 #include "builtin_stages.hpp"
-#include "log.hpp"
-#include "node.hpp"
-#include "store.hpp"
-#include "supervisor.hpp"
+#include "base/log.hpp"
+#include "node/node.hpp"
+#include "store/store.hpp"
+#include "supervision/supervisor.hpp"
 
 #include <caf/all.hpp>
 

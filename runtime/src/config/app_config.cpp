@@ -1,0 +1,480 @@
+// Loading an app's YAML file (the format is documented in runtime/CONFIG.md).
+//
+// load_app reads the whole file and checks all of it before giving up, so that one run reports
+// every mistake: each becomes a config_issue with the file, line, column and field path it is
+// about. Checks that would only repeat an earlier mistake are skipped (a stage of an unknown
+// type gets no port checks; stages are not built when the payload schema failed to load).
+//
+// Passes, in order: the top-level settings; plugins (so their types are known); the payload
+// schema; `edges:` overrides; each stage on its own; the graph of edges across stages; finally
+// each stage is built once through its type's `make` (constructors only read their params) so
+// that parameter errors surface at load time, as `troupe lint` needs. The passes over plugins,
+// the schema and the graph live in plugins.cpp, app_schema.cpp and app_graph_checks.cpp; the
+// helpers that read YAML nodes in yaml_reader.hpp.
+#include "config/app_config.hpp"
+
+#include "config/app_loader.hpp"
+
+#include <kj/exception.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <limits>
+#include <map>
+
+namespace fs = std::filesystem;
+
+namespace troupe {
+
+namespace detail {
+
+namespace {
+
+const std::vector<std::string> top_keys = {"app",     "data_dir", "durability",  "store",
+                                           "plugins", "schema",   "supervision", "defaults",
+                                           "edges",   "stages"};
+// The keys of a stage the runtime owns; every other key is the stage's own parameter.
+const std::vector<std::string> stage_keys = {"name",   "type",    "inputs", "input", "outputs",
+                                             "output", "workers", "batch",  "retry", "supervision"};
+constexpr uint32_t max_workers = 4096;
+
+// The three policy maps: each overlays the keys it names onto `into`, so that a stage inherits
+// from `defaults:` (and supervision from the top-level `supervision:`) key by key.
+
+void read_batch(reporter& r, const YAML::Node& n, const std::string& field, batch_config& into) {
+  if (!open_map(r, n, field))
+    return;
+  check_keys(r, n, field, {"max_items", "max_delay"});
+  if (auto v = n["max_items"]; v.IsDefined())
+    if (auto x = read_u32(r, v, field + ".max_items", 1))
+      into.max_items = *x;
+  if (auto v = n["max_delay"]; v.IsDefined())
+    if (auto x = read_duration(r, v, field + ".max_delay", false))
+      into.max_delay = *x;
+}
+
+void read_retry(reporter& r, const YAML::Node& n, const std::string& field, retry_config& into) {
+  if (!open_map(r, n, field))
+    return;
+  check_keys(r, n, field, {"max_attempts", "backoff"});
+  if (auto v = n["max_attempts"]; v.IsDefined())
+    if (auto x = read_u32(r, v, field + ".max_attempts", 1))
+      into.max_attempts = *x;
+  if (auto v = n["backoff"]; v.IsDefined())
+    if (auto x = read_duration(r, v, field + ".backoff", false))
+      into.backoff = *x;
+}
+
+void read_supervision(reporter& r, const YAML::Node& n, const std::string& field,
+                      supervision_config& into) {
+  if (!open_map(r, n, field))
+    return;
+  check_keys(r, n, field, {"strategy", "max_restarts", "within", "backoff"});
+  if (auto v = n["strategy"]; v.IsDefined())
+    if (auto x = read_enum<restart_strategy>(r, v, field + ".strategy",
+                                             {{"one_for_one", restart_strategy::one_for_one},
+                                              {"one_for_all", restart_strategy::one_for_all},
+                                              {"rest_for_one", restart_strategy::rest_for_one}}))
+      into.strategy = *x;
+  if (auto v = n["max_restarts"]; v.IsDefined())
+    if (auto x = read_u32(r, v, field + ".max_restarts", 0))
+      into.max_restarts = *x;
+  if (auto v = n["within"]; v.IsDefined())
+    if (auto x = read_duration(r, v, field + ".within", true))
+      into.within = *x;
+  const YAML::Node backoff = n["backoff"];
+  auto bfield = field + ".backoff";
+  if (!open_map(r, backoff, bfield))
+    return;
+  check_keys(r, backoff, bfield, {"min", "max", "jitter"});
+  bool ok = true;
+  if (auto v = backoff["min"]; v.IsDefined()) {
+    auto x = read_duration(r, v, bfield + ".min", false);
+    ok = ok && x;
+    if (x)
+      into.backoff_min = *x;
+  }
+  if (auto v = backoff["max"]; v.IsDefined()) {
+    auto x = read_duration(r, v, bfield + ".max", false);
+    ok = ok && x;
+    if (x)
+      into.backoff_max = *x;
+  }
+  if (auto v = backoff["jitter"]; v.IsDefined())
+    if (auto x = read_fraction(r, v, bfield + ".jitter"))
+      into.jitter = *x;
+  if (ok && into.backoff_min > into.backoff_max)
+    r.at(backoff, bfield,
+         "expected min <= max, found min " + std::to_string(into.backoff_min.count()) +
+             "ms and max " + std::to_string(into.backoff_max.count()) + "ms");
+}
+
+} // namespace
+
+load_result app_loader::run() {
+  load_result out;
+  try {
+    load();
+  } catch (const std::exception& e) { // a bug of the loader; never let it escape
+    r_.at(YAML::Mark::null_mark(), "", std::string("internal error while loading: ") + e.what());
+  }
+  out.schemas = schemas_;
+  out.issues = r_.take();
+  if (out.issues.empty())
+    out.app = std::move(app_);
+  return out;
+}
+
+void app_loader::load() {
+  YAML::Node root;
+  std::error_code ec;
+  if (!fs::is_regular_file(app_.file, ec)) {
+    r_.at(YAML::Mark::null_mark(), "",
+          "cannot read the app file: it does not exist or is not a file");
+    return;
+  }
+  try {
+    root = YAML::LoadFile(app_.file);
+  } catch (const YAML::ParserException& e) {
+    r_.at(e.mark, "", "YAML syntax error: " + e.msg);
+    return;
+  } catch (const YAML::BadFile&) {
+    r_.at(YAML::Mark::null_mark(), "", "cannot read the app file");
+    return;
+  }
+  if (!root.IsMap()) {
+    r_.expected(root, "", "a map of app settings (app, stages, ...)");
+    return;
+  }
+  app_.base_dir = absolute_path(fs::path(app_.file).parent_path());
+  check_keys(r_, root, "", top_keys);
+  read_settings(root);
+  read_plugins(root["plugins"]);
+  read_schema(root["schema"]);
+  read_edges(root["edges"]);
+  read_stages(root);
+  check_graph();
+  build_stages();
+}
+
+void app_loader::read_settings(const YAML::Node& root) {
+  if (auto v = root["app"]; !v.IsDefined())
+    r_.at(root, "app", "missing required key 'app' (the app's name)");
+  else if (auto name = read_name(r_, v, "app", "an app name"))
+    app_.name = *name;
+
+  std::string data_dir = data_dir_override_;
+  if (auto v = root["data_dir"]; v.IsDefined())
+    if (auto dir = read_string(r_, v, "data_dir", "a directory"); dir && data_dir.empty())
+      data_dir = *dir;
+  if (data_dir.empty())
+    data_dir = "troupe-data/" + app_.name;
+  app_.data_dir = absolute_path(data_dir);
+
+  if (auto v = root["durability"]; v.IsDefined())
+    if (auto d = read_enum<durability>(
+            r_, v, "durability", {{"process", durability::process}, {"sync", durability::sync}}))
+      app_.mode = *d;
+
+  if (const YAML::Node store = root["store"]; open_map(r_, store, "store")) {
+    check_keys(r_, store, "store", {"map_size", "flush_interval"});
+    if (auto v = store["map_size"]; v.IsDefined()) {
+      auto size = v.IsScalar() ? parse_size(v.Scalar()) : std::nullopt;
+      if (!size || *size == 0)
+        r_.expected(v, "store.map_size", "a size > 0 such as 4096, 512MiB or 1GiB");
+      else
+        app_.map_size = *size;
+    }
+    if (auto v = store["flush_interval"]; v.IsDefined())
+      if (auto d = read_duration(r_, v, "store.flush_interval", true))
+        app_.flush_interval = *d;
+  }
+
+  read_supervision(r_, root["supervision"], "supervision", app_.node_supervision);
+  default_supervision_ = app_.node_supervision;
+  if (const YAML::Node defaults = root["defaults"]; open_map(r_, defaults, "defaults")) {
+    check_keys(r_, defaults, "defaults", {"batch", "retry", "supervision"});
+    read_batch(r_, defaults["batch"], "defaults.batch", default_batch_);
+    read_retry(r_, defaults["retry"], "defaults.retry", default_retry_);
+    read_supervision(r_, defaults["supervision"], "defaults.supervision", default_supervision_);
+  }
+}
+
+// ---- edges
+
+void app_loader::read_edges(const YAML::Node& edges) {
+  if (!open_map(r_, edges, "edges"))
+    return;
+  check_keys(r_, edges, "edges", {});
+  for (const auto& entry : edges) {
+    YAML::Node key = entry.first;
+    if (!key.IsScalar())
+      continue;
+    auto field = "edges." + key.Scalar();
+    if (!valid_name(key.Scalar())) {
+      read_name(r_, key, field, "an edge name");
+      continue;
+    }
+    if (edge_overrides_.count(key.Scalar()))
+      continue; // reported as given twice
+    edge_override e{{}, field, key.Mark()};
+    e.spec.name = key.Scalar();
+    read_edge(entry.second, field, e.spec);
+    edge_overrides_.emplace(e.spec.name, std::move(e));
+  }
+}
+
+void app_loader::read_edge(const YAML::Node& n, const std::string& field, edge_spec& spec) {
+  if (!open_map(r_, n, field))
+    return;
+  check_keys(r_, n, field, {"max_records", "retention"});
+  if (auto v = n["max_records"]; v.IsDefined())
+    if (auto x =
+            read_uint(r_, v, field + ".max_records", 1, std::numeric_limits<uint64_t>::max()))
+      spec.max_records = *x;
+  const YAML::Node keep = n["retention"];
+  auto kfield = field + ".retention";
+  if (!open_map(r_, keep, kfield))
+    return;
+  check_keys(r_, keep, kfield, {"count", "age"});
+  if (auto v = keep["count"]; v.IsDefined())
+    if (auto x = read_uint(r_, v, kfield + ".count", 0, std::numeric_limits<uint64_t>::max()))
+      spec.keep.count = *x;
+  if (auto v = keep["age"]; v.IsDefined())
+    if (auto x = read_duration(r_, v, kfield + ".age", false))
+      spec.keep.age_ms = uint64_t(x->count());
+}
+
+// ---- stages
+
+void app_loader::read_stages(const YAML::Node& root) {
+  const YAML::Node list = root["stages"];
+  if (!list.IsDefined()) {
+    r_.at(root, "stages", "missing required key 'stages' (a non-empty list of stages)");
+    return;
+  }
+  if (!list.IsSequence() || list.size() == 0) {
+    r_.expected(list, "stages", "a non-empty list of stages");
+    return;
+  }
+  std::map<std::string, int> first_line;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const YAML::Node n = list[i];
+    auto field = index("stages", i);
+    if (!n.IsMap()) {
+      r_.expected(n, field, "a map with the stage's name, type, inputs and outputs");
+      continue;
+    }
+    stage_draft s = read_stage(n, field);
+    if (!s.cfg.name.empty()) {
+      auto [at, fresh] = first_line.emplace(s.cfg.name, s.cfg.line);
+      if (!fresh)
+        r_.at(n["name"], field + ".name",
+              "duplicate stage name '" + s.cfg.name + "' (first used at line " +
+                  std::to_string(at->second) + ")");
+    }
+    check_ports(s);
+    stages_.push_back(std::move(s));
+  }
+}
+
+stage_draft app_loader::read_stage(const YAML::Node& n, const std::string& field) {
+  stage_draft s;
+  s.field = field;
+  s.mark = n.Mark();
+  s.cfg.line = line_of(s.mark);
+  check_keys(r_, n, field, {});
+
+  if (auto v = n["name"]; !v.IsDefined())
+    r_.at(n, field + ".name", "missing required key 'name'");
+  else if (auto name = read_name(r_, v, field + ".name", "a stage name"))
+    s.cfg.name = *name;
+
+  if (auto v = n["type"]; !v.IsDefined())
+    r_.at(n, field + ".type", "missing required key 'type'");
+  else if (auto type = read_string(r_, v, field + ".type", "a stage type")) {
+    s.cfg.type = *type;
+    s.cfg.type_info = reg_.find(*type);
+    if (!s.cfg.type_info) {
+      auto known = reg_.names();
+      r_.at(v, field + ".type",
+            "unknown stage type '" + *type + "'" + suggest(*type, known) + "; known types: " +
+                (known.empty() ? "none (is a plugin missing?)" : join(known)));
+    }
+  }
+
+  read_inputs(n, s);
+  read_outputs(n, s);
+
+  if (auto v = n["workers"]; v.IsDefined()) {
+    s.workers_value = v;
+    if (auto w = read_u32(r_, v, field + ".workers", 1, max_workers))
+      s.cfg.workers = *w;
+  }
+  s.cfg.batch = default_batch_;
+  s.cfg.retry = default_retry_;
+  s.cfg.supervision = default_supervision_;
+  read_batch(r_, n["batch"], field + ".batch", s.cfg.batch);
+  read_retry(r_, n["retry"], field + ".retry", s.cfg.retry);
+  read_supervision(r_, n["supervision"], field + ".supervision", s.cfg.supervision);
+
+  for (const auto& entry : n) {
+    if (!entry.first.IsScalar())
+      continue;
+    std::string key = entry.first.Scalar();
+    if (std::find(stage_keys.begin(), stage_keys.end(), key) != stage_keys.end())
+      continue;
+    yaml_params::value v;
+    YAML::Node node = entry.second;
+    auto m = node.Mark();
+    v.line = line_of(m);
+    v.column = column_of(m);
+    if (node.IsScalar()) {
+      v.what = yaml_params::value::kind::scalar;
+      v.text = node.Scalar();
+    } else if (node.IsMap()) {
+      v.what = yaml_params::value::kind::map;
+    } else if (node.IsSequence()) {
+      v.what = yaml_params::value::kind::list;
+    }
+    s.own.emplace(key, std::move(v)); // a key given twice is reported by check_keys
+  }
+  return s;
+}
+
+void app_loader::read_inputs(const YAML::Node& n, stage_draft& s) {
+  const YAML::Node list = n["inputs"];
+  const YAML::Node one = n["input"];
+  if (list.IsDefined() && one.IsDefined())
+    r_.at(one, s.field + ".input", "give either 'input' or 'inputs', not both");
+  if (one.IsDefined()) {
+    s.inputs_key = one;
+    if (auto edge = read_name(r_, one, s.field + ".input", "an edge name"))
+      s.inputs.push_back({*edge, s.field + ".input", one.Mark()});
+    return;
+  }
+  if (!list.IsDefined())
+    return;
+  s.inputs_key = list;
+  if (!list.IsSequence()) {
+    r_.expected(list, s.field + ".inputs", "a list of edge names");
+    return;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    auto field = index(s.field + ".inputs", i);
+    auto edge = read_name(r_, list[i], field, "an edge name");
+    if (!edge)
+      continue;
+    auto twice = std::find_if(s.inputs.begin(), s.inputs.end(),
+                              [&](const edge_ref& e) { return e.edge == *edge; });
+    if (twice != s.inputs.end()) {
+      r_.at(list[i], field,
+            "stage reads edge '" + *edge + "' twice (also at " + twice->field + ")");
+      continue;
+    }
+    s.inputs.push_back({*edge, field, list[i].Mark()});
+  }
+}
+
+void app_loader::read_outputs(const YAML::Node& n, stage_draft& s) {
+  const YAML::Node map = n["outputs"];
+  const YAML::Node one = n["output"];
+  if (map.IsDefined() && one.IsDefined())
+    r_.at(one, s.field + ".output", "give either 'output' or 'outputs', not both");
+  if (one.IsDefined()) {
+    s.outputs_key = one;
+    if (auto edge = read_name(r_, one, s.field + ".output", "an edge name"))
+      s.outputs.push_back({"out", {*edge, s.field + ".output", one.Mark()}});
+    return;
+  }
+  if (!map.IsDefined())
+    return;
+  s.outputs_key = map;
+  if (!map.IsMap()) {
+    r_.expected(map, s.field + ".outputs", "a map of output port to edge name");
+    return;
+  }
+  check_keys(r_, map, s.field + ".outputs", {});
+  for (const auto& entry : map) {
+    if (!entry.first.IsScalar())
+      continue;
+    std::string port = entry.first.Scalar();
+    auto field = s.field + ".outputs." + port;
+    if (!valid_name(port)) {
+      read_name(r_, entry.first, field, "a port name");
+      continue;
+    }
+    auto twice = std::find_if(s.outputs.begin(), s.outputs.end(),
+                              [&](const auto& o) { return o.first == port; });
+    if (twice != s.outputs.end())
+      continue; // reported as given twice
+    if (auto edge = read_name(r_, entry.second, field, "an edge name"))
+      s.outputs.push_back({port, {*edge, field, entry.second.Mark()}});
+  }
+}
+
+// Gives every stage its params and builds each once, to surface parameter errors now.
+void app_loader::build_stages() {
+  bool lint = !(schema_given_ && schema_failed_); // else every schema user would fail too
+  for (auto& s : stages_) {
+    auto p = std::make_shared<yaml_params>(r_.file(), s.field, line_of(s.mark), column_of(s.mark),
+                                           app_.base_dir, s.own, schemas_, app_.payload_schema);
+    s.cfg.stage_params = p;
+    for (const auto& in : s.inputs)
+      s.cfg.inputs.push_back(in.edge);
+    for (const auto& [port, ref] : s.outputs)
+      s.cfg.outputs.emplace_back(port, ref.edge);
+    if (lint && s.cfg.type_info && s.cfg.type_info->make)
+      try_make(s, *p);
+    app_.stages.push_back(std::move(s.cfg));
+  }
+}
+
+void app_loader::try_make(const stage_draft& s, const params& p) {
+  auto fail = [&](const std::string& what) {
+    r_.at(s.mark, s.field, "stage '" + s.cfg.name + "' (type '" + s.cfg.type + "'): " + what);
+  };
+  try {
+    s.cfg.type_info->make(p);
+  } catch (const located_config_error& e) {
+    r_.add(e.issue());
+  } catch (const config_error& e) {
+    fail(e.what());
+  } catch (const kj::Exception& e) {
+    fail(std::string("constructor failed: ") + e.getDescription().cStr());
+  } catch (const std::exception& e) {
+    fail(std::string("constructor failed: ") + e.what());
+  } catch (...) {
+    fail("constructor failed with an unknown exception");
+  }
+}
+
+} // namespace detail
+
+std::string config_issue::to_string() const {
+  std::string out = file;
+  if (line > 0) {
+    out += ":" + std::to_string(line);
+    if (column > 0)
+      out += ":" + std::to_string(column);
+  }
+  out += ": ";
+  if (!field.empty())
+    out += field + ": ";
+  return out + message;
+}
+
+load_result load_app(const std::string& path, registry& reg, const std::string& data_dir_override) {
+  return detail::app_loader(path, reg, data_dir_override).run();
+}
+
+store_layout layout_of(const app_config& app) {
+  store_layout layout;
+  layout.edges = app.edges;
+  for (const auto& s : app.stages)
+    layout.stages.push_back({s.name, s.workers});
+  return layout;
+}
+
+} // namespace troupe

@@ -1,0 +1,109 @@
+// The app as its YAML file declares it, after validation. Loading never throws: every problem
+// becomes a config_issue naming file, line, column and field, and all of them are reported.
+#pragma once
+
+#include "store/store.hpp"
+
+#include <troupe/stage.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace YAML {
+class Node;
+}
+
+namespace troupe {
+
+struct config_issue {
+  std::string file;
+  int line = 0;   // 1-based; 0 when unknown
+  int column = 0; // 1-based; 0 when unknown
+  std::string field; // dotted path, e.g. "stages[2].batch.max_items"
+  std::string message;
+
+  std::string to_string() const; // "app.yaml:12:5: stages[2].batch.max_items: must be > 0"
+};
+
+enum class restart_strategy { one_for_one, one_for_all, rest_for_one };
+
+// Restart intensity and backoff, as Erlang/OTP and Akka define them.
+struct supervision_config {
+  restart_strategy strategy = restart_strategy::one_for_one;
+  uint32_t max_restarts = 10;                   // at most this many restarts ...
+  std::chrono::milliseconds within{60000};      // ... within this window, else escalate
+  std::chrono::milliseconds backoff_min{100};   // first restart delay
+  std::chrono::milliseconds backoff_max{10000}; // cap of the exponential growth
+  double jitter = 0.2;                          // each delay is scaled by 1 +- jitter
+};
+
+struct batch_config {
+  uint32_t max_items = 1024;
+  std::chrono::milliseconds max_delay{0}; // wait this long for a partial batch to fill
+};
+
+struct retry_config {
+  uint32_t max_attempts = 3;             // then the record goes to the dead-letter log
+  std::chrono::milliseconds backoff{50}; // delay before retrying a failed step (doubles)
+};
+
+struct stage_config {
+  std::string name;
+  std::string type;
+  const stage_type* type_info = nullptr; // resolved against the registry
+  std::vector<std::string> inputs;       // edge names
+  std::vector<std::pair<std::string, std::string>> outputs; // port -> edge name
+  uint32_t workers = 1;
+  batch_config batch;
+  retry_config retry;
+  supervision_config supervision;
+  std::shared_ptr<const params> stage_params; // the stage's own keys
+  int line = 0;
+};
+
+struct app_config {
+  std::string file;     // the YAML file as given
+  std::string base_dir; // its directory: relative paths resolve against it
+  std::string name;
+  std::string data_dir; // absolute after loading
+  durability mode = durability::process;
+  uint64_t map_size = uint64_t{1} << 30;
+  std::chrono::milliseconds flush_interval{1000}; // at `process`: mdb_env_sync this often
+  std::vector<std::string> plugins;               // resolved plugin paths
+  std::string schema_file;                         // resolved; empty when none
+  std::string payload_type;                        // struct name in schema_file
+  std::optional<capnp::StructSchema> payload_schema;
+  supervision_config node_supervision; // how the node restarts whole stages
+  std::vector<edge_spec> edges;        // every edge, declared or implied by a stage
+  std::vector<stage_config> stages;    // in file order (rest_for_one follows it)
+};
+
+// Owns the parsed schema files so that payload_schema stays valid.
+class schema_loader;
+
+struct load_result {
+  std::optional<app_config> app; // set when there are no issues
+  std::vector<config_issue> issues;
+  std::shared_ptr<schema_loader> schemas; // keeps parsed schemas alive
+};
+
+// Reads and validates an app file. Plugins named in the file are loaded into `reg` first (a
+// plugin that cannot be loaded is an issue). `data_dir_override` replaces the file's data_dir.
+load_result load_app(const std::string& path, registry& reg,
+                     const std::string& data_dir_override = "");
+
+// Parses "1GiB", "512MiB", "4096" (bytes) and "250ms", "2s", "5m", "1h" (durations).
+std::optional<uint64_t> parse_size(const std::string& text);
+std::optional<std::chrono::milliseconds> parse_duration(const std::string& text);
+
+// Loads a plugin shared library and calls its troupe_plugin_register; returns an error text.
+std::optional<std::string> load_plugin(const std::string& path, registry& reg);
+
+// The store layout an app needs on one node.
+store_layout layout_of(const app_config& app);
+
+} // namespace troupe

@@ -1,0 +1,103 @@
+// The loader behind load_app: one object per load that walks the YAML tree, fills an
+// app_config and reports every issue it finds (see app_config.cpp for the passes and their
+// order). Private to the runtime; its parts are defined where they are about:
+//   app_config.cpp       the settings, `edges:`, the stages, building them
+//   plugins.cpp          `plugins:`
+//   app_schema.cpp       `schema:`
+//   app_graph_checks.cpp ports and the graph of edges
+#pragma once
+
+#include "config/app_config.hpp"
+#include "config/yaml_params.hpp"
+#include "config/yaml_reader.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace capnp {
+class ParsedSchema;
+}
+
+namespace troupe::detail {
+
+struct edge_ref {
+  std::string edge;
+  std::string field; // "stages[1].inputs[0]", "stages[1].outputs.out"
+  YAML::Mark mark;
+};
+
+struct stage_draft {
+  stage_config cfg;
+  std::string field; // "stages[i]"
+  YAML::Mark mark;
+  std::map<std::string, yaml_params::value, std::less<>> own; // the stage's params
+  std::vector<edge_ref> inputs;
+  std::vector<std::pair<std::string, edge_ref>> outputs; // port -> edge
+  // As written (input or inputs, ...); optional because a default YAML::Node is a defined null.
+  std::optional<YAML::Node> inputs_key, outputs_key, workers_value;
+};
+
+struct edge_override {
+  edge_spec spec;
+  std::string field;
+  YAML::Mark mark;
+};
+
+class app_loader {
+public:
+  app_loader(const std::string& path, registry& reg, const std::string& data_dir_override)
+      : r_(path), reg_(reg), data_dir_override_(data_dir_override) {
+    app_.file = path;
+  }
+
+  load_result run();
+
+private:
+  void load();
+  void read_settings(const YAML::Node& root);
+
+  // ---- plugins
+  void read_plugins(const YAML::Node& list);
+  std::optional<std::string> resolve_plugin(const std::string& entry, std::string& error);
+
+  // ---- schema
+  void read_schema(const YAML::Node& schema);
+  bool read_import_path(const YAML::Node& list, std::vector<std::string>& dirs);
+  std::optional<capnp::StructSchema> find_struct(capnp::ParsedSchema scope, const std::string& name,
+                                                 const YAML::Node& at);
+
+  // ---- edges
+  void read_edges(const YAML::Node& edges);
+  void read_edge(const YAML::Node& n, const std::string& field, edge_spec& spec);
+
+  // ---- stages
+  void read_stages(const YAML::Node& root);
+  stage_draft read_stage(const YAML::Node& n, const std::string& field);
+  void read_inputs(const YAML::Node& n, stage_draft& s);
+  void read_outputs(const YAML::Node& n, stage_draft& s);
+  void check_ports(stage_draft& s);
+  void check_graph();
+  void build_stages();
+  void try_make(const stage_draft& s, const params& p);
+
+  reporter r_;
+  registry& reg_;
+  std::string data_dir_override_;
+  app_config app_;
+  std::shared_ptr<schema_loader> schemas_;
+  bool schema_given_ = false;
+  bool schema_failed_ = true; // until the payload struct is found
+  batch_config default_batch_;
+  retry_config default_retry_;
+  supervision_config default_supervision_;
+  std::map<std::string, edge_override> edge_overrides_;
+  std::vector<stage_draft> stages_;
+};
+
+} // namespace troupe::detail

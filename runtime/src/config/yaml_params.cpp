@@ -1,0 +1,115 @@
+// troupe::params over a copy of a stage's YAML keys (see yaml_params.hpp).
+#include "config/yaml_params.hpp"
+
+#include "config/config_values.hpp"
+
+#include <filesystem>
+
+namespace fs = std::filesystem;
+
+namespace troupe::detail {
+
+bool yaml_params::has(std::string_view key) const {
+  auto* v = find(key);
+  return v && v->what != value::kind::null;
+}
+
+std::string yaml_params::get_string(std::string_view key) const {
+  auto* v = find(key);
+  if (!v || v->what == value::kind::null)
+    throw_missing(key, "a string");
+  return scalar(key, *v, "a string");
+}
+
+std::string yaml_params::get_string(std::string_view key, std::string_view fallback) const {
+  auto* v = find(key);
+  if (!v || v->what == value::kind::null)
+    return std::string(fallback);
+  return scalar(key, *v, "a string");
+}
+
+uint64_t yaml_params::get_u64(std::string_view key, uint64_t fallback) const {
+  auto* v = find(key);
+  if (!v || v->what == value::kind::null)
+    return fallback;
+  auto parsed = parse_uint(scalar(key, *v, "a non-negative integer"));
+  if (!parsed)
+    throw_at(*v, key, "expected a non-negative integer, found " + describe(*v));
+  return *parsed;
+}
+
+double yaml_params::get_double(std::string_view key, double fallback) const {
+  auto* v = find(key);
+  if (!v || v->what == value::kind::null)
+    return fallback;
+  auto parsed = parse_double(scalar(key, *v, "a number"));
+  if (!parsed)
+    throw_at(*v, key, "expected a number, found " + describe(*v));
+  return *parsed;
+}
+
+bool yaml_params::get_bool(std::string_view key, bool fallback) const {
+  auto* v = find(key);
+  if (!v || v->what == value::kind::null)
+    return fallback;
+  auto parsed = parse_bool(scalar(key, *v, "true or false"));
+  if (!parsed)
+    throw_at(*v, key, "expected true or false, found " + describe(*v));
+  return *parsed;
+}
+
+std::string yaml_params::get_path(std::string_view key) const {
+  auto text = get_string(key);
+  if (text.empty())
+    throw_at(*find(key), key, "expected a path, found ''");
+  fs::path p(text);
+  return absolute_path(p.is_absolute() ? p : fs::path(base_dir_) / p);
+}
+
+void yaml_params::fail(std::string_view key, std::string_view message) const {
+  if (auto* v = find(key))
+    throw_at(*v, key, std::string(message));
+  throw located_config_error({file_, line_, column_, field_of(key), std::string(message)});
+}
+
+const yaml_params::value* yaml_params::find(std::string_view key) const {
+  auto i = values_.find(key);
+  return i == values_.end() ? nullptr : &i->second;
+}
+
+std::string yaml_params::field_of(std::string_view key) const {
+  return key.empty() ? field_ : field_ + "." + std::string(key);
+}
+
+std::string yaml_params::describe(const value& v) {
+  switch (v.what) {
+  case value::kind::null:
+    return "nothing";
+  case value::kind::scalar:
+    return "'" + v.text + "'";
+  case value::kind::map:
+    return "a map";
+  case value::kind::list:
+    return "a list";
+  }
+  return "?";
+}
+
+const std::string& yaml_params::scalar(std::string_view key, const value& v,
+                                       const char* expected) const {
+  if (v.what != value::kind::scalar)
+    throw_at(v, key, std::string("expected ") + expected + ", found " + describe(v));
+  return v.text;
+}
+
+void yaml_params::throw_at(const value& v, std::string_view key, std::string message) const {
+  throw located_config_error({file_, v.line, v.column, field_of(key), std::move(message)});
+}
+
+void yaml_params::throw_missing(std::string_view key, const char* expected) const {
+  throw located_config_error(
+      {file_, line_, column_, field_of(key),
+       "missing key '" + std::string(key) + "' (expected " + expected + ")"});
+}
+
+} // namespace troupe::detail

@@ -1,0 +1,195 @@
+#include "node/node.hpp"
+
+#include "base/log.hpp"
+#include "engine/stage_actor.hpp"
+#include "store/store.hpp"
+#include "supervision/supervisor.hpp"
+#include "writer/writer.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace troupe {
+
+namespace {
+
+struct stage_ref {
+  stage_id id;
+  std::vector<edge_id> inputs, outputs;
+};
+
+// Logs what the supervisors report. When the node gives a stage up, its consumers are told, so
+// they stop once they consumed what there is instead of waiting for input that cannot come, and
+// so are its producers, which stop instead of waiting on a full log nobody drains.
+caf::behavior supervision_log(caf::event_based_actor*, std::shared_ptr<const node_context> ctx,
+                              std::map<std::string, stage_ref> stages) {
+  return {
+    [](restart_atom, const std::string& sup, const std::string& child, int64_t delay_ms,
+       const std::string& reason) {
+      log_event(log_level::warn, sup,
+                "restarting " + child + " in " + std::to_string(delay_ms) + " ms after: " + reason);
+    },
+    [=](gave_up_atom, const std::string& sup, const std::string& child,
+        const std::string& reason) {
+      log_event(log_level::error, sup,
+                child + " failed too often and stays stopped (the node runs on): " + reason);
+      if (auto i = stages.find(child); i != stages.end()) {
+        ctx->failed->add(i->second.id);
+        caf::anon_send(ctx->writer, wake_atom::value, i->second.outputs, true);
+        caf::anon_send(ctx->writer, wake_atom::value, i->second.inputs, false);
+      }
+    },
+    [](escalate_atom, const std::string& sup, const std::string& child, const std::string& reason) {
+      log_event(log_level::error, sup,
+                "restart intensity exceeded by " + child + "; escalating: " + reason);
+    },
+  };
+}
+
+std::vector<worker_spec> worker_specs(const app_config& app, const store& db, size_t index) {
+  const auto& cfg = app.stages[index];
+  worker_spec base;
+  base.config = &cfg;
+  base.stage = static_cast<stage_id>(*db.find_stage(cfg.name));
+  for (const auto& in : cfg.inputs) {
+    base.inputs.push_back(*db.find_edge(in));
+    base.input_names.push_back(in);
+  }
+  std::set<edge_id> outs;
+  for (const auto& [port, edge] : cfg.outputs) {
+    auto e = *db.find_edge(edge);
+    base.ports.emplace(port, e);
+    if (outs.insert(e).second) {
+      base.outputs.push_back(e);
+      base.output_caps.push_back(db.layout().edges[e].max_records);
+      std::vector<stage_id> consumers;
+      for (const auto& other : app.stages)
+        if (std::find(other.inputs.begin(), other.inputs.end(), edge) != other.inputs.end())
+          consumers.push_back(*db.find_stage(other.name));
+      base.output_consumers.push_back(std::move(consumers));
+    }
+  }
+  std::set<std::string> producers;
+  for (const auto& in : cfg.inputs)
+    for (const auto& other : app.stages)
+      for (const auto& [port, edge] : other.outputs)
+        if (edge == in && producers.insert(other.name).second)
+          base.upstream.emplace_back(*db.find_stage(other.name), other.workers);
+  std::vector<worker_spec> specs;
+  for (uint32_t w = 0; w < cfg.workers; ++w) {
+    specs.push_back(base);
+    specs.back().worker = w;
+  }
+  return specs;
+}
+
+} // namespace
+
+node_outcome run_node(caf::actor_system& sys, const app_config& app,
+                      const std::function<void(caf::actor)>& on_started) {
+  store_options opts;
+  opts.dir = app.data_dir;
+  opts.map_size = app.map_size;
+  opts.mode = app.mode;
+  auto opened = store::open(opts, layout_of(app));
+  if (!opened)
+    return {1, "cannot open the store in " + app.data_dir + ": " + describe(opened.error())};
+  // Shared with every worker: a worker that outlives the node's shutdown (one a killed stage
+  // supervisor left behind) keeps the store open until it is gone.
+  std::shared_ptr<store> db = std::move(*opened);
+  log_event(log_level::info, "node",
+            "app " + app.name + ": " + std::to_string(app.stages.size()) + " stages, data in " +
+              app.data_dir + ", durability " +
+              (app.mode == durability::sync ? "sync" : "process"));
+
+  auto writer = spawn_writer(sys, *db, app.flush_interval);
+  auto ctx = std::make_shared<node_context>();
+  ctx->db = db.get();
+  ctx->owner = db;
+  ctx->writer = writer;
+  ctx->app = &app;
+  std::map<std::string, stage_ref> refs;
+  for (size_t i = 0; i < app.stages.size(); ++i) {
+    auto specs = worker_specs(app, *db, i);
+    refs["stage " + app.stages[i].name] = {specs.front().stage, specs.front().inputs,
+                                           specs.front().outputs};
+  }
+  auto events = sys.spawn(supervision_log, std::shared_ptr<const node_context>{ctx}, refs);
+
+  std::vector<child_spec> stages;
+  for (size_t i = 0; i < app.stages.size(); ++i) {
+    const auto& cfg = app.stages[i];
+    auto specs = worker_specs(app, *db, i);
+    stages.push_back({"stage " + cfg.name, [ctx, specs, &cfg, events](caf::event_based_actor* self) {
+                        std::vector<child_spec> workers;
+                        for (const auto& spec : specs)
+                          workers.push_back(
+                            {cfg.name + "/" + std::to_string(spec.worker),
+                             [ctx, spec](caf::event_based_actor* sup) {
+                               return spawn_stage_worker(sup, ctx, spec);
+                             }});
+                        supervisor_options so;
+                        so.name = "stage " + cfg.name;
+                        so.policy = cfg.supervision;
+                        so.exhausted = on_exhausted::escalate;
+                        so.observer = events;
+                        return spawn_supervisor(self, so, std::move(workers));
+                      }});
+  }
+  supervisor_options root_opts;
+  root_opts.name = "node";
+  root_opts.policy = app.node_supervision;
+  root_opts.exhausted = on_exhausted::give_up; // a failing stage never takes the node down
+  root_opts.observer = events;
+  // As OTP does for supervisor children (shutdown => infinity): a stage supervisor is never
+  // killed, because a killed supervisor exits at once while its workers may still be inside a
+  // step, and a restarted stage would then run beside them. It goes down when its workers have.
+  root_opts.shutdown_timeout = std::chrono::hours(24 * 365);
+  auto root = spawn_supervisor(sys, root_opts, std::move(stages));
+
+  node_outcome outcome;
+  {
+    caf::scoped_actor self{sys};
+    self->monitor(root);
+    self->monitor(writer);
+    if (on_started)
+      on_started(root);
+    bool writer_down = false;
+    self->receive([&](caf::down_msg& dm) {
+      if (dm.source == writer.address()) {
+        // Without the writer no step can commit: stop every stage at once. Nothing is lost;
+        // the next run resumes from the last commit.
+        writer_down = true;
+        outcome = {1, "the store's writer failed: " + describe(dm.reason)};
+        self->send_exit(root, caf::exit_reason::kill);
+        self->receive([](caf::down_msg&) {});
+      } else if (dm.reason && dm.reason != caf::exit_reason::user_shutdown) {
+        outcome = {1, describe(dm.reason)};
+      }
+    });
+    if (!writer_down) {
+      // Every stage is down: let the writer commit what it holds, flush, and exit.
+      self->send(writer, shutdown_atom::value);
+      self->receive([](caf::down_msg&) {});
+    }
+    self->send_exit(events, caf::exit_reason::user_shutdown);
+  }
+  if (auto reader = db->reader(); !reader->refresh()) {
+    for (const auto& cfg : app.stages)
+      if (auto n = reader->dead_letter_count(*db->find_stage(cfg.name)); n > 0)
+        log_event(log_level::warn, "node",
+                  "stage " + cfg.name + " holds " + std::to_string(n) +
+                    (n == 1 ? " dead letter" : " dead letters"));
+  }
+  db.reset();
+  if (outcome.exit_code == 0)
+    log_event(log_level::info, "node", "app " + app.name + " stopped; everything is committed");
+  else
+    log_event(log_level::error, "node", "app " + app.name + " failed: " + outcome.message);
+  return outcome;
+}
+
+} // namespace troupe

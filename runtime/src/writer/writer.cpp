@@ -1,0 +1,243 @@
+#include "writer/writer.hpp"
+
+#include "base/log.hpp"
+#include "store/store.hpp"
+
+#include <caf/all.hpp>
+
+#include <sys/mman.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace troupe {
+
+namespace {
+
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+
+// Where LMDB mapped the data file into this process.
+struct mapped_range {
+  void* start = nullptr;
+  size_t size = 0;
+};
+
+struct waiting {
+  step_delta_ptr delta; // null for a barrier
+  caf::response_promise promise;
+  uint64_t incarnation = 0; // for a barrier: the answer
+};
+
+struct writer_state {
+  store* db = nullptr;
+  std::chrono::milliseconds interval{1000};
+  std::vector<waiting> queue;
+  bool flush_scheduled = false;
+  std::map<edge_id, std::vector<caf::actor>> append_watchers;
+  std::map<edge_id, std::vector<caf::actor>> consume_watchers;
+  // Reused across flushes.
+  std::vector<const step_delta*> batch;
+  std::vector<edge_id> appended, consumed;
+  mapped_range map; // the data file's map, found on first use
+  std::map<std::pair<stage_id, uint32_t>, uint64_t> incarnations; // current one per worker
+  static const char* name;
+};
+const char* writer_state::name = "troupe.writer";
+
+using self_ptr = caf::stateful_actor<writer_state>*;
+
+void schedule_flush(self_ptr self) {
+  if (!self->state.flush_scheduled) {
+    self->state.flush_scheduled = true;
+    self->send(self, flush_atom::value);
+  }
+}
+
+void wake(self_ptr self, const std::map<edge_id, std::vector<caf::actor>>& watchers,
+          const std::vector<edge_id>& edges, std::set<caf::actor>& woken) {
+  for (auto e : edges) {
+    auto i = watchers.find(e);
+    if (i == watchers.end())
+      continue;
+    for (const auto& a : i->second)
+      if (woken.insert(a).second)
+        self->send(a, wake_atom::value);
+  }
+}
+
+// A delta from a worker that has been replaced (a restart happened while it was still running)
+// must not commit: its successor already read the cursors. Workers are fenced by incarnation.
+bool is_stale(const writer_state& st, const step_delta& d) {
+  auto i = st.incarnations.find({d.stage, d.worker});
+  return i == st.incarnations.end() || i->second != d.incarnation;
+}
+
+void flush(self_ptr self) {
+  auto& st = self->state;
+  st.flush_scheduled = false;
+  if (st.queue.empty())
+    return;
+  auto queue = std::move(st.queue);
+  st.queue.clear();
+  std::vector<caf::error> results(queue.size());
+  std::vector<size_t> applied; // queue indexes of the deltas in the transaction
+  st.batch.clear();
+  for (size_t i = 0; i < queue.size(); ++i) {
+    auto& d = queue[i].delta;
+    if (!d || d->empty())
+      continue; // a barrier, or a step that wrote nothing
+    if (is_stale(st, *d)) {
+      results[i] = make_error(errc::stopped, "a step of a replaced worker was refused");
+      continue;
+    }
+    st.batch.push_back(d.get());
+    applied.push_back(i);
+  }
+  st.appended.clear();
+  st.consumed.clear();
+  std::vector<edge_id> extra_wakes;
+  auto note_wakes = [&](const step_delta& d) {
+    extra_wakes.insert(extra_wakes.end(), d.wake.begin(), d.wake.end());
+  };
+  if (!st.batch.empty()) {
+    auto err = st.db->apply(st.batch, &st.appended, &st.consumed);
+    if (!err) {
+      for (auto* d : st.batch)
+        note_wakes(*d);
+    } else if (code_of(err) == errc::store_full || st.batch.size() == 1) {
+      for (auto i : applied)
+        results[i] = err;
+    } else {
+      // One bad step must not fail the others: apply them one by one.
+      std::vector<edge_id> appended, consumed;
+      for (auto i : applied) {
+        std::vector<const step_delta*> one{queue[i].delta.get()};
+        appended.clear();
+        consumed.clear();
+        results[i] = st.db->apply(one, &appended, &consumed);
+        if (!results[i]) {
+          note_wakes(*queue[i].delta);
+          st.appended.insert(st.appended.end(), appended.begin(), appended.end());
+          st.consumed.insert(st.consumed.end(), consumed.begin(), consumed.end());
+        }
+      }
+    }
+  }
+  // Everything needed from the deltas is read: once answered, their stages reuse them.
+  st.batch.clear();
+  for (size_t i = 0; i < queue.size(); ++i) {
+    if (!queue[i].delta)
+      queue[i].promise.deliver(queue[i].incarnation); // barriers always pass
+    else if (results[i])
+      queue[i].promise.deliver(results[i]);
+    else
+      queue[i].promise.deliver(caf::ok_atom::value);
+  }
+  std::set<caf::actor> woken;
+  wake(self, st.append_watchers, st.appended, woken);
+  wake(self, st.append_watchers, extra_wakes, woken);
+  woken.clear();
+  wake(self, st.consume_watchers, st.consumed, woken);
+}
+
+// Pages of the data file that readers touched stay mapped into the process, and count as its
+// resident memory, until the kernel needs them back; with a large backlog that is most of the
+// file. The map is read-only (writes go through pwrite), so dropping the mappings loses nothing:
+// the next read faults the page back in from the page cache. LMDB does not tell where its map
+// is (mdb_env_info reports it only with MDB_FIXEDMAP), so find it in /proc/self/maps.
+mapped_range find_map(const std::string& data_file) {
+  std::ifstream maps{"/proc/self/maps"};
+  std::string line;
+  while (std::getline(maps, line)) {
+    auto slash = line.find('/');
+    if (slash == std::string::npos || line.compare(slash, std::string::npos, data_file) != 0)
+      continue;
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && hi > lo)
+      return {reinterpret_cast<void*>(lo), static_cast<size_t>(hi - lo)};
+  }
+  return {};
+}
+
+void drop_mapped_pages(writer_state& st) {
+  if (!st.map.start)
+    st.map = find_map(std::filesystem::absolute(st.db->options().dir + "/data.mdb").lexically_normal().string());
+  if (st.map.start)
+    ::madvise(st.map.start, st.map.size, MADV_DONTNEED);
+}
+
+caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interval) {
+  self->state.db = db;
+  self->state.interval = interval;
+  self->delayed_send(self, interval, tick_atom::value);
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto drop = [&](std::map<edge_id, std::vector<caf::actor>>& m) {
+      for (auto& [e, actors] : m)
+        actors.erase(std::remove_if(actors.begin(), actors.end(),
+                                    [&](const caf::actor& a) { return a.address() == dm.source; }),
+                     actors.end());
+    };
+    drop(self->state.append_watchers);
+    drop(self->state.consume_watchers);
+  });
+  return {
+    [=](commit_atom, const step_delta_ptr& delta) -> caf::result<caf::ok_atom> {
+      auto rp = self->make_response_promise();
+      self->state.queue.push_back({delta, rp});
+      schedule_flush(self);
+      return caf::delegated<caf::ok_atom>{};
+    },
+    [=](barrier_atom, stage_id stage, uint32_t worker) -> caf::result<uint64_t> {
+      // From here on only the new incarnation's steps commit; the ones queued before the
+      // barrier (its predecessor's) commit first, with the flush that answers it.
+      auto incarnation = ++self->state.incarnations[{stage, worker}];
+      auto rp = self->make_response_promise();
+      self->state.queue.push_back({nullptr, rp, incarnation});
+      schedule_flush(self);
+      return caf::delegated<uint64_t>{};
+    },
+    [=](watch_atom, edge_id e, bool on_append, const caf::actor& a) {
+      auto& m = on_append ? self->state.append_watchers : self->state.consume_watchers;
+      m[e].push_back(a);
+      self->monitor(a);
+    },
+    [=](flush_atom) { flush(self); },
+    [=](wake_atom, const std::vector<edge_id>& edges, bool consumers) {
+      // A stage failed for good: its consumers (or producers) re-check what they wait for.
+      std::set<caf::actor> woken;
+      wake(self, consumers ? self->state.append_watchers : self->state.consume_watchers, edges,
+           woken);
+    },
+    [=](shutdown_atom) {
+      flush(self); // steps sent before the shutdown still commit
+      if (auto err = self->state.db->sync())
+        log_event(log_level::error, "writer", "final flush to disk failed: " + describe(err));
+      self->quit();
+    },
+    [=](tick_atom) {
+      auto& db = *self->state.db;
+      if (db.options().mode == durability::process)
+        if (auto err = db.sync())
+          log_event(log_level::error, "writer", "flushing to disk failed: " + describe(err));
+      if (auto trimmed = db.trim_all(); !trimmed)
+        log_event(log_level::error, "writer", "trimming failed: " + describe(trimmed.error()));
+      drop_mapped_pages(self->state);
+      self->delayed_send(self, self->state.interval, tick_atom::value);
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_writer(caf::actor_system& sys, store& db,
+                        std::chrono::milliseconds flush_interval) {
+  return sys.spawn<caf::detached>(writer, &db, flush_interval);
+}
+
+} // namespace troupe

@@ -1,0 +1,48 @@
+// The node's writer: the only thread that writes to the store. A detached actor, so LMDB commits
+// and fsyncs never block CAF's scheduler threads.
+//
+// Group commit: steps arrive as (commit_atom, step_delta_ptr) requests and are queued; a flush
+// message the writer sends itself runs after every request already in its mailbox, so one LMDB
+// transaction carries all steps that arrived meanwhile. Each request is answered after its
+// transaction commits: with ok_atom, or with the error (nothing of the step was applied).
+//
+// After each commit the writer sends wake_atom to the actors watching the edges that got records
+// (consumers) or whose cursors moved (producers waiting on backpressure).
+//
+// At `process` durability it forces the OS buffers to disk every flush_interval; every interval
+// it also trims all edges by retention (so age limits apply to idle edges too).
+#pragma once
+
+#include "store/step_delta.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/atom.hpp>
+#include <caf/fwd.hpp>
+
+#include <chrono>
+
+namespace troupe {
+
+class store;
+
+using commit_atom = caf::atom_constant<caf::atom("commit")>;
+// (barrier_atom, stage_id, worker) -> uint64_t incarnation, once everything sent to the writer
+// before it is committed. A worker sends it when it starts; its deltas then carry the
+// incarnation, and deltas of older incarnations of the same worker are refused (errc::stopped),
+// so a worker that outlived its replacement can never commit.
+using barrier_atom = caf::atom_constant<caf::atom("barrier")>;
+// (watch_atom, edge_id, bool on_append, actor): wake `actor` when the edge gets records
+// (on_append) or when a consumer's cursor on it moves (!on_append).
+using watch_atom = caf::atom_constant<caf::atom("watch")>;
+// (wake_atom, std::vector<edge_id>, bool consumers): wake the consumers (true) or the producers
+// (false) of these edges now.
+using wake_atom = caf::atom_constant<caf::atom("wake")>;
+// (shutdown_atom): commit what is queued, flush to disk, exit. Send it after every stage is down.
+using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
+
+// `db` must outlive the writer. The writer closes nothing; the node owns the store.
+caf::actor spawn_writer(caf::actor_system& sys, store& db, std::chrono::milliseconds flush_interval);
+
+} // namespace troupe
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::step_delta_ptr)

@@ -1,0 +1,261 @@
+// Regression tests, each named after what broke (found in the first review of the runtime).
+#include "node_fixture.hpp"
+#include "test_stages.hpp"
+#include "wait.hpp"
+
+#include "codec/codec.hpp"
+#include "supervision/supervisor.hpp"
+#include "writer/writer.hpp"
+
+#include <caf/all.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+using namespace troupe;
+using namespace troupe::test;
+
+namespace {
+
+// Works a while on each record, so that the source runs ahead and fills the map.
+class slow_sink : public stage {
+public:
+  explicit slow_sink(const params&) {}
+  void process(context&, const record&) override {
+    busy_work();
+  }
+};
+
+class never_opens : public stage {
+public:
+  explicit never_opens(const params&) {}
+  void open(context&) override { throw std::runtime_error("cannot open, ever"); }
+  void process(context&, const record&) override {}
+};
+
+// Puts a state key longer than LMDB allows for the record with index `long_key_at`.
+class long_key_stage : public stage {
+public:
+  explicit long_key_stage(const params& p) : at_(p.get_u64("long_key_at", 0)) {}
+  void process(context& ctx, const record& r) override {
+    auto index = r.payload<schema::Generated>().getIndex();
+    ctx.state().put(index == at_ ? std::string(600, 'k') : std::string{"k"}, "v");
+    ctx.forward("out", r);
+  }
+
+private:
+  uint64_t at_;
+};
+
+class poison_stage : public stage {
+public:
+  explicit poison_stage(const params& p) : poison_(p.get_u64("poison", 0)) {}
+  void process(context& ctx, const record& r) override {
+    if (r.payload<schema::Generated>().getIndex() == poison_)
+      throw std::runtime_error("poison");
+    ctx.forward("out", r);
+  }
+
+private:
+  uint64_t poison_;
+};
+
+void register_stages(registry& reg) {
+  reg.add_sink<null_sink>("test.null");
+  reg.add_sink<slow_sink>("test.slow");
+  reg.add_sink<never_opens>("test.never_opens");
+  reg.add_operator<long_key_stage>("test.long_key");
+  reg.add_operator<poison_stage>("test.poison");
+}
+
+// Runs a node on a thread of its own, so the test can wait for it with a deadline. A node still
+// running when the test gives up is stopped in order, so a failure cannot hang the suite.
+struct run_in_thread {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::atomic<bool> done{false};
+  std::mutex root_mutex;
+  caf::actor root;
+  node_outcome outcome;
+  std::thread thread;
+
+  explicit run_in_thread(const app_config& app) {
+    cfg.set("scheduler.max-threads", 2);
+    sys = std::make_unique<caf::actor_system>(cfg);
+    thread = std::thread{[this, &app] {
+      outcome = run_node(*sys, app, [this](caf::actor r) {
+        std::lock_guard<std::mutex> guard{root_mutex};
+        root = std::move(r);
+      });
+      done = true;
+    }};
+  }
+  ~run_in_thread() {
+    if (!done) {
+      std::lock_guard<std::mutex> guard{root_mutex};
+      if (root)
+        caf::anon_send(root, stop_atom::value);
+    }
+    thread.join();
+  }
+};
+
+} // namespace
+
+TEST_CASE("a step of a replaced worker is refused by the writer", "[runtime][regression]") {
+  temp_dir dir;
+  store_layout layout;
+  layout.edges.push_back({"e", 1000, {}, {"s/0"}});
+  layout.stages.push_back({"s", 1});
+  store_options opts;
+  opts.dir = dir / "data";
+  auto db = store::open(opts, layout);
+  REQUIRE(db);
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  auto writer = spawn_writer(sys, **db, std::chrono::milliseconds{1000});
+  caf::scoped_actor self{sys};
+  auto barrier = [&] {
+    uint64_t incarnation = 0;
+    self->request(writer, std::chrono::seconds(10), barrier_atom::value, stage_id{0}, uint32_t{0})
+      .receive([&](uint64_t i) { incarnation = i; }, [&](caf::error& e) { FAIL(describe(e)); });
+    return incarnation;
+  };
+  auto commit = [&](uint64_t incarnation) {
+    auto d = std::make_shared<step_delta>();
+    d->incarnation = incarnation;
+    d->add_output(0, std::string(16, 'x'));
+    caf::error result;
+    self->request(writer, std::chrono::seconds(10), commit_atom::value, d)
+      .receive([](caf::ok_atom) {}, [&](caf::error& e) { result = e; });
+    return result;
+  };
+  auto first = barrier();
+  CHECK_FALSE(commit(first));
+  auto second = barrier(); // a restarted worker
+  CHECK(second != first);
+  CHECK(code_of(commit(first)) == errc::stopped); // the old one can no longer commit
+  CHECK_FALSE(commit(second));
+  self->send(writer, shutdown_atom::value);
+  self->wait_for(writer);
+  CHECK((*db)->committed_head(0) == 2);
+}
+
+TEST_CASE("two nodes cannot share a data dir", "[runtime][regression]") {
+  temp_dir dir;
+  store_layout layout;
+  layout.stages.push_back({"s", 1});
+  store_options opts;
+  opts.dir = dir / "data";
+  auto first = store::open(opts, layout);
+  REQUIRE(first);
+  auto second = store::open(opts, layout);
+  REQUIRE_FALSE(second);
+  CHECK(describe(second.error()).find("in use") != std::string::npos);
+  first->reset();
+  CHECK(store::open(opts, layout)); // free again once the first closed
+}
+
+TEST_CASE("intake resumes in the same run once consumers free space in a full map",
+          "[runtime][regression]") {
+  temp_dir dir;
+  // 4 MiB cannot hold 6,000 records of 2 KB at once, but it can hold the few that are not yet
+  // consumed: the run must finish, with trimming making room as the sink consumes.
+  auto loaded = load_yaml(dir,
+                          "app: refill\n"
+                          "store: {map_size: 4MiB}\n"
+                          "defaults: {batch: {max_items: 64}}\n"
+                          "edges: {raw: {retention: {count: 1}}}\n"
+                          "stages:\n"
+                          "  - {name: gen, type: generator, count: 6000, payload_size: 2000, output: raw}\n"
+                          "  - {name: sink, type: test.slow, input: raw}\n",
+                          register_stages);
+  run_in_thread node{loaded->app()};
+  REQUIRE(wait_until([&] { return node.done.load(); }, std::chrono::seconds(120)));
+  CHECK(node.outcome.exit_code == 0);
+}
+
+TEST_CASE("a producer behind a full log whose consumer failed for good does not hang the node",
+          "[runtime][regression]") {
+  temp_dir dir;
+  auto loaded = load_yaml(dir,
+                          "app: stuck\n"
+                          "supervision: {max_restarts: 1, within: 60s, backoff: {min: 1ms, max: 2ms}}\n"
+                          "edges: {raw: {max_records: 50}}\n"
+                          "stages:\n"
+                          "  - {name: gen, type: generator, count: 5000, output: raw}\n"
+                          "  - {name: sink, type: test.never_opens, input: raw}\n",
+                          register_stages);
+  run_in_thread node{loaded->app()};
+  REQUIRE(wait_until([&] { return node.done.load(); }, std::chrono::seconds(60)));
+  CHECK(node.outcome.exit_code == 1);
+  CHECK(node.outcome.message.find("sink") != std::string::npos);
+}
+
+TEST_CASE("a state key LMDB cannot store dead-letters its record instead of failing the stage",
+          "[runtime][regression]") {
+  temp_dir dir;
+  auto loaded = load_yaml(dir,
+                          "app: longkey\n"
+                          "defaults: {retry: {max_attempts: 2, backoff: 1ms}, batch: {max_items: 16}}\n"
+                          "stages:\n"
+                          "  - {name: gen, type: generator, count: 100, payload_size: 8, output: raw}\n"
+                          "  - {name: keyer, type: test.long_key, long_key_at: 42, input: raw, output: out}\n"
+                          "  - {name: sink, type: test.null, input: out}\n",
+                          register_stages);
+  REQUIRE(run_app(loaded->app()).exit_code == 0);
+  auto db = open_store(loaded->app());
+  auto got = indexes_in(*db, "out");
+  CHECK(got.size() == 99);
+  CHECK(std::find(got.begin(), got.end(), 42) == got.end());
+  auto reader = db->reader();
+  REQUIRE_FALSE(reader->refresh());
+  CHECK(reader->dead_letter_count(*db->find_stage("keyer")) == 1);
+}
+
+TEST_CASE("an undecodable record keeps its dead letter when a poison record is isolated",
+          "[runtime][regression]") {
+  temp_dir dir;
+  auto loaded = load_yaml(dir,
+                          "app: undecodable\n"
+                          "defaults: {retry: {max_attempts: 1, backoff: 1ms}}\n"
+                          "stages:\n"
+                          "  - {name: gen, type: generator, count: 50, payload_size: 8, output: raw}\n"
+                          "  - {name: middle, type: test.poison, poison: 5, input: raw, output: out}\n"
+                          "  - {name: sink, type: test.null, input: out}\n",
+                          register_stages);
+  {
+    // Garbage at the head of the log, before anything the generator writes.
+    auto db = open_store(loaded->app());
+    step_delta d;
+    d.stage = *db->find_stage("gen");
+    d.add_output(*db->find_edge("raw"), std::string(24, '\xff'));
+    REQUIRE_FALSE(db->apply({&d}));
+  }
+  REQUIRE(run_app(loaded->app()).exit_code == 0);
+  auto db = open_store(loaded->app());
+  auto got = indexes_in(*db, "out");
+  CHECK(got.size() == 49);
+  auto reader = db->reader();
+  REQUIRE_FALSE(reader->refresh());
+  CHECK(reader->dead_letter_count(*db->find_stage("middle")) == 2); // the garbage and index 5
+}
+
+TEST_CASE("a JSON-lines sink refuses more than one worker", "[runtime][regression]") {
+  temp_dir dir;
+  registry reg;
+  register_builtin_stages(reg);
+  write_file(dir / "s.capnp", "@0xd6b1e4a0c5f2a931;\nstruct P { a @0 :UInt32; }\n");
+  write_file(dir / "app.yaml",
+             "app: w2\n"
+             "schema: {file: s.capnp, payload: P}\n"
+             "stages:\n"
+             "  - {name: gen, type: generator, output: raw}\n"
+             "  - {name: sink, type: jsonl_sink, path: out.jsonl, input: raw, workers: 2}\n");
+  auto result = load_app(dir / "app.yaml", reg, dir / "data");
+  REQUIRE(result.issues.size() == 1);
+  CHECK(result.issues[0].field == "stages[1].workers");
+  CHECK(result.issues[0].line == 5);
+}
