@@ -195,6 +195,14 @@ public:
   using std::runtime_error::runtime_error;
 };
 
+// Thrown by stage code (typically from open()) for a failure that no restart can heal: an input
+// file that does not exist, a credential that is refused. The stage is given up at once, without
+// the restarts its supervision allows; `troupe run` exits 1 naming the stage and the message.
+class permanent_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
 // Thrown for a bad stage parameter; the runtime adds the file, line and field.
 class config_error : public std::runtime_error {
 public:
