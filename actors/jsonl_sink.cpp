@@ -74,7 +74,7 @@ void jsonl_sink::open(context& ctx) {
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0)
     throw io_error("cannot open", path_);
-  auto committed = ctx.state().get_u64("length").value_or(0);
+  auto committed = ctx.worker_state().get_u64("length").value_or(0);
   struct stat st {};
   if (::fstat(fd_, &st) != 0)
     throw io_error("cannot stat", path_);
@@ -104,7 +104,7 @@ void jsonl_sink::write_all(const std::string& bytes) {
 }
 
 void jsonl_sink::process_batch(context& ctx, const batch& records) {
-  auto committed = ctx.state().get_u64("length").value_or(0);
+  auto committed = ctx.worker_state().get_u64("length").value_or(0);
   if (length_ != committed) { // a step that wrote but did not commit: undo it
     if (::ftruncate(fd_, static_cast<off_t>(committed)) != 0)
       throw io_error("cannot truncate", path_);
@@ -135,7 +135,7 @@ void jsonl_sink::process_batch(context& ctx, const batch& records) {
   write_all(buffer_);
   if (ctx.durability() == durability::sync && ::fdatasync(fd_) != 0)
     throw io_error("cannot sync", path_);
-  ctx.state().put_u64("length", length_);
+  ctx.worker_state().put_u64("length", length_);
 }
 
 void jsonl_sink::close(context&) {

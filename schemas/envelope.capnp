@@ -26,6 +26,7 @@ struct Envelope {
   headers @4 :List(Header);
   payloadType @5 :UInt64;  # Cap'n Proto type id of the payload struct; 0 when unknown
   payload @6 :AnyPointer;  # a struct of the app's payload type
+  sourcePosition @7 :UInt64; # where in its source the record came from (a line); 0 when unknown
 }
 
 # One entry of a stage's dead-letter log.
@@ -37,6 +38,8 @@ struct DeadLetter {
   input @4 :Text;          # the edge the record was read from, or the source's description
   inputSeq @5 :UInt64;     # its position in that edge (or the source's own position, e.g. a line)
   record @6 :Data;         # the Envelope bytes as read; raw input text for a source
+  partition @7 :UInt32;    # the partition of `input` the record was read from
+  sourcePosition @8 :UInt64; # where in its source the record came from (a line); 0 when unknown
 }
 
 # What the generator source emits when the app names no payload type.

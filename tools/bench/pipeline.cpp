@@ -170,8 +170,8 @@ void inspect(const app_config& app, const std::string& edge, phase_result& r) {
     r.fail("cannot read the store: " + describe(err));
     return;
   }
-  r.backlog = reader->backlog(e);
-  (void)reader->read(e, reader->tail(e), 1, [&](uint64_t, std::string_view bytes) {
+  r.backlog = (*db)->backlog(e).records;
+  (void)reader->read(e, 0, 0, 1, [&](uint64_t, std::string_view bytes) {
     r.record_bytes = bytes.size();
     return false;
   });

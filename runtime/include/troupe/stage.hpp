@@ -8,6 +8,11 @@
 // Threading: the runtime calls a stage object from one thread at a time. A stage with
 // `workers: N` gets N separate objects. Nothing here is thread-safe, nothing needs to be.
 //
+// Partitions: an edge is split into partitions by a hash of the record key (see
+// troupe/partition.hpp); each worker of a stage owns some of its input's partitions and reads
+// only those, in order. Keyed state lives with a partition (ctx.state()), so a key's state is in
+// one place whatever the worker count, and moves with its partition when `workers` changes.
+//
 // Lifetimes: a `record` and the readers it hands out are valid only during the call that
 // received them. A `record_builder` is valid until the next emit or forward.
 #pragma once
@@ -51,7 +56,10 @@ public:
   std::optional<std::string_view> header(std::string_view name) const;
 
   std::string_view input() const;    // the edge it was read from
-  uint64_t position() const;         // its sequence number in that edge
+  uint32_t partition() const;        // the partition of that edge
+  uint64_t position() const;         // its sequence number in that partition
+  // Where in its source the record came from (a line number for a file source), 0 when unknown.
+  uint64_t source_position() const;
 
   // The payload, as the generated type T (from the app's schema).
   template <class T>
@@ -75,8 +83,12 @@ class record_builder {
 public:
   explicit record_builder(detail::step_impl& step) : step_(&step) {}
 
+  // The key also picks the partition of the output edge the record goes to; a record without a
+  // key goes to a partition by its id (keyless records spread evenly).
   record_builder& key(std::string_view k);
   record_builder& event_time(int64_t ms);
+  // Where in its source the record came from (a line number); dead letters downstream name it.
+  record_builder& source_position(uint64_t position);
   record_builder& header(std::string_view name, std::string_view value);
 
   template <class T>
@@ -91,11 +103,15 @@ private:
   detail::step_impl* step_;
 };
 
-// Keyed state of this stage instance. Reads see the last committed state plus this step's own
-// writes; writes commit with the step. Keys are 1 to 500 bytes (std::invalid_argument else).
+// Keyed state: of one partition (context::state) or of one worker (context::worker_state).
+// Reads see the last committed state plus the writes of this step and of the steps still being
+// committed before it; writes commit with the step. Keys are 1 to 500 bytes
+// (std::invalid_argument else). A value is a copy; the store is a small handle.
 class state_store {
 public:
-  explicit state_store(detail::step_impl& step) : step_(&step) {}
+  enum class scope : uint8_t { partition = 0, worker = 1 };
+  state_store(detail::step_impl& step, scope s, uint32_t index)
+      : step_(&step), scope_(s), index_(index) {}
 
   std::optional<std::string> get(std::string_view key) const;
   void put(std::string_view key, std::string_view value);
@@ -107,6 +123,8 @@ public:
 
 private:
   detail::step_impl* step_;
+  scope scope_;
+  uint32_t index_;
 };
 
 // What a stage can do during a step, and during open/close.
@@ -125,11 +143,23 @@ public:
   void dead_letter_raw(std::string_view what, uint64_t position, std::string_view raw,
                        std::string_view reason);
 
-  state_store& state() { return state_; }
+  // The state of the partition the record in hand came from (the last record taken from the
+  // batch). Key your records by what your state is keyed by: then a key's state is in one place
+  // whatever the worker count. A source has one partition, so this is simply its state. For a
+  // stage with inputs there must be a record in hand (std::logic_error otherwise: in open(),
+  // close() or before the first record, use worker_state()).
+  state_store state();
+  // The state of the partition record `r` came from.
+  state_store state(const record& r);
+  // This worker's own state, by worker index: kept when `workers` changes (worker w keeps w's).
+  // For what belongs to the worker rather than to keys: a file it writes, a connection's offset.
+  state_store worker_state();
 
   std::string_view stage_name() const;
   unsigned worker() const;         // 0..workers-1
   unsigned workers() const;
+  // The input partitions this worker owns (empty for a source).
+  std::vector<uint32_t> partitions() const;
   troupe::durability durability() const;
   bool has_output(std::string_view port) const;
   // The app's payload struct, for schema-agnostic stages; throws if the app names none.
@@ -137,7 +167,6 @@ public:
 
 private:
   detail::step_impl* step_;
-  state_store state_{*step_};
 };
 
 // A view of the records of one step.
@@ -184,6 +213,10 @@ struct produce_result {
 class source : public stage_base {
 public:
   virtual produce_result produce(context& ctx, size_t max_items) = 0;
+  // Called instead of open() when a source that finished in an earlier run is started again:
+  // a description of how its input changed since (it grew, it was replaced), or nullopt. The
+  // runtime then says the input will not be read again and how to start afresh.
+  virtual std::optional<std::string> changed_since_done(context&) { return std::nullopt; }
 };
 
 // Thrown by stage code for a failure that is not the records' fault: a full disk, a peer that is

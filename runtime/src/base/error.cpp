@@ -17,11 +17,16 @@ const char* to_string(errc code) {
     case errc::none: return "none";
     case errc::store_io: return "store_io";
     case errc::store_full: return "store_full";
+    case errc::store_pressure: return "store_pressure";
+    case errc::disk_full: return "disk_full";
+    case errc::store_corrupt: return "store_corrupt";
     case errc::layout_mismatch: return "layout_mismatch";
     case errc::decode_failed: return "decode_failed";
     case errc::config_invalid: return "config_invalid";
     case errc::stage_failed: return "stage_failed";
     case errc::stopped: return "stopped";
+    case errc::out_of_order: return "out_of_order";
+    case errc::permanent: return "permanent";
   }
   return "unknown";
 }
@@ -35,15 +40,24 @@ caf::error make_error(errc code, std::string what) {
 }
 
 caf::error lmdb_error(int rc, std::string_view what) {
-  auto code = (rc == MDB_MAP_FULL || rc == ENOSPC) ? errc::store_full : errc::store_io;
+  auto code = errc::store_io;
+  if (rc == MDB_MAP_FULL)
+    code = errc::store_full;
+  else if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND)
+    code = errc::store_corrupt;
   std::string text{what};
   text += ": ";
   text += mdb_strerror(rc);
   if (rc == MDB_MAP_FULL)
     text += " (raise store.map_size in the app's YAML; nothing was lost)";
-  else if (rc == ENOSPC)
-    text += " (the disk is full; free space and the node resumes; nothing was lost)";
+  else if (code == errc::store_corrupt)
+    text += " (the data dir is damaged; `troupe check` tells what)";
   return make_error(code, std::move(text));
+}
+
+bool is_waitable(const caf::error& e) {
+  auto c = code_of(e);
+  return c == errc::store_full || c == errc::store_pressure || c == errc::disk_full;
 }
 
 errc code_of(const caf::error& e) {

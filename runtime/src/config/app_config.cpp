@@ -38,6 +38,7 @@ const std::vector<std::string> top_keys = {"app",     "data_dir", "durability", 
 const std::vector<std::string> stage_keys = {"name",   "type",    "inputs", "input", "outputs",
                                              "output", "workers", "batch",  "retry", "supervision"};
 constexpr uint32_t max_workers = 4096;
+constexpr uint32_t max_partitions = 4096;
 
 // The three policy maps: each overlays the keys it names onto `into`, so that a stage inherits
 // from `defaults:` (and supervision from the top-level `supervision:`) key by key.
@@ -45,13 +46,16 @@ constexpr uint32_t max_workers = 4096;
 void read_batch(reporter& r, const YAML::Node& n, const std::string& field, batch_config& into) {
   if (!open_map(r, n, field))
     return;
-  check_keys(r, n, field, {"max_items", "max_delay"});
+  check_keys(r, n, field, {"max_items", "max_delay", "in_flight"});
   if (auto v = n["max_items"]; v.IsDefined())
     if (auto x = read_u32(r, v, field + ".max_items", 1))
       into.max_items = *x;
   if (auto v = n["max_delay"]; v.IsDefined())
     if (auto x = read_duration(r, v, field + ".max_delay", false))
       into.max_delay = *x;
+  if (auto v = n["in_flight"]; v.IsDefined())
+    if (auto x = read_u32(r, v, field + ".in_flight", 1, 64))
+      into.in_flight = *x;
 }
 
 void read_retry(reporter& r, const YAML::Node& n, const std::string& field, retry_config& into) {
@@ -228,11 +232,21 @@ void app_loader::read_edges(const YAML::Node& edges) {
 void app_loader::read_edge(const YAML::Node& n, const std::string& field, edge_spec& spec) {
   if (!open_map(r_, n, field))
     return;
-  check_keys(r_, n, field, {"max_records", "retention"});
+  check_keys(r_, n, field, {"partitions", "max_records", "max_bytes", "retention"});
+  if (auto v = n["partitions"]; v.IsDefined())
+    if (auto x = read_u32(r_, v, field + ".partitions", 1, max_partitions))
+      spec.partitions = *x;
   if (auto v = n["max_records"]; v.IsDefined())
     if (auto x =
             read_uint(r_, v, field + ".max_records", 1, std::numeric_limits<uint64_t>::max()))
       spec.max_records = *x;
+  if (auto v = n["max_bytes"]; v.IsDefined()) {
+    auto size = v.IsScalar() ? parse_size(v.Scalar()) : std::nullopt;
+    if (!size || *size == 0)
+      r_.expected(v, field + ".max_bytes", "a size > 0 such as 64MiB");
+    else
+      spec.max_bytes = *size;
+  }
   const YAML::Node keep = n["retention"];
   auto kfield = field + ".retention";
   if (!open_map(r_, keep, kfield))
@@ -472,8 +486,16 @@ load_result load_app(const std::string& path, registry& reg, const std::string& 
 store_layout layout_of(const app_config& app) {
   store_layout layout;
   layout.edges = app.edges;
-  for (const auto& s : app.stages)
-    layout.stages.push_back({s.name, s.workers});
+  for (const auto& s : app.stages) {
+    stage_spec spec;
+    spec.name = s.name;
+    spec.workers = s.workers;
+    for (const auto& in : s.inputs)
+      for (edge_id e = 0; e < app.edges.size(); ++e)
+        if (app.edges[e].name == in)
+          spec.inputs.push_back(e);
+    layout.stages.push_back(std::move(spec));
+  }
   return layout;
 }
 

@@ -34,16 +34,22 @@ enum class restart_strategy { one_for_one, one_for_all, rest_for_one };
 // Restart intensity and backoff, as Erlang/OTP and Akka define them.
 struct supervision_config {
   restart_strategy strategy = restart_strategy::one_for_one;
-  uint32_t max_restarts = 10;                   // at most this many restarts ...
+  // Defaults chosen so that a child failing at every start exhausts them quickly: 5 restarts
+  // take 0.1 + 0.2 + 0.4 + 0.8 + 1.6 = 3.1 s, well inside the window, so a stage that can never
+  // start escalates in about 3 s and the node (same defaults) gives it up after 6 such rounds,
+  // about 22 s after the first failure (jitter: +-20%). Restarts whose backoffs add up to more
+  // than `within` never exhaust the window: keep max_restarts * backoff_max well below it.
+  uint32_t max_restarts = 5;                    // at most this many restarts ...
   std::chrono::milliseconds within{60000};      // ... within this window, else escalate
   std::chrono::milliseconds backoff_min{100};   // first restart delay
-  std::chrono::milliseconds backoff_max{10000}; // cap of the exponential growth
+  std::chrono::milliseconds backoff_max{5000};  // cap of the exponential growth
   double jitter = 0.2;                          // each delay is scaled by 1 +- jitter
 };
 
 struct batch_config {
   uint32_t max_items = 1024;
   std::chrono::milliseconds max_delay{0}; // wait this long for a partial batch to fill
+  uint32_t in_flight = 4; // steps a worker runs ahead of its commits (pipelining)
 };
 
 struct retry_config {

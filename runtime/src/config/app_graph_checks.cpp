@@ -111,11 +111,27 @@ void app_loader::check_graph() {
     auto o = edge_overrides_.find(edge);
     edge_spec spec = o == edge_overrides_.end() ? edge_spec{} : o->second.spec;
     spec.name = edge;
-    for (size_t i : consumers[edge])
-      for (uint32_t w = 0; w < stages_[i].cfg.workers; ++w)
-        spec.groups.push_back(stages_[i].cfg.name + "/" + std::to_string(w));
+    // The consumer group of an edge is the reading stage; by default an edge gets as many
+    // partitions as its most parallel reader has workers (fixed once it holds data).
+    for (size_t i : consumers[edge]) {
+      const auto& reader = stages_[i];
+      spec.groups.push_back(reader.cfg.name);
+      spec.default_partitions = std::max(spec.default_partitions, reader.cfg.workers);
+      if (spec.partitions > 0 && reader.cfg.workers > spec.partitions && reader.workers_value)
+        r_.at(*reader.workers_value, reader.field + ".workers",
+              "stage '" + reader.cfg.name + "' has " + std::to_string(reader.cfg.workers) +
+                " workers but its input '" + edge + "' has " + std::to_string(spec.partitions) +
+                " partitions (edges." + edge + ".partitions); each worker needs a partition of "
+                "its own");
+    }
     app_.edges.push_back(std::move(spec));
   }
+  // Backlog caps in bytes that fit the map: three quarters of it shared by the edges, so that an
+  // edge backs up into its producers before the store as a whole runs short of room.
+  for (auto& spec : app_.edges)
+    if (spec.max_bytes == 0)
+      spec.max_bytes = std::max<uint64_t>(app_.map_size / 4 * 3 / std::max<size_t>(1, app_.edges.size()),
+                                          uint64_t{1} << 20);
 }
 
 } // namespace troupe::detail

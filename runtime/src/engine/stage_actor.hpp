@@ -1,20 +1,26 @@
 // One worker of a stage: the actor that runs the stage's steps.
 //
-// A step reads a batch from the worker's committed cursors (or asks a source to produce), runs
-// the stage's code, and sends everything the step wrote to the node's writer as one delta; the
-// next step starts only after that delta committed. So the worker's in-memory cursors always
-// equal its committed ones, and a restarted worker (which first waits for the writer to commit
-// whatever its predecessor sent) resumes exactly after the last committed step.
+// A step reads a batch from the worker's partitions of its inputs (or asks a source to produce),
+// runs the stage's code, and sends everything the step wrote to the node's writer as one delta.
+// Steps are pipelined: the worker runs the next step while earlier ones commit (at most
+// `batch.in_flight` of them), reading its own uncommitted state; the writer commits a worker's
+// steps in order and refuses the successors of a step that failed, which the worker then sends
+// again, in order. A restarted worker first waits until the writer committed whatever its
+// predecessor sent, then resumes exactly after the last committed step.
+//
+// Partitions: each input edge has P partitions; worker w of N owns the contiguous range
+// [w*P/N, (w+1)*P/N) and reads only those, each in order. The consumer group is the stage: its
+// cursor per partition moves with the partition when N changes, as does the partition's state.
 //
 // Failures: an exception from stage code abandons the step (nothing of it is sent), and the step
 // is retried after a growing delay with the records' attempt count raised. After max_attempts
 // the batch is retried record by record; a record that still throws goes to the stage's
-// dead-letter log with the error, and the worker goes on. Failures outside the records (open()
-// throws, a store error, a source that keeps throwing) end the actor with an error for its
-// supervisor to handle.
-//
-// Workers: a stage with N workers splits each input edge by sequence number (worker w takes
-// seq % N == w); each worker has its own cursor, "<stage>/<w>", and its own keyed state.
+// dead-letter log with the error, and the worker goes on. A record that kills the whole process
+// is caught the same way across restarts: before its first step after a start, a worker commits
+// a marker of where it starts; a start that finds its own marker at the same place knows the last
+// attempt died, and after max_attempts such deaths the batch is retried record by record under the
+// same protection. Failures outside the records end the actor with an error for its supervisor:
+// a permanent_error or damage in the store gives the stage (damage: the node) up at once.
 #pragma once
 
 #include "config/app_config.hpp"
@@ -32,6 +38,10 @@
 #include <vector>
 
 namespace troupe {
+
+// (fatal_atom, std::string): a worker met damage in the store, or another failure that must stop
+// the whole node; sent to node_context::node.
+using fatal_atom = caf::atom_constant<caf::atom("fatal")>;
 
 // Stages the node supervisor gave up on in this run. Their consumers stop once they consumed
 // what there is, without marking themselves done (a later run picks up where they stopped).
@@ -56,6 +66,7 @@ struct node_context {
   store* db = nullptr;
   std::shared_ptr<store> owner; // keeps db open while any worker runs
   caf::actor writer;
+  caf::actor node; // receives fatal_atom
   const app_config* app = nullptr;
   std::shared_ptr<failed_stages> failed = std::make_shared<failed_stages>();
 };
@@ -64,17 +75,20 @@ struct worker_spec {
   const stage_config* config = nullptr;
   stage_id stage = 0;
   uint32_t worker = 0;
+  uint32_t partitions = 1;             // the stage's state partitions (its inputs'; 1 for a source)
+  std::vector<partition_id> owned;     // this worker's partitions of every input
   std::vector<edge_id> inputs;
   std::vector<std::string> input_names;
+  std::vector<uint32_t> input_groups;  // the stage's consumer-group index in each input
   std::map<std::string, edge_id, std::less<>> ports; // output port -> edge
   std::vector<edge_id> outputs;                       // distinct output edges
-  std::vector<uint64_t> output_caps;                  // max_records of each output edge
   std::vector<std::vector<stage_id>> output_consumers; // stages reading each output edge
-  std::vector<std::pair<stage_id, uint32_t>> upstream; // producers of the inputs: (stage, workers)
+  std::vector<stage_id> upstream;                      // producers of the inputs
+  std::vector<uint32_t> edge_partitions;               // every edge's partition count, by id
 };
 
-// The consumer group name of a stage worker.
-std::string group_name(std::string_view stage, uint32_t worker);
+// The input partitions worker `w` of `workers` owns when the inputs have `partitions`.
+std::vector<partition_id> owned_partitions(uint32_t w, uint32_t workers, uint32_t partitions);
 
 // Spawns the worker from its supervisor (detached when the stage type is blocking).
 caf::actor spawn_stage_worker(caf::event_based_actor* parent,

@@ -1,9 +1,14 @@
 // The public stage API (troupe/stage.hpp) on top of step_impl.
 #include "engine/step_impl.hpp"
 
+#include "base/endian.hpp"
 #include "base/log.hpp"
+#include "store/format.hpp"
+
+#include <troupe/partition.hpp>
 
 #include <capnp/dynamic.h>
+#include <xxhash.h>
 
 #include <cstring>
 #include <new>
@@ -13,6 +18,12 @@ namespace troupe {
 
 using detail::record_impl;
 using detail::step_impl;
+
+uint32_t partition_of(std::string_view key, uint32_t partitions) {
+  if (partitions <= 1)
+    return 0;
+  return static_cast<uint32_t>(XXH3_64bits(key.data(), key.size()) % partitions);
+}
 
 // -- record -------------------------------------------------------------------------------------
 
@@ -52,8 +63,14 @@ std::optional<std::string_view> record::header(std::string_view name) const {
 std::string_view record::input() const {
   return *impl_->input;
 }
+uint32_t record::partition() const {
+  return impl_->partition;
+}
 uint64_t record::position() const {
   return impl_->position;
+}
+uint64_t record::source_position() const {
+  return env(impl_).getSourcePosition();
 }
 capnp::AnyPointer::Reader record::payload_any() const {
   return env(impl_).getPayload();
@@ -80,11 +97,11 @@ struct step_impl::pending {
   alignas(capnp::MallocMessageBuilder) unsigned char storage[sizeof(capnp::MallocMessageBuilder)];
   capnp::MallocMessageBuilder* message = nullptr;
   edge_id edge = 0;
+  partition_id id_partition = 0; // whose counter numbers the record
   std::vector<std::pair<std::string, std::string>> headers;
 
   void open() {
-    message = new (storage) capnp::MallocMessageBuilder(
-      kj::arrayPtr(scratch.get(), scratch_words));
+    message = new (storage) capnp::MallocMessageBuilder(kj::arrayPtr(scratch.get(), scratch_words));
   }
   void close() {
     if (message) {
@@ -106,7 +123,6 @@ void step_impl::begin(step_delta& d) {
   delta->stage = stage;
   delta->worker = worker;
   overlay.clear();
-  dead_reasons.clear();
   current = nullptr;
   first_id = next_id;
 }
@@ -122,15 +138,17 @@ void step_impl::abandon() {
 
 void step_impl::finish() {
   flush_pending();
-  for (auto& [key, value] : overlay)
-    delta->state.push_back({state_space::user, key, value});
-  overlay.clear();
-  if (next_id != first_id) {
-    std::string bytes(8, '\0');
-    for (int i = 0; i < 8; ++i)
-      bytes[i] = static_cast<char>((next_id >> (8 * i)) & 0xff);
-    delta->state.push_back({state_space::runtime, "next_id", std::move(bytes)});
+  for (auto& [key, value] : overlay) {
+    // The overlay key is the store's state key: scope, index (BE), space, then the user's key.
+    auto scope = static_cast<state_scope>(key[0]);
+    uint32_t index = get_be32(key.data() + 1);
+    delta->state.push_back(
+      {scope, index, state_space::user, key.substr(store_format::state_key_prefix), value});
   }
+  for (auto p : owned)
+    if (next_id[p] != first_id[p])
+      delta->state.push_back({state_scope::partition, p, state_space::runtime, "next_id",
+                              le64_bytes(next_id[p])});
 }
 
 edge_id step_impl::port(std::string_view name) const {
@@ -141,15 +159,27 @@ edge_id step_impl::port(std::string_view name) const {
   return i->second;
 }
 
+partition_id step_impl::current_partition() const {
+  if (!has_inputs)
+    return 0;
+  if (!current)
+    throw std::logic_error("stage '" + stage_name + "': state() needs a record in hand (it is "
+                           "the state of that record's partition); in open(), close() or before "
+                           "taking a record, use worker_state()");
+  return current->partition;
+}
+
 void step_impl::start_output(edge_id e) {
   flush_pending();
   out->open();
   out->edge = e;
+  out->id_partition = current ? current->partition : owned.front();
   auto env = out->message->initRoot<schema::Envelope>();
   if (current) {
     auto in = current->decoder->root();
     env.setKey(in.getKey());
     env.setEventTime(in.getEventTime());
+    env.setSourcePosition(in.getSourcePosition());
   }
 }
 
@@ -163,13 +193,23 @@ schema::Envelope::Builder step_impl::pending_envelope() {
   return pending_message().getRoot<schema::Envelope>();
 }
 
+namespace {
+partition_id output_partition(std::string_view key, uint64_t seq, uint32_t partitions) {
+  if (partitions <= 1)
+    return 0;
+  return key.empty() ? partition_of_keyless(seq, partitions) : partition_of(key, partitions);
+}
+} // namespace
+
 void step_impl::flush_pending() {
   if (!out->message)
     return;
   auto env = out->message->getRoot<schema::Envelope>();
   auto id = env.initId();
-  id.setOrigin(origin);
-  id.setSeq(next_id++);
+  auto p = out->id_partition;
+  auto seq = next_id[p]++;
+  id.setOrigin(origins[p]);
+  id.setSeq(seq);
   if (!out->headers.empty()) {
     auto list = env.initHeaders(static_cast<unsigned>(out->headers.size()));
     for (unsigned i = 0; i < list.size(); ++i) {
@@ -180,35 +220,54 @@ void step_impl::flush_pending() {
   }
   auto start = delta->arena.size();
   append_flat(*out->message, delta->arena);
-  if (delta->arena.size() - start > max_record_bytes) {
-    auto size = delta->arena.size() - start;
+  auto size = delta->arena.size() - start;
+  if (size > max_record_bytes) {
     delta->arena.resize(start);
     out->close();
     throw std::invalid_argument("an emitted record of " + std::to_string(size) +
-                                " bytes exceeds the limit of " +
-                                std::to_string(max_record_bytes));
+                                " bytes exceeds the limit of " + std::to_string(max_record_bytes));
   }
-  delta->outputs.push_back(
-    {out->edge, start, static_cast<uint32_t>(delta->arena.size() - start)});
+  auto part = output_partition(view(env.asReader().getKey()), seq, edge_partitions[out->edge]);
+  delta->outputs.push_back({out->edge, part, start, static_cast<uint32_t>(size)});
   out->close();
 }
 
-std::optional<std::string> step_impl::committed_state(std::string_view key) const {
-  return reader->state(stage, worker, state_space::user, key);
+void step_impl::add_forward(edge_id e, std::string_view bytes, std::string_view key, uint64_t seq) {
+  flush_pending();
+  auto part = output_partition(key, seq, edge_partitions[e]);
+  auto start = delta->arena.size();
+  delta->arena.append(bytes);
+  delta->outputs.push_back({e, part, start, static_cast<uint32_t>(bytes.size())});
 }
 
-std::string make_dead_letter(std::string_view stage, std::string_view error, uint32_t attempts,
-                             std::string_view input, uint64_t input_seq,
-                             std::string_view record) {
+std::optional<std::string> step_impl::read_state(state_scope scope, uint32_t index,
+                                                 std::string_view key) const {
+  store_format::state_key(scratch_key, scope, index, state_space::user, key);
+  if (auto i = overlay.find(scratch_key); i != overlay.end())
+    return i->second;
+  if (in_flight)
+    for (auto o = in_flight->rbegin(); o != in_flight->rend(); ++o)
+      if (auto i = o->find(scratch_key); i != o->end())
+        return i->second;
+  auto v = reader->state(stage, scope, index, state_space::user, key);
+  if (!v)
+    throw store_failure(v.error());
+  return std::move(*v);
+}
+
+std::string make_dead_letter(const dead_letter_info& info) {
   capnp::MallocMessageBuilder mb;
   auto dl = mb.initRoot<schema::DeadLetter>();
-  dl.setStage(kj::StringPtr(std::string{stage}.c_str()));
-  dl.setError(kj::StringPtr(std::string{error}.c_str()));
-  dl.setAttempts(attempts);
+  auto text = [](std::string_view v) { return capnp::Text::Reader(v.data(), v.size()); };
+  dl.setStage(text(info.stage));
+  dl.setError(text(info.error));
+  dl.setAttempts(info.attempts);
   dl.setFailedAt(now_ms());
-  dl.setInput(kj::StringPtr(std::string{input}.c_str()));
-  dl.setInputSeq(input_seq);
-  dl.setRecord(kj::arrayPtr(reinterpret_cast<const kj::byte*>(record.data()), record.size()));
+  dl.setInput(text(info.input));
+  dl.setPartition(info.partition);
+  dl.setInputSeq(info.input_seq);
+  dl.setSourcePosition(info.source_position);
+  dl.setRecord(kj::arrayPtr(reinterpret_cast<const kj::byte*>(info.record.data()), info.record.size()));
   std::string out;
   append_flat(mb, out);
   return out;
@@ -225,6 +284,10 @@ record_builder& record_builder::key(std::string_view k) {
 }
 record_builder& record_builder::event_time(int64_t ms) {
   step_->pending_envelope().setEventTime(ms);
+  return *this;
+}
+record_builder& record_builder::source_position(uint64_t position) {
+  step_->pending_envelope().setSourcePosition(position);
   return *this;
 }
 record_builder& record_builder::header(std::string_view name, std::string_view value) {
@@ -245,47 +308,53 @@ capnp::DynamicStruct::Builder record_builder::init_payload_dynamic() {
 
 // -- state_store --------------------------------------------------------------------------------
 
-std::optional<std::string> state_store::get(std::string_view key) const {
-  auto i = step_->overlay.find(key);
-  if (i != step_->overlay.end())
-    return i->second;
-  return step_->committed_state(key);
-}
 namespace {
-// LMDB keys are at most 511 bytes; the store prefixes 5 bytes (worker, space).
+// LMDB keys are at most 511 bytes; the store prefixes 6 bytes (scope, index, space).
 constexpr size_t max_state_key = 500;
 void check_key(std::string_view key) {
   if (key.empty() || key.size() > max_state_key)
     throw std::invalid_argument("a state key must have 1 to " + std::to_string(max_state_key) +
                                 " bytes, not " + std::to_string(key.size()));
 }
+state_scope internal(state_store::scope s) {
+  return s == state_store::scope::partition ? state_scope::partition : state_scope::worker;
+}
 } // namespace
 
+std::optional<std::string> state_store::get(std::string_view key) const {
+  return step_->read_state(internal(scope_), index_, key);
+}
 void state_store::put(std::string_view key, std::string_view value) {
   check_key(key);
-  step_->overlay[std::string{key}] = std::string{value};
+  store_format::state_key(step_->scratch_key, internal(scope_), index_, state_space::user, key);
+  step_->overlay[step_->scratch_key] = std::string{value};
 }
 void state_store::erase(std::string_view key) {
   check_key(key);
-  step_->overlay[std::string{key}] = std::nullopt;
+  store_format::state_key(step_->scratch_key, internal(scope_), index_, state_space::user, key);
+  step_->overlay[step_->scratch_key] = std::nullopt;
 }
 std::optional<uint64_t> state_store::get_u64(std::string_view key) const {
   auto v = get(key);
   if (!v || v->size() != 8)
     return std::nullopt;
-  uint64_t x = 0;
-  for (int i = 7; i >= 0; --i)
-    x = (x << 8) | static_cast<unsigned char>((*v)[i]);
-  return x;
+  return get_le64(v->data());
 }
 void state_store::put_u64(std::string_view key, uint64_t value) {
-  std::string bytes(8, '\0');
-  for (int i = 0; i < 8; ++i)
-    bytes[i] = static_cast<char>((value >> (8 * i)) & 0xff);
-  put(key, bytes);
+  put(key, le64_bytes(value));
 }
 
 // -- context ------------------------------------------------------------------------------------
+
+state_store context::state() {
+  return state_store{*step_, state_store::scope::partition, step_->current_partition()};
+}
+state_store context::state(const record& r) {
+  return state_store{*step_, state_store::scope::partition, r.partition()};
+}
+state_store context::worker_state() {
+  return state_store{*step_, state_store::scope::worker, step_->worker};
+}
 
 record_builder context::emit(std::string_view port) {
   auto e = step_->port(port);
@@ -294,9 +363,7 @@ record_builder context::emit(std::string_view port) {
 }
 
 void context::forward(std::string_view port, const record& r) {
-  auto e = step_->port(port);
-  step_->flush_pending();
-  step_->delta->add_output(e, r.bytes());
+  step_->add_forward(step_->port(port), r.bytes(), r.key(), r.seq());
 }
 
 void context::dead_letter(const record& r, std::string_view reason) {
@@ -304,8 +371,16 @@ void context::dead_letter(const record& r, std::string_view reason) {
             "record " + std::to_string(r.position()) + " of " + std::string{r.input()} +
               " goes to the dead-letter log: " + std::string{reason});
   step_->flush_pending();
-  step_->delta->dead.push_back({detail::make_dead_letter(
-    step_->stage_name, reason, r.attempt(), r.input(), r.position(), r.bytes())});
+  detail::dead_letter_info info;
+  info.stage = step_->stage_name;
+  info.error = reason;
+  info.attempts = r.attempt();
+  info.input = r.input();
+  info.partition = r.partition();
+  info.input_seq = r.position();
+  info.source_position = r.source_position();
+  info.record = r.bytes();
+  step_->delta->dead.push_back({detail::make_dead_letter(info)});
 }
 
 void context::dead_letter_raw(std::string_view what, uint64_t position, std::string_view raw,
@@ -314,8 +389,14 @@ void context::dead_letter_raw(std::string_view what, uint64_t position, std::str
             std::string{what} + " at " + std::to_string(position) +
               " goes to the dead-letter log: " + std::string{reason});
   step_->flush_pending();
-  step_->delta->dead.push_back(
-    {detail::make_dead_letter(step_->stage_name, reason, 0, what, position, raw)});
+  detail::dead_letter_info info;
+  info.stage = step_->stage_name;
+  info.error = reason;
+  info.input = what;
+  info.input_seq = position;
+  info.source_position = position;
+  info.record = raw;
+  step_->delta->dead.push_back({detail::make_dead_letter(info)});
 }
 
 std::string_view context::stage_name() const {
@@ -326,6 +407,11 @@ unsigned context::worker() const {
 }
 unsigned context::workers() const {
   return step_->workers;
+}
+std::vector<uint32_t> context::partitions() const {
+  if (!step_->has_inputs)
+    return {};
+  return step_->owned;
 }
 troupe::durability context::durability() const {
   return step_->mode;

@@ -1,5 +1,9 @@
 // What stands behind the public stage API during one step: the records in hand, the outputs
-// being built, and the state overlay. Owned by one stage worker actor; one thread at a time.
+// being built, and the state overlays. Owned by one stage worker actor; one thread at a time.
+//
+// State reads see, newest first: this step's writes, the writes of the worker's steps that were
+// sent to the writer and are not yet known to be in the snapshot (pipelined steps), then the
+// snapshot. So a stage reads its own uncommitted state.
 #pragma once
 
 #include "codec/codec.hpp"
@@ -10,9 +14,11 @@
 
 #include <capnp/message.h>
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -23,32 +29,56 @@ struct step_impl;
 struct record_impl {
   std::string_view bytes;       // the Envelope, as read (a view into the LMDB snapshot)
   const std::string* input;     // edge name
-  uint64_t position = 0;        // sequence number in that edge
+  partition_id partition = 0;
+  uint64_t position = 0;        // sequence number in that partition
   uint32_t extra_attempts = 0;  // failed attempts of this step so far
   envelope_decoder* decoder = nullptr;
   const step_impl* step = nullptr;
 };
 
+// User-space state writes, keyed by the store's state key (scope, index, space, key).
+using state_overlay = std::map<std::string, std::optional<std::string>, std::less<>>;
+
+// A store error met by stage-facing code (a state read): it fails the step like an exception,
+// but the worker treats it as the store's failure, not the records'.
+class store_failure : public std::runtime_error {
+public:
+  explicit store_failure(caf::error err)
+      : std::runtime_error(describe(err)), error_(std::move(err)) {}
+  const caf::error& error() const { return error_; }
+
+private:
+  caf::error error_;
+};
+
 struct step_impl {
   // Set once per worker.
   std::string stage_name;
-  std::string origin; // record ids this worker creates: stage name, or "<stage>#<worker>"
   stage_id stage = 0;
   uint32_t worker = 0;
   uint32_t workers = 1;
+  uint32_t partitions = 1;            // the stage's state partitions
+  std::vector<partition_id> owned;    // the input partitions this worker owns; {0} for a source
+  bool has_inputs = false;
   durability mode = durability::process;
   std::map<std::string, edge_id, std::less<>> ports;
+  std::vector<uint32_t> edge_partitions; // partition count of every edge, by edge id
   std::optional<capnp::StructSchema> payload_schema;
   store_reader* reader = nullptr;
+  // Overlays of sent steps not yet in the snapshot, oldest first (owned by the worker).
+  const std::deque<state_overlay>* in_flight = nullptr;
+
+  // Record ids: each partition of the stage numbers the records it creates, from a counter kept in
+  // the partition's runtime state, so ids do not depend on the worker count. Indexed by partition.
+  std::vector<std::string> origins;
+  std::vector<uint64_t> next_id;
+  std::vector<uint64_t> first_id; // next_id when the step began
 
   // Per step.
   step_delta* delta = nullptr;
-  // The record in hand (the last one handed out), for the key and time defaults of emits.
+  // The record in hand (the last one handed out), for the key, time and partition of emits.
   mutable const record_impl* current = nullptr;
-  std::map<std::string, std::optional<std::string>, std::less<>> overlay; // user state writes
-  uint64_t next_id = 0;        // next RecordId.seq for `origin`
-  uint64_t first_id = 0;       // next_id when the step began
-  std::vector<std::string> dead_reasons;
+  state_overlay overlay;
 
   step_impl();
   ~step_impl();
@@ -57,7 +87,8 @@ struct step_impl {
 
   // Starts a step writing into `d` (cleared); drops the overlay of the previous step.
   void begin(step_delta& d);
-  // Serializes the pending output and moves state writes and the id counter into the delta.
+  // Serializes the pending output and copies the user state writes and the id counters into the
+  // delta. `overlay` keeps the writes, for the worker to keep while the step is in flight.
   void finish();
   // Forgets everything of the current step (after an exception).
   void abandon();
@@ -68,16 +99,29 @@ struct step_impl {
   schema::Envelope::Builder pending_envelope();
   void flush_pending();
   edge_id port(std::string_view name) const; // throws std::invalid_argument
+  void add_forward(edge_id e, std::string_view bytes, std::string_view key, uint64_t seq);
 
-  std::optional<std::string> committed_state(std::string_view key) const;
+  // The state partition for the record in hand; throws std::logic_error without one.
+  partition_id current_partition() const;
+  std::optional<std::string> read_state(state_scope scope, uint32_t index,
+                                        std::string_view key) const;
 
   // Pending output: built in a reusable zeroed first segment to avoid allocations.
   struct pending;
   std::unique_ptr<pending> out;
+  mutable std::string scratch_key;
 };
 
-// Encodes a DeadLetter message.
-std::string make_dead_letter(std::string_view stage, std::string_view error, uint32_t attempts,
-                             std::string_view input, uint64_t input_seq, std::string_view record);
+// A DeadLetter message (schemas/envelope.capnp), encoded.
+struct dead_letter_info {
+  std::string_view stage, error;
+  uint32_t attempts = 0;
+  std::string_view input;       // the edge, or a source's description (its file)
+  partition_id partition = 0;
+  uint64_t input_seq = 0;       // position in the partition, or the source's own (a line)
+  uint64_t source_position = 0; // the record's position at its source, when known
+  std::string_view record;      // the Envelope bytes, or raw input
+};
+std::string make_dead_letter(const dead_letter_info& info);
 
 } // namespace troupe::detail

@@ -51,12 +51,18 @@ caf::behavior supervision_log(caf::event_based_actor*, std::shared_ptr<const nod
 
 std::vector<worker_spec> worker_specs(const app_config& app, const store& db, size_t index) {
   const auto& cfg = app.stages[index];
+  const auto& layout = db.layout();
   worker_spec base;
   base.config = &cfg;
   base.stage = static_cast<stage_id>(*db.find_stage(cfg.name));
+  base.partitions = layout.stages[base.stage].partitions;
+  for (const auto& e : layout.edges)
+    base.edge_partitions.push_back(e.partitions);
   for (const auto& in : cfg.inputs) {
-    base.inputs.push_back(*db.find_edge(in));
+    auto e = *db.find_edge(in);
+    base.inputs.push_back(e);
     base.input_names.push_back(in);
+    base.input_groups.push_back(*db.find_group(e, cfg.name));
   }
   std::set<edge_id> outs;
   for (const auto& [port, edge] : cfg.outputs) {
@@ -64,7 +70,6 @@ std::vector<worker_spec> worker_specs(const app_config& app, const store& db, si
     base.ports.emplace(port, e);
     if (outs.insert(e).second) {
       base.outputs.push_back(e);
-      base.output_caps.push_back(db.layout().edges[e].max_records);
       std::vector<stage_id> consumers;
       for (const auto& other : app.stages)
         if (std::find(other.inputs.begin(), other.inputs.end(), edge) != other.inputs.end())
@@ -77,11 +82,13 @@ std::vector<worker_spec> worker_specs(const app_config& app, const store& db, si
     for (const auto& other : app.stages)
       for (const auto& [port, edge] : other.outputs)
         if (edge == in && producers.insert(other.name).second)
-          base.upstream.emplace_back(*db.find_stage(other.name), other.workers);
+          base.upstream.push_back(*db.find_stage(other.name));
   std::vector<worker_spec> specs;
   for (uint32_t w = 0; w < cfg.workers; ++w) {
     specs.push_back(base);
     specs.back().worker = w;
+    if (!cfg.inputs.empty())
+      specs.back().owned = owned_partitions(w, cfg.workers, base.partitions);
   }
   return specs;
 }
@@ -106,7 +113,9 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
               (app.mode == durability::sync ? "sync" : "process"));
 
   auto writer = spawn_writer(sys, *db, app.flush_interval);
+  caf::scoped_actor self{sys}; // waits for the tree below; workers report fatal failures to it
   auto ctx = std::make_shared<node_context>();
+  ctx->node = caf::actor{self};
   ctx->db = db.get();
   ctx->owner = db;
   ctx->writer = writer;
@@ -151,38 +160,47 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   auto root = spawn_supervisor(sys, root_opts, std::move(stages));
 
   node_outcome outcome;
-  {
-    caf::scoped_actor self{sys};
-    self->monitor(root);
-    self->monitor(writer);
-    if (on_started)
-      on_started(root);
-    bool writer_down = false;
-    self->receive([&](caf::down_msg& dm) {
-      if (dm.source == writer.address()) {
-        // Without the writer no step can commit: stop every stage at once. Nothing is lost;
-        // the next run resumes from the last commit.
-        writer_down = true;
-        outcome = {1, "the store's writer failed: " + describe(dm.reason)};
-        self->send_exit(root, caf::exit_reason::kill);
-        self->receive([](caf::down_msg&) {});
-      } else if (dm.reason && dm.reason != caf::exit_reason::user_shutdown) {
-        outcome = {1, describe(dm.reason)};
-      }
-    });
-    if (!writer_down) {
-      // Every stage is down: let the writer commit what it holds, flush, and exit.
-      self->send(writer, shutdown_atom::value);
-      self->receive([](caf::down_msg&) {});
-    }
-    self->send_exit(events, caf::exit_reason::user_shutdown);
+  self->monitor(root);
+  self->monitor(writer);
+  if (on_started)
+    on_started(root);
+  bool writer_down = false, root_down = false;
+  while (!root_down) {
+    self->receive(
+      [&](caf::down_msg& dm) {
+        if (dm.source == writer.address()) {
+          // Without the writer no step can commit: stop every stage at once. Nothing is lost;
+          // the next run resumes from the last commit.
+          writer_down = true;
+          outcome = {1, "the store's writer failed: " + describe(dm.reason)};
+          self->send_exit(root, caf::exit_reason::kill);
+        } else if (dm.source == root.address()) {
+          root_down = true;
+          if (outcome.exit_code == 0 && dm.reason && dm.reason != caf::exit_reason::user_shutdown)
+            outcome = {1, describe(dm.reason)};
+        }
+      },
+      [&](fatal_atom, std::string& what) {
+        // Damage in the store: nothing more may be read from it. The other stages finish the
+        // steps in flight (they used no damaged data) and the node exits with the message.
+        if (outcome.exit_code == 0) {
+          outcome = {1, what};
+          self->send(root, stop_atom::value);
+        }
+      });
   }
+  if (!writer_down) {
+    // Every stage is down: let the writer commit what it holds, flush, and exit.
+    self->send(writer, shutdown_atom::value);
+    self->receive([](caf::down_msg&) {});
+  }
+  self->send_exit(events, caf::exit_reason::user_shutdown);
   if (auto reader = db->reader(); !reader->refresh()) {
     for (const auto& cfg : app.stages)
-      if (auto n = reader->dead_letter_count(*db->find_stage(cfg.name)); n > 0)
+      if (auto n = reader->dead_letter_count(*db->find_stage(cfg.name)); n && *n > 0)
         log_event(log_level::warn, "node",
-                  "stage " + cfg.name + " holds " + std::to_string(n) +
-                    (n == 1 ? " dead letter" : " dead letters"));
+                  "stage " + cfg.name + " holds " + std::to_string(*n) +
+                    (*n == 1 ? " dead letter" : " dead letters"));
   }
   db.reset();
   if (outcome.exit_code == 0)

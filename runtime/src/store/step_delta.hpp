@@ -13,27 +13,41 @@ namespace troupe {
 
 using edge_id = uint32_t;
 using stage_id = uint32_t;
+using partition_id = uint32_t;
 
-// Keyed state has two spaces per stage worker: what the stage's code sees, and the engine's
-// own bookkeeping (a source's done flag, the next record id), so they can never collide.
+// Keyed state has two spaces: what the stage's code sees, and the engine's own bookkeeping (a
+// partition's done flag, the next record id), so they can never collide.
 enum class state_space : uint8_t { runtime = 0, user = 1 };
+
+// Whose state it is. A partition's state moves with the partition when a stage is rescaled (a
+// key's state is in one place whatever the worker count); a worker's state stays with the
+// worker index (a sink's file length, a source's position).
+enum class state_scope : uint8_t { partition = 0, worker = 1 };
 
 struct step_delta {
   // Output records in emission order; their bytes live back to back in `arena`.
   struct output {
     edge_id edge;
+    partition_id partition;
     uint64_t offset;
     uint32_t size;
   };
   struct state_write {
+    state_scope scope;
+    uint32_t index; // the partition or the worker
     state_space space;
     std::string key;
     std::optional<std::string> value; // nullopt erases
   };
+  // The consuming stage's cursor in one partition of an edge. `group` indexes the edge's
+  // consumer groups (edge_spec::groups); `bytes` counts the record bytes before `next`, so the
+  // store knows how many unconsumed bytes an edge holds.
   struct cursor_move {
     edge_id edge;
-    std::string group; // "<stage>/<worker>"
-    uint64_t next;     // first sequence number not yet consumed
+    uint32_t group;
+    partition_id partition;
+    uint64_t next; // first sequence number not yet consumed
+    uint64_t bytes;
   };
   struct dead_letter {
     std::string bytes; // a DeadLetter message
@@ -42,6 +56,7 @@ struct step_delta {
   stage_id stage = 0;
   uint32_t worker = 0;
   uint64_t incarnation = 0; // the writer refuses deltas of replaced worker incarnations
+  uint64_t step = 0;        // per incarnation, from 1: the writer commits a worker's steps in order
   std::string arena;
   std::vector<output> outputs;
   std::vector<state_write> state;
@@ -50,16 +65,15 @@ struct step_delta {
   // Edges whose consumers should be woken even without new records (the producer finished).
   std::vector<edge_id> wake;
 
-  void add_output(edge_id e, std::string_view bytes) {
-    outputs.push_back({e, arena.size(), static_cast<uint32_t>(bytes.size())});
-    arena.append(bytes);
-  }
   std::string_view output_bytes(const output& o) const {
     return std::string_view{arena}.substr(o.offset, o.size);
   }
   bool empty() const {
     return outputs.empty() && state.empty() && cursors.empty() && dead.empty() && wake.empty();
   }
+  // Whether the step only adds records (a source's step): the first thing refused when the
+  // store runs short of space, since it frees nothing.
+  bool is_intake() const { return !outputs.empty() && cursors.empty(); }
   void clear() {
     arena.clear();
     outputs.clear();

@@ -1,19 +1,25 @@
-// The node's LMDB store: edge logs, consumer cursors, keyed stage state, dead-letter logs and
-// metadata, in one LMDB environment. The key layout is described in runtime/STORE_FORMAT.md.
+// The node's LMDB store: edge logs (split into partitions), consumer cursors, keyed stage state,
+// dead-letter logs and metadata, in one LMDB environment. The layout is runtime/STORE_FORMAT.md.
 //
-// Threads: exactly one thread writes (the node's writer, see writer.hpp), by calling apply().
-// Any number of threads read, each through its own store_reader (the environment is opened
-// with MDB_NOTLS, so a reader may move between threads, as CAF actors do, but is used by one
-// thread at a time).
+// Threads: exactly one thread writes (the node's writer, see writer/writer.hpp), by calling
+// apply(), trim_all() and sync(). Any number of threads read, each through its own store_reader
+// (the environment is opened with MDB_NOTLS, so a reader may move between threads, as CAF actors
+// do, but is used by one thread at a time). backlog() may be called from any thread.
+//
+// Errors: everything that touches LMDB returns an error value; absence lives inside the value
+// (an empty optional) and only MDB_NOTFOUND means absent. A value whose checksum or shape is wrong
+// is errc::store_corrupt, naming what and where: damage is reported, never read as data.
 #pragma once
 
 #include "base/error.hpp"
+#include "store/lmdb_api.hpp"
 #include "store/step_delta.hpp"
 
 #include <troupe/stage.hpp>
 
 #include <caf/expected.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -22,19 +28,16 @@
 #include <string_view>
 #include <vector>
 
-struct MDB_env;
-struct MDB_txn;
-
 namespace troupe {
 
-// Consumed records are kept so they can be replayed, then trimmed. A consumed record may be
-// trimmed once `count` consumed records are newer than it, or once it is older than `age_ms`
-// (a limit of 0 is off; with both off nothing is ever trimmed). Unconsumed records are never
-// trimmed. Logs are stored in chunks (the records one commit appended to an edge) and trimmed a
-// whole chunk at a time, once every record in it may go: so at least the newest `count`
-// consumed records stay, often more, up to one chunk's worth. Age is wall-clock time at append,
-// tracked with a granularity of about a second, so a record may outlive `age_ms` by a second or
-// two (or more, while its chunk holds younger records), never less.
+// Consumed records are kept so they can be replayed, then trimmed, per partition. A consumed
+// record may be trimmed once `count` consumed records of its partition are newer than it, or
+// once it is older than `age_ms` (a limit of 0 is off; with both off nothing is ever trimmed).
+// Unconsumed records are never trimmed. Logs are stored in chunks and trimmed a whole chunk at a
+// time, once every record in it may go: so at least the newest `count` consumed records stay,
+// often more, up to one chunk's worth. Age is wall-clock time at append, tracked with a
+// granularity of about a second. When the store runs short of space (store_pressure), consumed
+// records are trimmed regardless of `count` and `age_ms`.
 struct retention {
   uint64_t count = 100000;
   uint64_t age_ms = 0;
@@ -42,18 +45,29 @@ struct retention {
 
 struct edge_spec {
   std::string name;
-  uint64_t max_records = 1000000; // backlog cap: producers wait while head - min cursor >= cap
+  // 0: the count stored with the edge's data, or `default_partitions` for a new edge. Fixed
+  // once the edge has held a record (changing it is refused with layout_mismatch).
+  uint32_t partitions = 0;
+  uint32_t default_partitions = 1;
+  // Backlog caps: producers wait while the unconsumed records (or their bytes) of the edge, summed
+  // over its partitions, reach either cap. 0 is no cap.
+  uint64_t max_records = 1000000;
+  uint64_t max_bytes = 0;
   retention keep;
-  // Consumer groups that read this edge ("<stage>/<worker>"); the backlog and trimming
-  // follow the slowest of them. A group that has not committed yet sits at 0 (holds everything).
-  // An edge with no groups has nobody to wait for (as a Kafka topic without consumers): its
-  // backlog is 0 and only `keep` limits what stays.
+  // The consumer groups that read this edge: the names of the consuming stages. A group's
+  // cursor is per partition; trimming and the backlog follow the slowest group in each
+  // partition. An edge with no groups has nobody to wait for (a Kafka topic without consumers).
   std::vector<std::string> groups;
 };
 
 struct stage_spec {
   std::string name;
   uint32_t workers = 1;
+  // The edges the stage reads. Its keyed state is split like them: the stage has as many state
+  // partitions as its inputs have partitions (all inputs must have the same count), 1 without
+  // inputs. Resolved by store::open into `partitions`.
+  std::vector<edge_id> inputs;
+  uint32_t partitions = 0;
 };
 
 // The shape of the app on this node. Declared once when the store opens; ids are indexes.
@@ -63,10 +77,27 @@ struct store_layout {
 };
 
 struct store_options {
-  std::string dir;                      // created if missing
+  std::string dir;                       // created if missing
   uint64_t map_size = uint64_t{1} << 30; // bytes; growing it is a config change, not a rebuild
   durability mode = durability::process;
-  unsigned max_dbs = 4096;               // needs 3 + edges + 2 * stages
+  unsigned max_dbs = 4096;               // needs 4 + edges + 2 * stages
+  std::shared_ptr<lmdb_api> lmdb;        // null: LMDB itself (tests pass faulty_lmdb)
+};
+
+struct partition_info {
+  uint64_t head = 0, tail = 0;             // records [tail, head) are stored
+  uint64_t bytes_head = 0, bytes_tail = 0; // record bytes appended before head / before tail
+};
+
+struct cursor_pos {
+  uint64_t next = 0;  // first sequence number not consumed
+  uint64_t bytes = 0; // record bytes before it
+  bool operator==(const cursor_pos& o) const { return next == o.next && bytes == o.bytes; }
+  bool operator!=(const cursor_pos& o) const { return !(*this == o); }
+};
+
+struct backlog_info {
+  uint64_t records = 0, bytes = 0;
 };
 
 // One dead letter as read back.
@@ -79,9 +110,10 @@ class store_reader;
 
 class store {
 public:
-  // Opens (or creates) the environment, checks the on-disk layout version, opens or creates
-  // the databases for `layout`, and loads the edges' heads. Fails with layout_mismatch when a
-  // stage's worker count differs from the one stored (a rescale needs a drained stage).
+  // Opens (or creates) the environment, checks the data dir (a data file shorter than LMDB's
+  // meta page says, a missing data file beside a store that existed, a foreign layout version are
+  // refused with a message), resolves partition counts, opens or creates the databases, and
+  // loads and verifies the edges' heads and cursors.
   static caf::expected<std::unique_ptr<store>> open(store_options options, store_layout layout);
 
   // Closes the environment. Every store_reader of this store must be destroyed before.
@@ -89,55 +121,78 @@ public:
   store(const store&) = delete;
   store& operator=(const store&) = delete;
 
+  // The layout with partition counts resolved.
   const store_layout& layout() const { return layout_; }
   const store_options& options() const { return options_; }
   std::optional<edge_id> find_edge(std::string_view name) const;
   std::optional<stage_id> find_stage(std::string_view name) const;
+  // The index of `stage` among the consumer groups of `edge`.
+  std::optional<uint32_t> find_group(edge_id edge, std::string_view stage) const;
 
   // Writer thread only. Applies the deltas in order in one write transaction and commits it
-  // (group commit): each output gets the next sequence number of its edge. Afterwards trims
-  // edges past their retention. On any error nothing of any delta is applied.
+  // (group commit): each output gets the next sequence number of its partition. Afterwards trims
+  // partitions past their retention. On any error nothing of any delta is applied.
   // `appended` and `consumed` (optional) are cleared, then receive the edges that got records /
   // whose cursors moved, each once. A delta's `wake` list is not the store's business.
-  // Bad input (an unknown edge or stage id, an output outside the arena, a cursor past the
-  // edge's head, a state write for a worker the stage does not have) fails with config_invalid.
-  // store_full (the map is full) leaves the store usable: committed data is intact and later
-  // smaller transactions, or a reopen with a bigger map_size, succeed.
+  // Bad input (an unknown id, a partition or worker the spec does not have, an output outside
+  // the arena, a cursor past its partition's head) fails with config_invalid.
+  // store_full (the map is full) and store_pressure (intake refused to keep room for consumers)
+  // leave the store usable: committed data is intact and later transactions succeed as room
+  // is made. A failed flush to disk is sticky: every later apply fails with it.
   caf::error apply(const std::vector<const step_delta*>& deltas,
                    std::vector<edge_id>* appended = nullptr,
                    std::vector<edge_id>* consumed = nullptr);
 
-  // Writer thread only: trims every edge by its retention now (apply does it for the edges it
-  // touched). Returns the number of records removed. Works in transactions of a bounded size
-  // (a bounded number of chunks).
+  // Writer thread only: trims every partition by its retention now (apply does it for the
+  // partitions it touched). Returns the number of records removed. Works in transactions of a
+  // bounded size (a bounded number of chunks).
   caf::expected<uint64_t> trim_all();
 
-  // Flushes the OS buffers to disk (mdb_env_sync forced): bounds the loss window at `process`.
+  // Writer thread only: flushes the OS buffers to disk (mdb_env_sync forced). A failure is
+  // sticky (after a failed fsync the kernel may have dropped the dirty pages: what the store
+  // acknowledged is no longer known to be on disk).
   caf::error sync();
+
+  // Writer thread only: measures how full the map is and enters or leaves pressure (see apply).
+  // The writer calls it every interval.
+  caf::error update_pressure();
+  bool under_pressure() const { return pressure_; }
 
   std::unique_ptr<store_reader> reader();
 
-  // The next sequence number each edge will get, as committed (writer's view).
-  uint64_t committed_head(edge_id e) const;
+  // The unconsumed records and bytes of an edge as last committed (summed over partitions; per
+  // partition from its slowest group). Any thread.
+  backlog_info backlog(edge_id e) const;
 
   MDB_env* env() const { return env_; }
+  lmdb_api& lmdb() const { return *lmdb_; }
 
 private:
   friend class store_reader;
   friend struct store_test_access; // tests drive the clock through apply_at / trim_all_at
   struct impl;
   store(store_options options, store_layout layout);
+  caf::error check_dir();
   caf::error lock_dir();
   caf::error open_env();
-  // The work of apply() and trim_all() with the wall clock (ms since the Unix epoch) given.
+  caf::error check_file_size();
+  caf::error load(MDB_txn* txn);
   caf::error apply_at(const std::vector<const step_delta*>& deltas, std::vector<edge_id>* appended,
                       std::vector<edge_id>* consumed, uint64_t now_ms);
   caf::expected<uint64_t> trim_all_at(uint64_t now_ms);
+  void publish_backlog(edge_id e);
+  // A failed commit as the user should read it: an I/O error on a file system that is out of
+  // space becomes disk_full, naming the mount point and the bytes free.
+  caf::error io_error(caf::error err) const;
 
   store_options options_;
   store_layout layout_;
+  std::shared_ptr<lmdb_api> lmdb_;
   MDB_env* env_ = nullptr;
   int lock_fd_ = -1; // holds an exclusive flock on <dir>/troupe.lock while open
+  caf::error failed_; // sticky: a flush to disk failed
+  bool pressure_ = false;
+  std::unique_ptr<std::atomic<uint64_t>[]> backlog_records_, backlog_bytes_;
   std::unique_ptr<impl> impl_;
 };
 
@@ -153,30 +208,30 @@ public:
   // Ends the snapshot (so LMDB can reuse pages) until the next refresh.
   void release();
 
-  // Calls fn(seq, bytes) for the records of edge `e` with seq >= from, in order, until fn
-  // returns false or `max` records were visited. `bytes` stays valid until refresh/release.
-  // Returns the number of records visited.
-  caf::expected<size_t> read(edge_id e, uint64_t from, size_t max,
+  // Calls fn(seq, bytes) for the records of partition `p` of edge `e` with seq >= from, in order,
+  // until fn returns false or `max` records were visited. `bytes` stays valid until
+  // refresh/release. Returns the number of records visited. Below the partition's tail reading
+  // starts at the tail.
+  caf::expected<size_t> read(edge_id e, partition_id p, uint64_t from, size_t max,
                              const std::function<bool(uint64_t, std::string_view)>& fn);
 
-  uint64_t head(edge_id e);      // the next sequence number to be appended
-  uint64_t tail(edge_id e);      // the first retained sequence number (a chunk's first)
-  uint64_t backlog(edge_id e);   // head - the slowest group's cursor (unconsumed records)
-
-  // Next sequence number the group will read; nullopt before its first commit.
-  std::optional<uint64_t> cursor(edge_id e, std::string_view group);
+  caf::expected<partition_info> partition(edge_id e, partition_id p);
+  // The group's position in a partition; nullopt before its first commit there.
+  caf::expected<std::optional<cursor_pos>> cursor(edge_id e, std::string_view group,
+                                                  partition_id p);
   // Keyed state: user space (what stages see) and runtime space (the engine's own keys).
-  std::optional<std::string> state(stage_id s, uint32_t worker, state_space space,
-                                   std::string_view key);
-  // Calls fn(key, value) for every user-space key of a stage worker, in key order.
-  caf::error scan_state(stage_id s, uint32_t worker,
+  caf::expected<std::optional<std::string>> state(stage_id s, state_scope scope, uint32_t index,
+                                                  state_space space, std::string_view key);
+  // Calls fn(key, value) for every key of one space of a partition or worker, in key order.
+  caf::error scan_state(stage_id s, state_scope scope, uint32_t index, state_space space,
                         const std::function<void(std::string_view, std::string_view)>& fn);
 
-  // Dead letters of a stage, oldest first, starting at `from`.
-  std::vector<dead_letter_entry> dead_letters(stage_id s, uint64_t from = 0, size_t max = SIZE_MAX);
-  uint64_t dead_letter_count(stage_id s);
+  // Dead letters of a stage, oldest first, starting at number `from`.
+  caf::expected<std::vector<dead_letter_entry>> dead_letters(stage_id s, uint64_t from = 0,
+                                                             size_t max = SIZE_MAX);
+  caf::expected<uint64_t> dead_letter_count(stage_id s);
 
-  std::optional<std::string> meta(std::string_view key);
+  caf::expected<std::optional<std::string>> meta(std::string_view key);
 
 private:
   friend class store;

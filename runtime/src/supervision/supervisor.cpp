@@ -15,6 +15,7 @@
 // starts a new round that includes the children still waiting.
 #include "supervision/supervisor.hpp"
 
+#include "base/backoff.hpp"
 #include "base/error.hpp"
 
 #include <caf/actor_system.hpp>
@@ -53,6 +54,7 @@ struct child_entry {
   child_status status = child_status::running;
   uint64_t incarnation = 0; // counts starts: tells stale kill timers and start failures apart
   bool exit_seen = false;   // the link's exit_msg for this incarnation was consumed already
+  caf::error last_failure;  // why it last went down abnormally
 };
 
 struct failure {
@@ -76,6 +78,7 @@ struct supervisor_state {
   uint64_t timer_generation = 0;
   std::deque<std::chrono::steady_clock::time_point> restarts; // within the intensity window
   std::vector<failure> given_up;
+  std::vector<failure> down_at_stop; // failed, and not running when the stop came
   // Children whose abnormal down came before the link's exit_msg: that exit_msg must not be
   // taken for a parent's. Bounded, in case some exit_msg never comes.
   std::deque<caf::actor_addr> retired;
@@ -135,16 +138,32 @@ void cancel_timer(supervisor_state& st) {
   ++st.timer_generation;
 }
 
-// The exit reason that reports the children given up, or none.
+// The exit reason that reports the children given up or down when stopped, or none.
 caf::error given_up_error(sup_ptr self) {
   auto& st = self->state;
-  if (st.given_up.empty())
+  auto names = [&](const std::vector<failure>& fs) {
+    std::string out;
+    for (auto& f : fs)
+      out += (out.empty() ? "" : ", ") + st.children[f.index].spec.name;
+    return out;
+  };
+  std::string text;
+  if (!st.given_up.empty())
+    text = names(st.given_up) + " failed permanently: " +
+           reason_text(self, st.given_up.front().reason);
+  if (!st.down_at_stop.empty())
+    text += (text.empty() ? "" : "; ") + names(st.down_at_stop) +
+            " had failed and was not running when the stop came: " +
+            reason_text(self, st.down_at_stop.front().reason);
+  if (text.empty())
     return {};
-  std::string names;
-  for (auto& f : st.given_up)
-    names += (names.empty() ? "" : ", ") + st.children[f.index].spec.name;
-  return make_error(errc::stage_failed, names + " failed permanently: " +
-                                          reason_text(self, st.given_up.front().reason));
+  return make_error(errc::stage_failed, text);
+}
+
+// Failures no restart heals: the child is given up (or the supervisor escalates) at once.
+bool is_permanent(const caf::error& reason) {
+  auto c = code_of(reason);
+  return c == errc::permanent || c == errc::store_corrupt || c == errc::layout_mismatch;
 }
 
 // In the stopping and exiting modes: quit once no child is up.
@@ -184,7 +203,10 @@ void begin_stop(sup_ptr self) {
   st.mode = sup_mode::stopping;
   cancel_timer(st);
   st.pending.clear();
-  for (auto& c : st.children) {
+  for (size_t i = 0; i < st.children.size(); ++i) {
+    auto& c = st.children[i];
+    if (!c.handle && c.status == child_status::restarting)
+      st.down_at_stop.push_back({i, c.last_failure}); // it failed and is not back: say so
     if (!c.handle)
       c.status = child_status::done; // waiting to restart, or its start failed
     else if (c.status == child_status::running)
@@ -235,7 +257,7 @@ void try_restart(sup_ptr self) {
   st.pending.clear();
   for (auto& f : round) {
     const auto& child = st.children[f.index].spec.name;
-    if (st.restarts.size() < st.options.policy.max_restarts) { // this restart is allowed
+    if (!is_permanent(f.reason) && st.restarts.size() < st.options.policy.max_restarts) {
       st.restarts.push_back(now);
       restarted.push_back(std::move(f));
     } else if (st.options.exhausted == on_exhausted::escalate) {
@@ -271,7 +293,13 @@ void on_child_down(sup_ptr self, size_t i, caf::error reason) {
       st.retired.pop_front();
   }
   c.handle = nullptr;
+  bool abnormal = reason && reason != caf::exit_reason::user_shutdown;
+  if (abnormal)
+    c.last_failure = reason;
   if (st.mode != sup_mode::supervising) {
+    // A child that fails while we stop (a stage whose worker was down, say) is reported too.
+    if (st.mode == sup_mode::stopping && abnormal && c.status != child_status::stopping)
+      st.down_at_stop.push_back({i, reason});
     c.status = child_status::done;
     quit_if_all_down(self);
     return;
@@ -383,23 +411,7 @@ caf::actor spawn_supervisor(caf::event_based_actor* parent, supervisor_options o
 
 std::chrono::milliseconds backoff_delay(const supervision_config& policy, uint32_t n,
                                         std::mt19937_64& rng) {
-  using rep = std::chrono::milliseconds::rep;
-  double low = std::max<double>(0, static_cast<double>(policy.backoff_min.count()));
-  double high = std::max<double>(0, static_cast<double>(policy.backoff_max.count()));
-  // min is a whole number of ms: 0 stays 0, and 2^64 ms exceeds any cap, so stop doubling there.
-  int doublings = static_cast<int>(std::min<uint32_t>(n <= 1 ? 0 : n - 1, 64));
-  double base = std::min(std::ldexp(low, doublings), high);
-  double jitter = policy.jitter > 0 ? std::min(policy.jitter, 1.0) : 0.0; // NaN -> 0
-  double factor = 1.0;
-  if (jitter > 0)
-    factor = std::uniform_real_distribution<double>(1.0 - jitter, 1.0 + jitter)(rng);
-  double ms = std::round(base * factor);
-  if (!(ms > 0))
-    return std::chrono::milliseconds{0};
-  // 2^63 as a double; anything at or above it does not fit the rep.
-  if (ms >= std::ldexp(1.0, std::numeric_limits<rep>::digits))
-    return std::chrono::milliseconds::max();
-  return std::chrono::milliseconds{static_cast<rep>(ms)};
+  return troupe::backoff_delay(policy.backoff_min, policy.backoff_max, n, policy.jitter, rng);
 }
 
 } // namespace troupe

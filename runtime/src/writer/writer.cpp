@@ -46,6 +46,7 @@ struct writer_state {
   std::vector<edge_id> appended, consumed;
   mapped_range map; // the data file's map, found on first use
   std::map<std::pair<stage_id, uint32_t>, uint64_t> incarnations; // current one per worker
+  std::map<std::pair<stage_id, uint32_t>, uint64_t> expected;     // next step, per worker
   static const char* name;
 };
 const char* writer_state::name = "troupe.writer";
@@ -71,11 +72,18 @@ void wake(self_ptr self, const std::map<edge_id, std::vector<caf::actor>>& watch
   }
 }
 
+using worker_key = std::pair<stage_id, uint32_t>;
+
 // A delta from a worker that has been replaced (a restart happened while it was still running)
 // must not commit: its successor already read the cursors. Workers are fenced by incarnation.
 bool is_stale(const writer_state& st, const step_delta& d) {
   auto i = st.incarnations.find({d.stage, d.worker});
   return i == st.incarnations.end() || i->second != d.incarnation;
+}
+
+caf::error out_of_order(const step_delta& d) {
+  return make_error(errc::out_of_order,
+                    "step " + std::to_string(d.step) + " refused: an earlier step was refused");
 }
 
 void flush(self_ptr self) {
@@ -87,15 +95,24 @@ void flush(self_ptr self) {
   st.queue.clear();
   std::vector<caf::error> results(queue.size());
   std::vector<size_t> applied; // queue indexes of the deltas in the transaction
+  std::map<worker_key, uint64_t> next = st.expected; // the step each worker may commit next
   st.batch.clear();
   for (size_t i = 0; i < queue.size(); ++i) {
     auto& d = queue[i].delta;
-    if (!d || d->empty())
-      continue; // a barrier, or a step that wrote nothing
+    if (!d)
+      continue; // a barrier
     if (is_stale(st, *d)) {
       results[i] = make_error(errc::stopped, "a step of a replaced worker was refused");
       continue;
     }
+    auto& expect = next[{d->stage, d->worker}];
+    if (d->step != expect) {
+      results[i] = out_of_order(*d);
+      continue;
+    }
+    ++expect;
+    if (d->empty())
+      continue; // a step that wrote nothing
     st.batch.push_back(d.get());
     applied.push_back(i);
   }
@@ -105,35 +122,50 @@ void flush(self_ptr self) {
   auto note_wakes = [&](const step_delta& d) {
     extra_wakes.insert(extra_wakes.end(), d.wake.begin(), d.wake.end());
   };
-  if (!st.batch.empty()) {
-    auto err = st.db->apply(st.batch, &st.appended, &st.consumed);
-    if (!err) {
-      for (auto* d : st.batch)
-        note_wakes(*d);
-    } else if (code_of(err) == errc::store_full || st.batch.size() == 1) {
-      for (auto i : applied)
-        results[i] = err;
-    } else {
-      // One bad step must not fail the others: apply them one by one.
-      std::vector<edge_id> appended, consumed;
-      for (auto i : applied) {
-        std::vector<const step_delta*> one{queue[i].delta.get()};
-        appended.clear();
-        consumed.clear();
-        results[i] = st.db->apply(one, &appended, &consumed);
-        if (!results[i]) {
-          note_wakes(*queue[i].delta);
-          st.appended.insert(st.appended.end(), appended.begin(), appended.end());
-          st.consumed.insert(st.consumed.end(), consumed.begin(), consumed.end());
-        }
+  auto err = st.batch.empty() ? caf::error{} : st.db->apply(st.batch, &st.appended, &st.consumed);
+  if (!err) {
+    st.expected = std::move(next);
+    for (auto* d : st.batch)
+      note_wakes(*d);
+  } else if (is_waitable(err) || st.batch.size() == 1) {
+    for (auto i : applied)
+      results[i] = err;
+    // Steps queued behind a refused one must wait for it: refuse them too.
+    for (size_t i = 0; i < queue.size(); ++i)
+      if (queue[i].delta && !results[i])
+        results[i] = out_of_order(*queue[i].delta);
+  } else {
+    // One bad step must not fail the others: apply them one by one, each worker's in order.
+    std::set<worker_key> refused;
+    std::vector<edge_id> appended, consumed;
+    for (size_t i = 0; i < queue.size(); ++i) {
+      auto& d = queue[i].delta;
+      if (!d || results[i])
+        continue;
+      worker_key w{d->stage, d->worker};
+      if (refused.count(w)) {
+        results[i] = out_of_order(*d);
+        continue;
       }
+      if (!d->empty()) {
+        std::vector<const step_delta*> one{d.get()};
+        results[i] = st.db->apply(one, &appended, &consumed);
+      }
+      if (results[i]) {
+        refused.insert(w);
+        continue;
+      }
+      ++st.expected[w];
+      note_wakes(*d);
+      st.appended.insert(st.appended.end(), appended.begin(), appended.end());
+      st.consumed.insert(st.consumed.end(), consumed.begin(), consumed.end());
     }
   }
   // Everything needed from the deltas is read: once answered, their stages reuse them.
   st.batch.clear();
   for (size_t i = 0; i < queue.size(); ++i) {
     if (!queue[i].delta)
-      queue[i].promise.deliver(queue[i].incarnation); // barriers always pass
+      queue[i].promise.deliver(queue[i].incarnation); // answered once all before it is settled
     else if (results[i])
       queue[i].promise.deliver(results[i]);
     else
@@ -197,6 +229,7 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
       // From here on only the new incarnation's steps commit; the ones queued before the
       // barrier (its predecessor's) commit first, with the flush that answers it.
       auto incarnation = ++self->state.incarnations[{stage, worker}];
+      self->state.expected[{stage, worker}] = 1;
       auto rp = self->make_response_promise();
       self->state.queue.push_back({nullptr, rp, incarnation});
       schedule_flush(self);
@@ -223,8 +256,19 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
     [=](tick_atom) {
       auto& db = *self->state.db;
       if (db.options().mode == durability::process)
-        if (auto err = db.sync())
-          log_event(log_level::error, "writer", "flushing to disk failed: " + describe(err));
+        if (auto err = db.sync()) {
+          log_event(log_level::error, "writer", describe(err));
+          self->quit(err); // sticky: the node stops
+          return;
+        }
+      bool was = db.under_pressure();
+      if (auto err = db.update_pressure())
+        log_event(log_level::error, "writer", "measuring the map failed: " + describe(err));
+      else if (db.under_pressure() != was)
+        log_event(was ? log_level::info : log_level::warn, "writer",
+                  was ? "the map has room again: intake resumes"
+                      : "the map is nearly full (store.map_size): intake stops and consumed "
+                        "records are trimmed until consumers make room");
       if (auto trimmed = db.trim_all(); !trimmed)
         log_event(log_level::error, "writer", "trimming failed: " + describe(trimmed.error()));
       drop_mapped_pages(self->state);

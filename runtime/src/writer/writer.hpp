@@ -6,11 +6,18 @@
 // transaction carries all steps that arrived meanwhile. Each request is answered after its
 // transaction commits: with ok_atom, or with the error (nothing of the step was applied).
 //
+// Order: a worker numbers its steps (step_delta::step, from 1 per incarnation) and may send
+// several before the first is answered. The writer applies them in that order only: a step whose
+// predecessor was refused is refused too (errc::out_of_order), so that the worker can send them
+// again, in order, and nothing commits on top of a step that did not.
+//
 // After each commit the writer sends wake_atom to the actors watching the edges that got records
 // (consumers) or whose cursors moved (producers waiting on backpressure).
 //
-// At `process` durability it forces the OS buffers to disk every flush_interval; every interval
-// it also trims all edges by retention (so age limits apply to idle edges too).
+// Every interval it trims all edges by retention (so age limits apply to idle edges too),
+// measures how full the map is (intake stops short of full, see store::update_pressure), and at
+// `process` durability forces the OS buffers to disk. A failed flush to disk ends the writer
+// (the node then stops): what it acknowledged may no longer be on disk.
 #pragma once
 
 #include "store/step_delta.hpp"
@@ -26,10 +33,11 @@ namespace troupe {
 class store;
 
 using commit_atom = caf::atom_constant<caf::atom("commit")>;
-// (barrier_atom, stage_id, worker) -> uint64_t incarnation, once everything sent to the writer
-// before it is committed. A worker sends it when it starts; its deltas then carry the
-// incarnation, and deltas of older incarnations of the same worker are refused (errc::stopped),
-// so a worker that outlived its replacement can never commit.
+// (barrier_atom, stage_id, worker) -> uint64_t incarnation, answered once everything sent to the
+// writer before it has been committed or refused. A worker sends it when it starts; its deltas
+// then carry the incarnation, and deltas of older incarnations of the same worker are refused
+// (errc::stopped), so a worker that outlived its replacement can never commit, not even a step it
+// sends again after the barrier.
 using barrier_atom = caf::atom_constant<caf::atom("barrier")>;
 // (watch_atom, edge_id, bool on_append, actor): wake `actor` when the edge gets records
 // (on_append) or when a consumer's cursor on it moves (!on_append).

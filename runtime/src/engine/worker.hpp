@@ -1,0 +1,128 @@
+// The state of a stage worker actor and the functions its parts share (see stage_actor.hpp for
+// what a worker does). Private to runtime/src/engine:
+//   stage_actor.cpp   the actor: start, init, messages, stop
+//   worker_input.cpp  partitions, reading a batch, upstream and downstream status
+//   worker_step.cpp   running steps, failures, isolation, crash markers
+//   worker_flight.cpp steps in flight: sending, acks, refusals, resends
+#pragma once
+
+#include "engine/stage_actor.hpp"
+#include "engine/step_impl.hpp"
+
+#include <caf/stateful_actor.hpp>
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace troupe::detail {
+
+enum class phase {
+  starting,  // waiting for the barrier
+  ready,     // a step message is on its way
+  idle,      // nothing to read: a wake message starts the next step
+  delaying,  // a timer starts the next step (a partial batch, an idle source, a retry)
+  waiting,   // too many steps in flight, a marker to commit, or a resend pending
+};
+
+// A step sent to the writer: kept until it is acknowledged and the snapshot has moved past it.
+struct sent_step {
+  step_delta_ptr delta;
+  std::vector<cursor_pos> end; // positions after the step
+  bool acked = false;
+  bool finishing = false;      // the step marks the worker done
+  bool marker = false;         // a crash marker committed before a step runs
+};
+
+// Where a worker starts, as its crash marker records it: the fingerprint of its positions, how
+// many starts there began a step that never committed, and how many records of record-by-record
+// isolation are left.
+struct crash_marker {
+  uint64_t fingerprint = 0;
+  uint32_t starts = 0;
+  uint32_t isolate = 0;
+  std::string encode() const;
+  static std::optional<crash_marker> decode(std::string_view bytes);
+};
+
+struct worker_state {
+  std::shared_ptr<const node_context> node;
+  worker_spec spec;
+  std::string who; // "stage <name>/<worker>" for the log
+  std::unique_ptr<stage_base> code;
+  stage* op = nullptr;
+  source* src = nullptr;
+  std::unique_ptr<store_reader> reader;
+  step_impl step;
+  step_delta_ptr delta;                        // the step being built
+  std::vector<step_delta_ptr> spare;           // deltas of settled steps, for reuse
+
+  // Positions, one per (input, owned partition): input i, k-th owned partition at
+  // [i * owned.size() + k].
+  std::vector<cursor_pos> committed; // after the last committed step
+  std::vector<cursor_pos> sent;      // after the last sent step (where the next step reads)
+  std::vector<cursor_pos> batch_end; // of the step in hand
+  size_t rotation = 0;               // which (input, partition) a step reads first
+  std::vector<record_impl> records;
+  std::vector<step_delta::dead_letter> undecodable; // of the batch in hand
+  std::vector<std::unique_ptr<envelope_decoder>> decoders;
+
+  std::deque<sent_step> flight;          // oldest first
+  std::deque<state_overlay> overlays;    // their user-state writes, in step with `flight`
+  uint64_t step_counter = 0;             // last step number sent
+  uint32_t depth = 4;                    // most steps unacknowledged at once
+  bool resend_pending = false;           // a refused step (full store) will be sent again
+  uint32_t resend_attempts = 0;
+  bool waiting_reported = false;
+
+  phase at = phase::starting;
+  uint64_t token = 0;        // stale step messages carry an older token
+  uint32_t failures = 0;     // failed attempts of the step in hand
+  bool isolating = false;    // retrying record by record after max_attempts
+  std::vector<cursor_pos> isolation_end;
+  bool delayed_once = false; // a partial batch already waited max_delay
+  bool finishing = false;    // a sent step marks this worker done
+  bool stopping = false;
+  std::chrono::milliseconds after_step{0}; // delay before the next step (an idle source)
+  uint32_t transient_failures = 0;
+
+  // Crash protection (see stage_actor.hpp).
+  std::optional<crash_marker> found_marker; // as loaded at start
+  bool marker_settled = false;              // this start's marker is committed (or not needed)
+  bool marker_in_store = false;             // a marker of ours is (being) committed
+  uint32_t crash_isolate = 0;               // records left to isolate because of crashes
+  uint32_t crashes_here = 0;                // deaths recorded at the current position
+
+  static const char* name;
+};
+
+using self_ptr = caf::stateful_actor<worker_state>*;
+using step_atom = caf::atom_constant<caf::atom("step")>;
+
+// worker_input.cpp
+caf::error read_batch(worker_state& st, size_t max, bool fixed_order);
+enum class outputs { free, full, full_and_consumer_failed };
+outputs output_state(worker_state& st);
+enum class upstream { running, done, failed };
+caf::expected<upstream> upstream_status(worker_state& st);
+uint64_t fingerprint(const std::vector<cursor_pos>& positions);
+std::vector<step_delta::cursor_move> cursor_moves(const worker_state& st);
+
+// worker_flight.cpp
+using resend_atom = caf::atom_constant<caf::atom("resend")>;
+unsigned unacked(const worker_state& st);
+void send_step(self_ptr self, bool finishing, bool marker = false);
+void settle(worker_state& st); // after a refresh: forget acknowledged steps
+void resend(self_ptr self);
+
+// worker_step.cpp
+void run_step(self_ptr self);
+void schedule_step(self_ptr self, std::chrono::milliseconds delay = std::chrono::milliseconds{0});
+void stop_now(self_ptr self);
+void try_stop(self_ptr self);
+void fail(self_ptr self, caf::error err); // ends the actor; damage also stops the node
+
+} // namespace troupe::detail

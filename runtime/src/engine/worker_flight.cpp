@@ -1,0 +1,144 @@
+// Steps in flight: a worker sends a step's delta to the writer and goes on with the next step
+// while it commits, up to `depth` unacknowledged steps. The writer commits a worker's steps in
+// the order of their numbers; when one fails because the store is full (or short of room), the
+// writer refuses its successors too, and the worker sends them all again, in order, after a
+// backoff. Any other failure ends the worker: its successor resumes from what was committed.
+#include "engine/worker.hpp"
+
+#include "base/backoff.hpp"
+#include "base/log.hpp"
+#include "writer/writer.hpp"
+
+#include <caf/all.hpp>
+
+namespace troupe::detail {
+
+namespace {
+
+void on_acked(self_ptr self, uint64_t step) {
+  auto& st = self->state;
+  sent_step* entry = nullptr;
+  for (auto& f : st.flight)
+    if (f.delta->step == step)
+      entry = &f;
+  if (!entry || entry->acked)
+    return; // a resent step answered twice cannot happen; be safe
+  entry->acked = true;
+  st.committed = entry->end;
+  st.resend_attempts = 0;
+  if (st.waiting_reported) {
+    log_event(log_level::info, st.who, "the store accepts writes again; resuming");
+    st.waiting_reported = false;
+  }
+  if (entry->marker)
+    st.marker_settled = true;
+  if (unacked(st) > 0)
+    return;
+  if (st.finishing) {
+    log_event(log_level::info, st.who,
+              st.src ? "finished: the source is drained" : "finished: all input consumed");
+    stop_now(self);
+    return;
+  }
+  if (st.stopping) {
+    stop_now(self);
+    return;
+  }
+  if (st.at == phase::waiting)
+    schedule_step(self);
+}
+
+void on_refused(self_ptr self, uint64_t step, caf::error& err) {
+  auto& st = self->state;
+  if (code_of(err) == errc::stopped) {
+    // Refused as stale: a newer incarnation of this worker runs. Leave quietly.
+    log_event(log_level::warn, st.who, "a newer instance took over; this one stops");
+    self->quit();
+    return;
+  }
+  if (code_of(err) == errc::out_of_order)
+    return; // an earlier step was refused; its resend sends this one again
+  if (!is_waitable(err)) {
+    fail(self, err); // the supervisor restarts us from the committed state
+    return;
+  }
+  if (st.resend_pending)
+    return;
+  if (!st.waiting_reported) {
+    log_event(log_level::error, st.who,
+              describe(err) + "; this stage's steps wait and are sent again (step " +
+                std::to_string(step) + " and after)");
+    st.waiting_reported = true;
+  }
+  if (st.stopping) {
+    stop_now(self); // the refused steps never committed, so nothing of them is lost
+    return;
+  }
+  st.resend_pending = true;
+  st.at = phase::waiting;
+  // The deltas hold copies of all they need; a held snapshot would pin the pages that consumers
+  // free, and the map could never make room again.
+  st.reader->release();
+  ++st.resend_attempts;
+  auto delay = backoff_delay(std::chrono::milliseconds{50}, std::chrono::milliseconds{5000},
+                             st.resend_attempts);
+  self->delayed_send(self, delay, resend_atom::value);
+}
+
+void request_commit(self_ptr self, const step_delta_ptr& delta) {
+  auto step = delta->step;
+  self->request(self->state.node->writer, caf::infinite, commit_atom::value, delta)
+    .then([=](caf::ok_atom) { on_acked(self, step); },
+          [=](caf::error& err) { on_refused(self, step, err); });
+}
+
+} // namespace
+
+unsigned unacked(const worker_state& st) {
+  unsigned n = 0;
+  for (const auto& f : st.flight)
+    n += f.acked ? 0 : 1;
+  return n;
+}
+
+void send_step(self_ptr self, bool finishing, bool marker) {
+  auto& st = self->state;
+  auto delta = std::move(st.delta);
+  delta->step = ++st.step_counter;
+  st.flight.push_back({delta, st.batch_end, false, finishing, marker});
+  st.overlays.emplace_back();
+  st.overlays.back().swap(st.step.overlay);
+  st.sent = st.batch_end;
+  if (finishing)
+    st.finishing = true;
+  if (!st.spare.empty()) {
+    st.delta = std::move(st.spare.back());
+    st.spare.pop_back();
+  } else {
+    st.delta = std::make_shared<step_delta>();
+  }
+  st.delta->incarnation = delta->incarnation;
+  if (!st.resend_pending) // else the resend sends it, after its predecessors
+    request_commit(self, delta);
+}
+
+void settle(worker_state& st) {
+  while (!st.flight.empty() && st.flight.front().acked) {
+    if (st.flight.front().delta.use_count() == 1)
+      st.spare.push_back(std::move(st.flight.front().delta));
+    st.flight.pop_front();
+    st.overlays.pop_front();
+  }
+}
+
+void resend(self_ptr self) {
+  auto& st = self->state;
+  if (!st.resend_pending)
+    return;
+  st.resend_pending = false;
+  for (auto& f : st.flight)
+    if (!f.acked)
+      request_commit(self, f.delta);
+}
+
+} // namespace troupe::detail

@@ -1,0 +1,155 @@
+// A worker's inputs: the partitions it owns, reading a batch from them, and the state of the
+// stages before and after it.
+#include "engine/worker.hpp"
+
+#include "base/log.hpp"
+
+#include <xxhash.h>
+
+#include <algorithm>
+
+namespace troupe {
+
+std::vector<partition_id> owned_partitions(uint32_t w, uint32_t workers, uint32_t partitions) {
+  std::vector<partition_id> out;
+  workers = std::max<uint32_t>(workers, 1);
+  uint64_t first = uint64_t{w} * partitions / workers;
+  uint64_t last = uint64_t{w + 1} * partitions / workers;
+  for (auto p = first; p < last; ++p)
+    out.push_back(static_cast<partition_id>(p));
+  return out;
+}
+
+namespace detail {
+
+// Reads up to `max` records of the worker's partitions into st.records and st.batch_end. Pairs
+// of (input, partition) take turns being read first; with `fixed_order` the first pair with a
+// record comes first whatever the turn, so the record picked depends only on the positions (as
+// record-by-record isolation across restarts needs).
+caf::error read_batch(worker_state& st, size_t max, bool fixed_order) {
+  st.records.clear();
+  st.undecodable.clear();
+  st.batch_end = st.sent;
+  const auto& owned = st.spec.owned;
+  auto pairs = st.sent.size();
+  for (size_t n = 0; n < pairs && st.records.size() < max; ++n) {
+    auto slot = fixed_order ? n : (st.rotation + n) % pairs;
+    auto input = slot / owned.size();
+    auto p = owned[slot % owned.size()];
+    auto edge = st.spec.inputs[input];
+    const auto& name = st.spec.input_names[input];
+    auto info = st.reader->partition(edge, p);
+    if (!info)
+      return info.error();
+    auto& pos = st.batch_end[slot];
+    if (pos.next < info->tail) // trimmed below us: a group new to the edge starts at the tail
+      pos = {info->tail, info->bytes_tail};
+    if (pos.next >= info->head)
+      continue;
+    auto visited = st.reader->read(edge, p, pos.next, max - st.records.size(),
+                                   [&](uint64_t seq, std::string_view bytes) {
+      auto idx = st.records.size() + st.undecodable.size();
+      if (st.decoders.size() <= idx)
+        st.decoders.push_back(std::make_unique<envelope_decoder>());
+      auto& dec = *st.decoders[idx];
+      pos = {seq + 1, pos.bytes + bytes.size()};
+      if (auto err = dec.decode(bytes)) {
+        // A record that does not decode cannot be processed by anyone: dead-letter it with
+        // whatever this step commits.
+        log_event(log_level::warn, st.who,
+                  "record " + std::to_string(seq) + " of " + name + " (partition " +
+                    std::to_string(p) + ") goes to the dead-letter log: " + describe(err));
+        dead_letter_info info;
+        info.stage = st.spec.config->name;
+        info.error = describe(err);
+        info.input = name;
+        info.partition = p;
+        info.input_seq = seq;
+        info.record = bytes;
+        st.undecodable.push_back({make_dead_letter(info)});
+        return true;
+      }
+      record_impl r;
+      r.bytes = bytes;
+      r.input = &name;
+      r.partition = p;
+      r.position = seq;
+      r.extra_attempts = st.failures;
+      r.decoder = &dec;
+      r.step = &st.step;
+      st.records.push_back(r);
+      return true;
+    });
+    if (!visited)
+      return visited.error();
+  }
+  st.rotation = (st.rotation + 1) % std::max<size_t>(1, pairs);
+  return {};
+}
+
+// Whether an output log is at its cap (backpressure), and whether it can never drain because a
+// stage reading it was given up.
+outputs output_state(worker_state& st) {
+  auto result = outputs::free;
+  const auto& edges = st.node->db->layout().edges;
+  for (size_t i = 0; i < st.spec.outputs.size(); ++i) {
+    auto e = st.spec.outputs[i];
+    auto b = st.node->db->backlog(e);
+    const auto& spec = edges[e];
+    bool full = (spec.max_records > 0 && b.records >= spec.max_records) ||
+                (spec.max_bytes > 0 && b.bytes >= spec.max_bytes);
+    if (!full)
+      continue;
+    result = outputs::full;
+    for (auto consumer : st.spec.output_consumers[i])
+      if (st.node->failed->contains(consumer))
+        return outputs::full_and_consumer_failed;
+  }
+  return result;
+}
+
+// Whether every producer of this worker's inputs finished (each of its partitions done,
+// persisted) or was given up in this run (failed, not persisted).
+caf::expected<upstream> upstream_status(worker_state& st) {
+  bool failed = false;
+  const auto& stages = st.node->db->layout().stages;
+  for (auto u : st.spec.upstream) {
+    if (st.node->failed->contains(u)) {
+      failed = true;
+      continue;
+    }
+    for (partition_id p = 0; p < stages[u].partitions; ++p) {
+      auto done = st.reader->state(u, state_scope::partition, p, state_space::runtime, "done");
+      if (!done)
+        return done.error();
+      if (!*done)
+        return upstream::running;
+    }
+  }
+  return failed ? upstream::failed : upstream::done;
+}
+
+uint64_t fingerprint(const std::vector<cursor_pos>& positions) {
+  std::vector<uint64_t> flat;
+  flat.reserve(positions.size());
+  for (const auto& p : positions)
+    flat.push_back(p.next);
+  return XXH3_64bits(flat.data(), flat.size() * sizeof(uint64_t));
+}
+
+// The cursor moves of the step in hand: every (input, partition) whose position it advanced.
+std::vector<step_delta::cursor_move> cursor_moves(const worker_state& st) {
+  std::vector<step_delta::cursor_move> moves;
+  const auto& owned = st.spec.owned;
+  for (size_t slot = 0; slot < st.batch_end.size(); ++slot) {
+    if (st.batch_end[slot].next == st.sent[slot].next)
+      continue;
+    auto input = slot / owned.size();
+    moves.push_back({st.spec.inputs[input], st.spec.input_groups[input], owned[slot % owned.size()],
+                     st.batch_end[slot].next, st.batch_end[slot].bytes});
+  }
+  return moves;
+}
+
+} // namespace detail
+} // namespace troupe

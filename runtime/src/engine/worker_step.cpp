@@ -1,0 +1,435 @@
+// Running a worker's steps: reading, the stage code at the step boundary, failures and their
+// retries, record-by-record isolation, and the crash markers that carry attempt counts across a
+// process that died (see stage_actor.hpp).
+#include "engine/worker.hpp"
+
+#include "base/backoff.hpp"
+#include "base/endian.hpp"
+#include "base/log.hpp"
+#include "supervision/supervisor.hpp"
+
+#include <caf/all.hpp>
+#include <kj/exception.h>
+
+#include <algorithm>
+
+namespace troupe::detail {
+
+namespace {
+
+constexpr const char* marker_key = "crash"; // runtime state of the worker
+
+void mark_done(worker_state& st) {
+  for (auto p : st.spec.owned.empty() ? std::vector<partition_id>{0} : st.spec.owned)
+    st.delta->state.push_back({state_scope::partition, p, state_space::runtime, "done", "1"});
+  st.delta->wake = st.spec.outputs;
+}
+
+// The crash marker the step in hand leaves behind: while isolating because of crashes, the one for
+// the record after it; else none (the first step after a start erases the start's marker).
+void leave_marker(worker_state& st) {
+  if (!st.marker_in_store)
+    return;
+  if (st.crash_isolate > 1) {
+    crash_marker next{fingerprint(st.batch_end), 1, st.crash_isolate - 1};
+    st.delta->state.push_back({state_scope::worker, st.spec.worker, state_space::runtime,
+                               marker_key, next.encode()});
+  } else {
+    st.delta->state.push_back(
+      {state_scope::worker, st.spec.worker, state_space::runtime, marker_key, std::nullopt});
+    st.marker_in_store = false;
+  }
+}
+
+// Everything a consuming step commits besides what the stage code wrote: the dead letters of
+// undecodable records, the advanced cursors, the crash marker.
+void add_bookkeeping(worker_state& st) {
+  for (auto& d : st.undecodable)
+    st.delta->dead.push_back(std::move(d));
+  st.undecodable.clear();
+  for (auto& m : cursor_moves(st))
+    st.delta->cursors.push_back(m);
+  leave_marker(st);
+}
+
+// After a consuming step is sent: leave isolation when its range is done.
+void after_send(worker_state& st) {
+  if (st.crash_isolate > 0) {
+    --st.crash_isolate;
+    st.crashes_here = 0;
+  }
+  if (st.isolating &&
+      std::equal(st.sent.begin(), st.sent.end(), st.isolation_end.begin(),
+                 [](const cursor_pos& a, const cursor_pos& b) { return a.next >= b.next; }))
+    st.isolating = false;
+}
+
+std::string where(const record_impl& r) {
+  auto text = "record " + std::to_string(r.position) + " of " + *r.input;
+  if (r.partition > 0 || r.step->partitions > 1)
+    text += " (partition " + std::to_string(r.partition) + ")";
+  auto env = r.decoder->root();
+  if (auto line = env.getSourcePosition(); line > 0)
+    text += " from line " + std::to_string(line) + " of " +
+            std::string{env.getId().getOrigin().cStr()} + "'s input";
+  return text;
+}
+
+void dead_letter_in_hand(self_ptr self, const std::string& why, uint32_t attempts) {
+  auto& st = self->state;
+  const auto& r = st.records.front();
+  log_event(log_level::warn, st.who, where(r) + " goes to the dead-letter log: " + why);
+  st.step.begin(*st.delta);
+  dead_letter_info info;
+  info.stage = st.spec.config->name;
+  info.error = why;
+  info.attempts = r.decoder->root().getAttempt() + attempts;
+  info.input = *r.input;
+  info.partition = r.partition;
+  info.input_seq = r.position;
+  info.source_position = r.decoder->root().getSourcePosition();
+  info.record = r.bytes;
+  st.delta->dead.push_back({make_dead_letter(info)});
+  add_bookkeeping(st);
+  st.failures = 0;
+  send_step(self, false);
+  after_send(st);
+  schedule_step(self);
+}
+
+void on_step_failure(self_ptr self, const std::string& what) {
+  auto& st = self->state;
+  st.step.abandon();
+  ++st.failures;
+  const auto max = st.spec.config->retry.max_attempts;
+  if (st.src) {
+    if (st.failures >= max) {
+      fail(self, make_error(errc::stage_failed, "the source failed " + std::to_string(max) +
+                                                  " attempts in a row: " + what));
+      return;
+    }
+  } else if (st.isolating) {
+    // Alone, after max attempts with its batch: the record itself fails.
+    dead_letter_in_hand(self,
+                        "failed " + std::to_string(max + 1) + " attempts (" + std::to_string(max) +
+                          " with its batch, 1 alone): " + what,
+                        max + 1);
+    return;
+  } else if (st.failures >= max && st.records.size() == 1) {
+    dead_letter_in_hand(self, "failed " + std::to_string(max) + " attempts: " + what, max);
+    return;
+  } else if (st.failures >= max) {
+    log_event(log_level::warn, st.who,
+              "attempt " + std::to_string(st.failures) + " of " + std::to_string(max) +
+                " failed for a batch of " + std::to_string(st.records.size()) + " records (" +
+                what + "); trying them one at a time to find the failing ones");
+    st.isolating = true;
+    st.isolation_end = st.batch_end;
+    st.failures = 0;
+    schedule_step(self);
+    return;
+  }
+  log_event(log_level::warn, st.who,
+            "attempt " + std::to_string(st.failures) + " of " + std::to_string(max) +
+              " failed: " + what);
+  schedule_step(self, backoff_delay(st.spec.config->retry.backoff, std::chrono::milliseconds{30000},
+                                    st.failures));
+}
+
+// A failure outside the records: retry the step for as long as it takes, growing the delay.
+void on_transient_failure(self_ptr self, const std::string& what) {
+  auto& st = self->state;
+  st.step.abandon();
+  ++st.transient_failures;
+  if (st.transient_failures == 1 || st.transient_failures % 100 == 0)
+    log_event(log_level::warn, st.who,
+              "step failed, not for its records (" + what + "); retrying until it succeeds" +
+                (st.transient_failures > 1
+                   ? " (" + std::to_string(st.transient_failures) + " attempts so far)"
+                   : ""));
+  if (st.stopping) {
+    try_stop(self);
+    return;
+  }
+  schedule_step(self, backoff_delay(std::chrono::milliseconds{50}, std::chrono::milliseconds{5000},
+                                    st.transient_failures));
+}
+
+// The step boundary: stage code runs here, and whatever it throws fails the step (nothing of it
+// is kept) instead of the actor. Returns whether the code completed.
+template <class F>
+bool run_stage_code(self_ptr self, F&& code) {
+  auto& st = self->state;
+  try {
+    context ctx{st.step};
+    code(ctx);
+    st.step.finish();
+    st.transient_failures = 0;
+    return true;
+  } catch (const store_failure& e) {
+    st.step.abandon();
+    fail(self, e.error());
+  } catch (const permanent_error& e) {
+    st.step.abandon();
+    fail(self, make_error(errc::permanent, e.what()));
+  } catch (const transient_error& e) {
+    on_transient_failure(self, e.what());
+  } catch (const std::exception& e) {
+    on_step_failure(self, e.what());
+  } catch (const kj::Exception& e) {
+    on_step_failure(self, e.getDescription().cStr());
+  } catch (...) {
+    on_step_failure(self, "unknown exception");
+  }
+  return false;
+}
+
+void run_source_step(self_ptr self) {
+  auto& st = self->state;
+  st.step.begin(*st.delta);
+  st.batch_end = st.sent;
+  produce_result result;
+  bool ok = run_stage_code(self, [&](context& ctx) {
+    result = st.src->produce(ctx, st.spec.config->batch.max_items);
+  });
+  if (!ok)
+    return;
+  auto idle = std::chrono::milliseconds{std::max<uint32_t>(1, result.idle_ms)};
+  if (result.what == produce_result::kind::done) {
+    mark_done(st);
+    send_step(self, true);
+    st.at = phase::waiting;
+    return;
+  }
+  if (!st.delta->empty()) {
+    send_step(self, false);
+    schedule_step(self, result.what == produce_result::kind::idle ? idle
+                                                                   : std::chrono::milliseconds{0});
+    return;
+  }
+  schedule_step(self, result.what == produce_result::kind::idle ? idle : std::chrono::milliseconds{1});
+}
+
+// Before the first step that runs stage code after a start, the worker commits where it starts
+// (see stage_actor.hpp): a start that finds the marker of an earlier start at the same place
+// knows that attempt died with the process.
+void commit_start_marker(self_ptr self) {
+  auto& st = self->state;
+  const auto max = st.spec.config->retry.max_attempts;
+  auto fp = fingerprint(st.sent);
+  crash_marker m{fp, 1, 0};
+  if (st.found_marker && st.found_marker->fingerprint == fp) {
+    const auto& found = *st.found_marker;
+    if (found.isolate > 0) { // isolating record by record when the process died
+      st.crash_isolate = found.isolate;
+      st.crashes_here = found.starts;
+      m = {fp, found.starts + 1, found.isolate};
+    } else if (found.starts >= max) {
+      log_event(log_level::warn, st.who,
+                "the process died " + std::to_string(found.starts) +
+                  " times in a row while this stage worked on the records from here; trying "
+                  "them one at a time to find the one that kills it");
+      st.crash_isolate = std::max<uint32_t>(1, st.spec.config->batch.max_items);
+      m = {fp, 1, st.crash_isolate};
+    } else {
+      m = {fp, found.starts + 1, 0};
+    }
+  }
+  st.found_marker.reset(); // decided once per start
+  st.marker_in_store = true;
+  st.step.begin(*st.delta);
+  st.batch_end = st.sent;
+  st.delta->state.push_back(
+    {state_scope::worker, st.spec.worker, state_space::runtime, marker_key, m.encode()});
+  send_step(self, false, /*marker=*/true);
+  st.at = phase::waiting;
+}
+
+void run_consumer_step(self_ptr self) {
+  auto& st = self->state;
+  st.step.begin(*st.delta);
+  const auto& batch_cfg = st.spec.config->batch;
+  bool one_by_one = st.isolating || st.crash_isolate > 0;
+  size_t max = one_by_one ? 1 : batch_cfg.max_items;
+  if (auto err = read_batch(st, max, one_by_one)) {
+    fail(self, err);
+    return;
+  }
+  bool moved = st.batch_end != st.sent;
+  if (st.records.empty()) {
+    if (moved) { // only undecodable records
+      add_bookkeeping(st);
+      send_step(self, false);
+      schedule_step(self);
+      return;
+    }
+    auto status = upstream_status(st);
+    if (!status) {
+      fail(self, status.error());
+      return;
+    }
+    switch (*status) {
+      case upstream::done:
+        mark_done(st);
+        send_step(self, true);
+        st.at = phase::waiting;
+        return;
+      case upstream::failed:
+        log_event(log_level::warn, st.who,
+                  "stops: everything available is consumed and a stage upstream failed");
+        st.step.abandon();
+        try_stop(self);
+        return;
+      case upstream::running:
+        st.step.abandon();
+        st.at = phase::idle;
+        st.reader->release();
+        return;
+    }
+  }
+  if (!st.marker_settled) {
+    st.step.abandon();
+    commit_start_marker(self);
+    return;
+  }
+  if (st.crash_isolate > 0 && st.crashes_here >= st.spec.config->retry.max_attempts) {
+    dead_letter_in_hand(self,
+                        "the process died " + std::to_string(st.crashes_here) +
+                          " times while this stage worked on it alone (a crash, an abort or "
+                          "an out-of-memory kill)",
+                        st.crashes_here);
+    return;
+  }
+  if (st.records.size() < max && batch_cfg.max_delay.count() > 0 && !st.delayed_once) {
+    auto status = upstream_status(st);
+    if (status && *status == upstream::running) {
+      st.delayed_once = true;
+      st.step.abandon();
+      schedule_step(self, batch_cfg.max_delay);
+      return;
+    }
+  }
+  st.delayed_once = false;
+  batch view{&st.records};
+  if (!run_stage_code(self, [&](context& ctx) { st.op->process_batch(ctx, view); }))
+    return;
+  st.failures = 0;
+  add_bookkeeping(st);
+  send_step(self, false);
+  after_send(st);
+  schedule_step(self);
+}
+
+} // namespace
+
+std::string crash_marker::encode() const {
+  std::string s(16, '\0');
+  put_le64(&s[0], fingerprint);
+  put_le32(&s[8], starts);
+  put_le32(&s[12], isolate);
+  return s;
+}
+
+std::optional<crash_marker> crash_marker::decode(std::string_view bytes) {
+  if (bytes.size() != 16)
+    return std::nullopt;
+  return crash_marker{get_le64(bytes.data()), get_le32(bytes.data() + 8),
+                      get_le32(bytes.data() + 12)};
+}
+
+void schedule_step(self_ptr self, std::chrono::milliseconds delay) {
+  auto& st = self->state;
+  ++st.token;
+  if (delay.count() > 0) {
+    if (st.reader)
+      st.reader->release(); // an old snapshot pins pages LMDB could otherwise reuse
+    st.at = phase::delaying;
+    self->delayed_send(self, delay, step_atom::value, st.token);
+  } else {
+    st.at = phase::ready;
+    self->send(self, step_atom::value, st.token);
+  }
+}
+
+void stop_now(self_ptr self) {
+  auto& st = self->state;
+  if (st.code) {
+    st.step.begin(*st.delta);
+    context ctx{st.step};
+    try {
+      st.code->close(ctx);
+    } catch (const std::exception& e) {
+      log_event(log_level::warn, st.who, std::string{"close() threw: "} + e.what());
+    } catch (const kj::Exception& e) {
+      log_event(log_level::warn, st.who, std::string{"close() threw: "} + e.getDescription().cStr());
+    } catch (...) {
+      log_event(log_level::warn, st.who, "close() threw an unknown exception");
+    }
+    st.step.abandon(); // close() cannot commit: the last step already did
+  }
+  st.reader.reset();
+  self->quit();
+}
+
+void try_stop(self_ptr self) {
+  auto& st = self->state;
+  st.stopping = true;
+  if (unacked(st) == 0 || st.resend_pending)
+    stop_now(self); // else the last acknowledgement stops us
+  else
+    st.at = phase::waiting;
+}
+
+void fail(self_ptr self, caf::error err) {
+  auto& st = self->state;
+  if (code_of(err) == errc::store_corrupt) {
+    log_event(log_level::error, st.who, describe(err));
+    caf::anon_send(st.node->node, fatal_atom::value, st.who + ": " + describe(err));
+  }
+  st.reader.reset();
+  self->quit(std::move(err));
+}
+
+void run_step(self_ptr self) {
+  auto& st = self->state;
+  if (st.stopping) {
+    try_stop(self);
+    return;
+  }
+  if (st.resend_pending) {
+    st.at = phase::waiting;
+    return;
+  }
+  if (auto err = st.reader->refresh()) {
+    fail(self, err);
+    return;
+  }
+  settle(st);
+  auto in_flight = unacked(st);
+  // One step at a time while a marker commits or while isolating because of crashes: each of
+  // those steps must be committed before the next runs stage code.
+  bool serial = !st.marker_settled || st.crash_isolate > 0;
+  if (in_flight >= st.depth || (serial && in_flight > 0)) {
+    st.at = phase::waiting;
+    return;
+  }
+  switch (output_state(st)) {
+    case outputs::free:
+      break;
+    case outputs::full:
+      st.at = phase::idle; // a consumer's cursor move wakes us
+      st.reader->release();
+      return;
+    case outputs::full_and_consumer_failed:
+      log_event(log_level::warn, st.who,
+                "stops: an output log is full and a stage reading it failed");
+      try_stop(self);
+      return;
+  }
+  if (st.src)
+    run_source_step(self);
+  else
+    run_consumer_step(self);
+}
+
+} // namespace troupe::detail
