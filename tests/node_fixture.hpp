@@ -86,19 +86,30 @@ inline std::unique_ptr<store> open_store(const app_config& app) {
   return std::move(*db);
 }
 
-// The indexes of the Generated records in an edge, in log order.
+// The indexes of the Generated records in an edge: partition by partition, each in log order.
 inline std::vector<uint64_t> indexes_in(store& db, const std::string& edge) {
   auto reader = db.reader();
   REQUIRE_FALSE(reader->refresh());
   std::vector<uint64_t> out;
   envelope_decoder dec;
-  auto n = reader->read(*db.find_edge(edge), 0, SIZE_MAX, [&](uint64_t, std::string_view bytes) {
-    REQUIRE_FALSE(dec.decode(bytes));
-    out.push_back(dec.root().getPayload().getAs<schema::Generated>().getIndex());
-    return true;
-  });
-  REQUIRE(n);
+  auto e = *db.find_edge(edge);
+  for (partition_id p = 0; p < db.layout().edges[e].partitions; ++p) {
+    auto n = reader->read(e, p, 0, SIZE_MAX, [&](uint64_t, std::string_view bytes) {
+      REQUIRE_FALSE(dec.decode(bytes));
+      out.push_back(dec.root().getPayload().getAs<schema::Generated>().getIndex());
+      return true;
+    });
+    REQUIRE(n);
+  }
   return out;
+}
+
+// A value read from the store that must be there and readable.
+template <class T>
+T must(caf::expected<T> x) {
+  if (!x)
+    FAIL("store read failed: " << describe(x.error()));
+  return std::move(*x);
 }
 
 } // namespace troupe::test

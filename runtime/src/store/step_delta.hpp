@@ -65,6 +65,10 @@ struct step_delta {
   // Edges whose consumers should be woken even without new records (the producer finished).
   std::vector<edge_id> wake;
 
+  void add_output(edge_id e, partition_id p, std::string_view bytes) {
+    outputs.push_back({e, p, arena.size(), static_cast<uint32_t>(bytes.size())});
+    arena.append(bytes);
+  }
   std::string_view output_bytes(const output& o) const {
     return std::string_view{arena}.substr(o.offset, o.size);
   }

@@ -468,30 +468,35 @@ caf::error store::apply_at(const std::vector<const step_delta*>& deltas,
         return make_error(errc::store_pressure,
                           "store: the map is nearly full; intake waits while consumers free "
                           "room (raise store.map_size to give it more)");
-  if (auto err = d.begin(env_))
-    return err;
-  for (const auto* delta : deltas) {
-    if (!delta)
-      continue;
-    if (auto err = d.apply_delta(*delta)) {
+  // Any failure leaves nothing applied; a full map also stops intake until the writer measures
+  // room again (update_pressure), and trims consumed records regardless of retention meanwhile.
+  auto failed = [&](caf::error err, bool open_txn) {
+    if (open_txn)
       d.abort();
-      return err;
-    }
-  }
+    if (appended)
+      appended->clear();
+    if (consumed)
+      consumed->clear();
+    if (code_of(err) == errc::store_full)
+      pressure_ = d.pressure = true;
+    return io_error(std::move(err));
+  };
+  if (auto err = d.begin(env_))
+    return failed(err, false);
+  for (const auto* delta : deltas)
+    if (delta)
+      if (auto err = d.apply_delta(*delta))
+        return failed(err, true);
   // One chunk per partition for the whole group (more only past the chunk caps), before
   // trimming: a cursor may already have consumed records of this very commit.
   for (auto id : d.touched_edges)
     for (auto p : d.e[id].touched_parts)
-      if (auto err = d.append_chunks(id, p)) {
-        d.abort();
-        return err;
-      }
+      if (auto err = d.append_chunks(id, p))
+        return failed(err, true);
   uint64_t budget = trim_budget, removed = 0;
   for (size_t i = 0; i < d.touched_edges.size(); ++i) // finish_edge touches no further edges
-    if (auto err = d.finish_edge(d.touched_edges[i], now_ms, budget, removed)) {
-      d.abort();
-      return err;
-    }
+    if (auto err = d.finish_edge(d.touched_edges[i], now_ms, budget, removed))
+      return failed(err, true);
   auto touched = d.touched_edges;
   for (auto id : touched) {
     if (appended && d.e[id].appended)
@@ -499,15 +504,8 @@ caf::error store::apply_at(const std::vector<const step_delta*>& deltas,
     if (consumed && d.e[id].consumed)
       consumed->push_back(id);
   }
-  if (auto err = d.commit()) {
-    if (appended)
-      appended->clear();
-    if (consumed)
-      consumed->clear();
-    if (code_of(err) == errc::store_full) // keep intake off until the writer measures room
-      pressure_ = impl_->pressure = true;
-    return io_error(err);
-  }
+  if (auto err = d.commit())
+    return failed(err, false);
   for (auto id : touched)
     publish_backlog(id);
   return {};

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -494,14 +495,32 @@ caf::error store::update_pressure() {
   uint64_t capacity = options_.map_size / st.ms_psize;
   uint64_t file_pages = static_cast<uint64_t>(info.me_last_pgno) + 1;
   uint64_t used = file_pages - std::min(file_pages, free_pages);
-  // Intake stops with a reserve of a sixteenth of the map (at least 4 MiB) left for the steps that
-  // free room; it resumes once twice that is free again.
-  uint64_t reserve = std::max<uint64_t>(capacity / 16, (uint64_t{4} << 20) / st.ms_psize);
+  // Intake stops with a reserve of a sixteenth of the map (at least 16 pages) left for the steps
+  // that free room; it resumes once twice that is free again.
+  uint64_t reserve = std::max<uint64_t>(capacity / 16, 16);
+  bool was = pressure_;
   if (!pressure_ && used + reserve >= capacity)
     pressure_ = true;
   else if (pressure_ && used + 2 * reserve < capacity)
     pressure_ = false;
   impl_->pressure = pressure_;
+  if (was && !pressure_) {
+    // LMDB reuses the pages a transaction freed only once a later transaction committed (the
+    // previous meta page may still point at them). When everything waited on the full map, the
+    // last commit was the one that freed room: commit a small one, so intake can use that room.
+    auto& d = *impl_;
+    if (auto err = d.begin(env_))
+      return err;
+    auto stamp = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch()).count());
+    MDB_val k = to_val("room_made_at"), v = to_val(stamp);
+    if (int rc = lmdb_->put(d.txn, d.meta, &k, &v, 0); rc != 0) {
+      d.abort();
+      return lmdb_error(rc, "store: writing meta room_made_at");
+    }
+    if (auto err = d.commit())
+      return err;
+  }
   return {};
 }
 

@@ -267,14 +267,15 @@ TEST_CASE("a full app loads with every override applied", "[runtime][config]") {
   CHECK(app.edges[0].keep.count == 100);
   CHECK(app.edges[0].keep.age_ms == 3600000);
   CHECK(app.edges[0].groups ==
-        std::vector<std::string>{"price/0", "price/1", "price/2", "audit/0"});
+        std::vector<std::string>{"price", "audit"});
+  CHECK(app.edges[0].default_partitions == 3); // its most parallel reader has 3 workers
   CHECK(app.edges[1].name == "priced");
   CHECK(app.edges[1].max_records == 1000000);
   CHECK(app.edges[1].keep.count == 100000);
   CHECK(app.edges[1].keep.age_ms == 0);
-  CHECK(app.edges[1].groups == std::vector<std::string>{"write/0"});
+  CHECK(app.edges[1].groups == std::vector<std::string>{"write"});
   CHECK(app.edges[2].name == "rejected");
-  CHECK(app.edges[2].groups == std::vector<std::string>{"dead/0"});
+  CHECK(app.edges[2].groups == std::vector<std::string>{"dead"});
 
   auto layout = layout_of(app);
   REQUIRE(layout.edges.size() == 3);
@@ -346,7 +347,7 @@ TEST_CASE("defaults apply when the file sets nothing", "[runtime][config]") {
   CHECK(app.schema_file.empty());
   CHECK_FALSE(app.payload_schema);
   CHECK(app.node_supervision.strategy == restart_strategy::one_for_one);
-  CHECK(app.node_supervision.max_restarts == 10);
+  CHECK(app.node_supervision.max_restarts == 5);
   CHECK(app.node_supervision.within == 60000ms);
   REQUIRE(app.stages.size() == 2);
   const auto& gen = app.stages[0];
@@ -355,13 +356,13 @@ TEST_CASE("defaults apply when the file sets nothing", "[runtime][config]") {
   CHECK(gen.retry.max_attempts == 3);
   CHECK(gen.retry.backoff == 50ms);
   CHECK(gen.supervision.backoff_min == 100ms);
-  CHECK(gen.supervision.backoff_max == 10000ms);
+  CHECK(gen.supervision.backoff_max == 5000ms);
   CHECK(gen.supervision.jitter == Approx(0.2));
   CHECK_FALSE(gen.stage_params->payload_schema());
   REQUIRE(app.edges.size() == 1);
   CHECK(app.edges[0].name == "numbers");
   CHECK(app.edges[0].max_records == 1000000);
-  CHECK(app.edges[0].groups == std::vector<std::string>{"sink/0"});
+  CHECK(app.edges[0].groups == std::vector<std::string>{"sink"});
 }
 
 TEST_CASE("the data dir can be overridden and is made absolute", "[runtime][config]") {

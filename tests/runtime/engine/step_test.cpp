@@ -133,12 +133,12 @@ TEST_CASE("a step that throws half-way leaves no trace", "[runtime][step]") {
   auto reader = db->reader();
   REQUIRE_FALSE(reader->refresh());
   auto middle = *db->find_stage("middle");
-  auto count = reader->state(middle, 0, state_space::user, "count");
+  auto count = must(reader->state(middle, state_scope::partition, 0, state_space::user, "count"));
   REQUIRE(count);
   uint64_t value = 0;
   std::memcpy(&value, count->data(), 8);
   CHECK(value == 2000);
-  CHECK(reader->dead_letter_count(middle) == 0);
+  CHECK(must(reader->dead_letter_count(middle)) == 0);
 }
 
 TEST_CASE("a record that keeps failing goes to the dead-letter log and the stage goes on",
@@ -153,7 +153,7 @@ TEST_CASE("a record that keeps failing goes to the dead-letter log and the stage
   auto reader = db->reader();
   REQUIRE_FALSE(reader->refresh());
   auto middle = *db->find_stage("middle");
-  auto dead = reader->dead_letters(middle);
+  auto dead = must(reader->dead_letters(middle));
   REQUIRE(dead.size() == 1);
 
   envelope_decoder unused;
@@ -225,5 +225,5 @@ TEST_CASE("a transient failure is retried until it passes and dead-letters nothi
   CHECK(indexes_in(*db, "done") == iota_except(400));
   auto reader = db->reader();
   REQUIRE_FALSE(reader->refresh());
-  CHECK(reader->dead_letter_count(*db->find_stage("middle")) == 0);
+  CHECK(must(reader->dead_letter_count(*db->find_stage("middle"))) == 0);
 }
