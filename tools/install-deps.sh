@@ -3,10 +3,13 @@
 # already installed it does nothing (no apt-get update, no network).
 set -euo pipefail
 
+# jq: the oracle of tests/install; file (with build-essential's dpkg-dev and binutils): what
+# `cpack -G DEB` runs to compute the package's dependencies.
 packages=(
   build-essential cmake pkg-config
   libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils catch2
   libyaml-cpp-dev libcli11-dev libfmt-dev libxxhash-dev
+  jq file
 )
 
 missing=()

@@ -9,6 +9,10 @@
 
 namespace fs = std::filesystem;
 
+#ifndef TROUPE_PLUGIN_DIR_FROM_BIN
+#error "TROUPE_PLUGIN_DIR_FROM_BIN (the installed plugin folder, relative to bin/) comes from runtime/CMakeLists.txt"
+#endif
+
 namespace troupe {
 
 namespace detail {
@@ -72,9 +76,14 @@ std::optional<std::string> app_loader::resolve_plugin(const std::string& entry,
       rest = colon == std::string_view::npos ? "" : rest.substr(colon + 1);
     }
   }
+  // Beside the executable, wherever it was built or installed: <build>/plugins for a build
+  // tree's bin/troupe, <prefix>/lib/troupe/plugins for an installed one (the path the build
+  // configured, relative to bin/, so a prefix that moves still finds its plugins).
   auto exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec)
+  if (!ec) {
     dirs.push_back(absolute_path(exe.parent_path() / ".." / "plugins"));
+    dirs.push_back(absolute_path(exe.parent_path() / TROUPE_PLUGIN_DIR_FROM_BIN));
+  }
   for (const auto& dir : dirs) {
     auto candidate = (fs::path(dir) / file).string();
     if (fs::is_regular_file(candidate, ec))
