@@ -4,6 +4,7 @@
 
 #include "base/endian.hpp"
 #include "base/log.hpp"
+#include "engine/crash_blame.hpp"
 #include "writer/writer.hpp"
 #include "supervision/supervisor.hpp"
 
@@ -39,6 +40,7 @@ void init(self_ptr self) {
   if (auto err = st.reader->refresh())
     throw store_failure(err);
   st.depth = std::max<uint32_t>(1, cfg.batch.in_flight);
+  st.blame_path = blame_file(st.node->app->data_dir, cfg.name, st.spec.worker);
   const auto& owned = st.spec.owned;
   st.committed.clear();
   for (size_t i = 0; i < st.spec.inputs.size(); ++i)

@@ -31,6 +31,7 @@
 #include <caf/fwd.hpp>
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -69,6 +70,9 @@ struct node_context {
   caf::actor node; // receives fatal_atom
   const app_config* app = nullptr;
   std::shared_ptr<failed_stages> failed = std::make_shared<failed_stages>();
+  // Workers ("<stage>/<worker>") whose code killed the last run with a signal; nullopt when no
+  // worker is known to (then every worker inside a step counts the death). See crash_blame.hpp.
+  std::optional<std::set<std::string>> blamed;
 };
 
 struct worker_spec {

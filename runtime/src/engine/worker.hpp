@@ -95,6 +95,7 @@ struct worker_state {
   bool marker_in_store = false;             // a marker of ours is (being) committed
   uint32_t crash_isolate = 0;               // records left to isolate because of crashes
   uint32_t crashes_here = 0;                // deaths recorded at the current position
+  std::string blame_path;                   // crash_blame.hpp: this worker's file
 
   static const char* name;
 };

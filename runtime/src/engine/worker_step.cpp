@@ -6,6 +6,7 @@
 #include "base/backoff.hpp"
 #include "base/endian.hpp"
 #include "base/log.hpp"
+#include "engine/crash_blame.hpp"
 #include "supervision/supervisor.hpp"
 
 #include <caf/all.hpp>
@@ -161,6 +162,7 @@ template <class F>
 bool run_stage_code(self_ptr self, F&& code) {
   auto& st = self->state;
   try {
+    blame_scope blame{st.blame_path};
     context ctx{st.step};
     code(ctx);
     st.step.finish();
@@ -220,19 +222,25 @@ void commit_start_marker(self_ptr self) {
   crash_marker m{fp, 1, 0};
   if (st.found_marker && st.found_marker->fingerprint == fp) {
     const auto& found = *st.found_marker;
+    // Every start here began an attempt that died with the process; the last one is not held
+    // against our records when another worker's code is known to have killed it.
+    const auto& blamed = st.node->blamed;
+    bool bystander = blamed && !blamed->count(st.spec.config->name + "/" +
+                                              std::to_string(st.spec.worker));
+    uint32_t deaths = bystander && found.starts > 0 ? found.starts - 1 : found.starts;
     if (found.isolate > 0) { // isolating record by record when the process died
       st.crash_isolate = found.isolate;
-      st.crashes_here = found.starts;
-      m = {fp, found.starts + 1, found.isolate};
-    } else if (found.starts >= max) {
+      st.crashes_here = deaths;
+      m = {fp, deaths + 1, found.isolate};
+    } else if (deaths >= max) {
       log_event(log_level::warn, st.who,
-                "the process died " + std::to_string(found.starts) +
+                "the process died " + std::to_string(deaths) +
                   " times in a row while this stage worked on the records from here; trying "
                   "them one at a time to find the one that kills it");
       st.crash_isolate = std::max<uint32_t>(1, st.spec.config->batch.max_items);
       m = {fp, 1, st.crash_isolate};
     } else {
-      m = {fp, found.starts + 1, 0};
+      m = {fp, deaths + 1, 0};
     }
   }
   st.found_marker.reset(); // decided once per start

@@ -1,6 +1,7 @@
 #include "node/node.hpp"
 
 #include "base/log.hpp"
+#include "engine/crash_blame.hpp"
 #include "engine/stage_actor.hpp"
 #include "store/store.hpp"
 #include "supervision/supervisor.hpp"
@@ -120,6 +121,8 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   ctx->owner = db;
   ctx->writer = writer;
   ctx->app = &app;
+  detail::install_crash_handlers();
+  ctx->blamed = detail::collect_blame(app.data_dir);
   std::map<std::string, stage_ref> refs;
   for (size_t i = 0; i < app.stages.size(); ++i) {
     auto specs = worker_specs(app, *db, i);

@@ -36,4 +36,9 @@ public:
 
 } // namespace
 
-TROUPE_PLUGIN(reg) { reg.add_operator<running_stage>("e2e.running"); }
+void register_keyed_stages(troupe::registry& reg); // keyed.cpp
+
+TROUPE_PLUGIN(reg) {
+  reg.add_operator<running_stage>("e2e.running");
+  register_keyed_stages(reg);
+}
