@@ -1,4 +1,4 @@
-// The one place where Troupe's own stage types are named.
+// The one place where Troupe's own stage types are named, with the params each takes.
 #include "builtin_stages.hpp"
 
 #include "generator.hpp"
@@ -8,9 +8,15 @@
 namespace troupe {
 
 void register_builtin_stages(registry& reg) {
-  reg.add_source<jsonl_source>("jsonl_source");
-  reg.add_source<generator>("generator");
-  reg.add_sink<jsonl_sink>("jsonl_sink", /*blocking=*/true, /*single_worker=*/true);
+  reg.add_source<jsonl_source>("jsonl_source")
+    .reads_paths({"path"})
+    .params({"follow", "poll_ms", "required", "key", "unknown_fields"});
+  reg.add_source<generator>("generator").params({"count", "rate", "payload_size"});
+  reg.add_sink<jsonl_sink>("jsonl_sink")
+    .owns_paths({"path"})
+    .params({"envelope"})
+    .blocking()
+    .single_worker();
 }
 
 } // namespace troupe

@@ -68,6 +68,8 @@ private:
 } // namespace
 
 TROUPE_PLUGIN(reg) {
-  reg.add({"quickstart.price", troupe::stage_kind::op, {"out", "review"}, {"review"}, false,
-           [](const troupe::params& p) { return std::make_unique<price_stage>(p); }});
+  reg.add_operator<price_stage>("quickstart.price")
+    .outputs({"out"})
+    .optional_outputs({"review"})
+    .params({"review_above"});
 }

@@ -15,6 +15,8 @@
 #include <capnp/any.h>
 #include <capnp/dynamic.h>
 
+#include <troupe/stage_type.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -209,8 +211,9 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-// A stage's parameters from the app's YAML (everything under the stage except the keys the
-// runtime owns: name, type, inputs, outputs, workers, batch, retry, supervision).
+// A stage's parameters from the app's YAML: the keys its type declares (stage_type::params), the
+// loader having refused any other key that the runtime does not own. Reading a key the type
+// does not declare throws config_error, so a registration that forgot one fails at lint.
 class params {
 public:
   virtual ~params();
@@ -228,58 +231,4 @@ public:
   [[noreturn]] virtual void fail(std::string_view key, std::string_view message) const = 0;
 };
 
-enum class stage_kind { source, op, sink };
-
-// How YAML names a stage type and how to build one. A constructor reads and checks its
-// parameters and must have no side effects (`troupe lint` builds stages too); resources are
-// acquired in open().
-struct stage_type {
-  std::string name;
-  stage_kind kind = stage_kind::op;
-  // Output ports the type emits to; a port the YAML leaves unconnected is an error unless it
-  // is listed in optional_outputs.
-  std::vector<std::string> outputs;
-  std::vector<std::string> optional_outputs;
-  // Run each instance on a thread of its own: for stages that block (fsync, subprocesses,
-  // network) so they never stall the shared scheduler.
-  bool blocking = false;
-  std::function<std::unique_ptr<stage_base>(const params&)> make;
-  // Refuse `workers` > 1: for stages whose effect outside LMDB is one ordered thing (a file).
-  bool single_worker = false;
-};
-
-// The stage types a node knows. main() fills one explicitly: built-ins first, then plugins.
-class registry {
-public:
-  void add(stage_type type); // throws std::invalid_argument on a duplicate name
-  const stage_type* find(std::string_view name) const;
-  std::vector<std::string> names() const;
-
-  template <class T>
-  void add_source(std::string name, std::vector<std::string> outputs = {"out"},
-                  bool blocking = false) {
-    add({std::move(name), stage_kind::source, std::move(outputs), {}, blocking,
-         [](const params& p) { return std::unique_ptr<stage_base>(new T(p)); }});
-  }
-  template <class T>
-  void add_operator(std::string name, std::vector<std::string> outputs = {"out"},
-                    bool blocking = false) {
-    add({std::move(name), stage_kind::op, std::move(outputs), {}, blocking,
-         [](const params& p) { return std::unique_ptr<stage_base>(new T(p)); }});
-  }
-  template <class T>
-  void add_sink(std::string name, bool blocking = false, bool single_worker = false) {
-    add({std::move(name), stage_kind::sink, {}, {}, blocking,
-         [](const params& p) { return std::unique_ptr<stage_base>(new T(p)); }, single_worker});
-  }
-
-private:
-  std::map<std::string, stage_type, std::less<>> types_;
-};
-
 } // namespace troupe
-
-// A plugin (a shared library named in the app's `plugins:`) defines its entry point with:
-//   TROUPE_PLUGIN(reg) { reg.add_operator<my_stage>("my.stage"); }
-#define TROUPE_PLUGIN(reg)                                                                     \
-  extern "C" void troupe_plugin_register(::troupe::registry& reg)

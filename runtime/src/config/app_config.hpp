@@ -19,14 +19,22 @@ class Node;
 
 namespace troupe {
 
+// An error makes the app invalid; a warning is printed and the app still loads and runs.
+enum class issue_severity { error, warning };
+
 struct config_issue {
-  std::string file;
+  std::string file;  // the YAML file as given; for an issue caused by --set, "--set <it>"
   int line = 0;   // 1-based; 0 when unknown
   int column = 0; // 1-based; 0 when unknown
   std::string field; // dotted path, e.g. "stages[2].batch.max_items"
   std::string message;
+  issue_severity severity = issue_severity::error;
+  bool from_override = false; // caused by a --set: `file` names it, so to_string omits `field`
 
-  std::string to_string() const; // "app.yaml:12:5: stages[2].batch.max_items: must be > 0"
+  // "app.yaml:12:5: stages[2].batch.max_items: must be > 0"; a warning says so after the
+  // position ("app.yaml:3:11: warning: stages[0].path: ..."); an override's issue is
+  // "--set stages.price.wokers=4: unknown key 'wokers' (did you mean 'workers'?)".
+  std::string to_string() const;
 };
 
 enum class restart_strategy { one_for_one, one_for_all, rest_for_one };
@@ -62,6 +70,8 @@ struct stage_config {
   retry_config retry;
   supervision_config supervision;
   std::shared_ptr<const params> stage_params; // the stage's own keys
+  // Absolute paths of the files the stage writes (its type's owned_paths params), as given.
+  std::vector<std::string> owned_paths;
   int line = 0;
 };
 
@@ -86,13 +96,25 @@ struct app_config {
 class schema_loader;
 
 struct load_result {
-  std::optional<app_config> app; // set when there are no issues
-  std::vector<config_issue> issues;
+  std::optional<app_config> app; // set when no issue is an error
+  std::vector<config_issue> issues; // errors and warnings, by line
   std::shared_ptr<schema_loader> schemas; // keeps parsed schemas alive
+
+  size_t errors() const;
+  size_t warnings() const { return issues.size() - errors(); }
+};
+
+struct load_options {
+  std::string data_dir; // replaces the file's data_dir when not empty
+  // "path.to.key=value" (the CLI's --set), applied in order to the YAML tree before ${NAME}
+  // substitution and any check; the path syntax is in runtime/CONFIG.md ("Overrides").
+  std::vector<std::string> overrides;
 };
 
 // Reads and validates an app file. Plugins named in the file are loaded into `reg` first (a
-// plugin that cannot be loaded is an issue). `data_dir_override` replaces the file's data_dir.
+// plugin that cannot be loaded is an issue).
+load_result load_app(const std::string& path, registry& reg, const load_options& options);
+// The same with only a data dir override (empty: the file's).
 load_result load_app(const std::string& path, registry& reg,
                      const std::string& data_dir_override = "");
 

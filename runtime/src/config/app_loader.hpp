@@ -4,7 +4,8 @@
 //   app_config.cpp       the settings, `edges:`, the stages, building them
 //   plugins.cpp          `plugins:`
 //   app_schema.cpp       `schema:`
-//   app_graph_checks.cpp ports and the graph of edges
+//   app_graph_checks.cpp ports, the graph of edges, cycles
+//   app_paths.cpp        the files stages write (owned) and read
 #pragma once
 
 #include "config/app_config.hpp"
@@ -51,8 +52,8 @@ struct edge_override {
 
 class app_loader {
 public:
-  app_loader(const std::string& path, registry& reg, const std::string& data_dir_override)
-      : r_(path), reg_(reg), data_dir_override_(data_dir_override) {
+  app_loader(const std::string& path, registry& reg, load_options options)
+      : r_(path), reg_(reg), options_(std::move(options)) {
     app_.file = path;
   }
 
@@ -81,14 +82,17 @@ private:
   stage_draft read_stage(const YAML::Node& n, const std::string& field);
   void read_inputs(const YAML::Node& n, stage_draft& s);
   void read_outputs(const YAML::Node& n, stage_draft& s);
+  bool check_param_key(const stage_draft& s, const YAML::Node& key);
   void check_ports(stage_draft& s);
   void check_graph();
+  void check_cycles(const std::vector<std::vector<std::pair<size_t, const edge_ref*>>>& readers);
+  void check_paths();
   void build_stages();
   void try_make(const stage_draft& s, const params& p);
 
   reporter r_;
   registry& reg_;
-  std::string data_dir_override_;
+  load_options options_;
   app_config app_;
   std::shared_ptr<schema_loader> schemas_;
   bool schema_given_ = false;

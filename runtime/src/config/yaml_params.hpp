@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace troupe::detail {
 
@@ -35,12 +36,15 @@ public:
     int column = 0;
   };
 
+  // `declared`: the params the stage's type declares; reading any other key is a bug of the
+  // type's registration, reported as a config_error naming `type`.
   yaml_params(std::string file, std::string field, int line, int column, std::string base_dir,
-              std::map<std::string, value, std::less<>> values,
-              std::shared_ptr<schema_loader> schemas, std::optional<capnp::StructSchema> schema)
+              std::map<std::string, value, std::less<>> values, std::string type,
+              std::vector<std::string> declared, std::shared_ptr<schema_loader> schemas,
+              std::optional<capnp::StructSchema> schema)
       : file_(std::move(file)), field_(std::move(field)), line_(line), column_(column),
-        base_dir_(std::move(base_dir)), values_(std::move(values)), schemas_(std::move(schemas)),
-        schema_(schema) {}
+        base_dir_(std::move(base_dir)), values_(std::move(values)), type_(std::move(type)),
+        declared_(std::move(declared)), schemas_(std::move(schemas)), schema_(schema) {}
 
   bool has(std::string_view key) const override;
   std::string get_string(std::string_view key) const override;
@@ -65,6 +69,8 @@ private:
   int line_, column_; // of the stage's map
   std::string base_dir_;
   std::map<std::string, value, std::less<>> values_;
+  std::string type_;
+  std::vector<std::string> declared_;
   std::shared_ptr<schema_loader> schemas_; // keeps schema_ valid
   std::optional<capnp::StructSchema> schema_;
 };
