@@ -55,19 +55,28 @@ public:
   std::string_view input() const;    // the edge it was read from
   uint64_t position() const;         // its sequence number in that edge
 
-  // The payload, as the generated type T (from the app's schema).
+  // The payload, as the generated type T. Throws std::invalid_argument, naming both, when the
+  // edge the record came from carries another struct.
   template <class T>
   typename T::Reader payload() const {
+    check_payload(capnp::Schema::from<T>());
     return payload_any().template getAs<T>();
   }
+  // The payload's pointer, unchecked.
   capnp::AnyPointer::Reader payload_any() const;
-  // The payload read through the app's schema, for stages that are schema-agnostic.
+  // The struct of the edge the record came from (its `type:`, or the app's default); nullopt
+  // when the edge carries none.
+  std::optional<capnp::StructSchema> payload_schema() const;
+  // The payload read through payload_schema(), for schema-agnostic stages; std::logic_error when
+  // there is none.
   capnp::DynamicStruct::Reader payload_dynamic() const;
 
   // The whole Envelope as Cap'n Proto bytes (single segment, flat array).
   std::string_view bytes() const;
 
 private:
+  void check_payload(capnp::StructSchema wanted) const;
+
   const detail::record_impl* impl_;
 };
 
@@ -81,15 +90,24 @@ public:
   record_builder& event_time(int64_t ms);
   record_builder& header(std::string_view name, std::string_view value);
 
+  // Initialises the payload as the generated type T. Throws std::invalid_argument, naming both,
+  // when the port's edge carries another struct.
   template <class T>
   typename T::Builder init_payload() {
+    declare_payload(capnp::Schema::from<T>());
     return payload_any().template initAs<T>();
   }
+  // The payload's pointer, unchecked.
   capnp::AnyPointer::Builder payload_any();
-  // Initialises the payload as the app's payload struct, through the dynamic API.
+  // The struct of the port's edge; nullopt when it carries none.
+  std::optional<capnp::StructSchema> payload_schema() const;
+  // Initialises the payload as payload_schema(), through the dynamic API; std::logic_error when
+  // there is none.
   capnp::DynamicStruct::Builder init_payload_dynamic();
 
 private:
+  void declare_payload(capnp::StructSchema built);
+
   detail::step_impl* step_;
 };
 
@@ -119,7 +137,8 @@ public:
   // Starts a new record on the named output port. Throws std::invalid_argument for a port the
   // app's YAML does not connect.
   record_builder emit(std::string_view port);
-  // Passes a record on unchanged (same id, key, headers and payload bytes).
+  // Passes a record on unchanged (same id, key, headers and payload bytes). Throws
+  // std::invalid_argument when the record's edge and the port's edge carry different structs.
   void forward(std::string_view port, const record& r);
   // Sends a record to this stage's dead-letter log with a reason, and goes on.
   void dead_letter(const record& r, std::string_view reason);
@@ -134,10 +153,16 @@ public:
   unsigned workers() const;
   troupe::durability durability() const;
   bool has_output(std::string_view port) const;
-  // The app's payload struct, for schema-agnostic stages; throws if the app names none.
+  // The app's default payload struct (schema.payload); std::logic_error if the app names none.
   capnp::StructSchema payload_schema() const;
+  // The struct of the edge an output port writes, or of an input edge; nullopt when that edge
+  // carries none or the port is not connected.
+  std::optional<capnp::StructSchema> output_schema(std::string_view port) const;
+  std::optional<capnp::StructSchema> input_schema(std::string_view edge) const;
 
 private:
+  void check_forward(std::string_view port, const record& r) const;
+
   detail::step_impl* step_;
   state_store state_{*step_};
 };
@@ -225,8 +250,13 @@ public:
   virtual bool get_bool(std::string_view key, bool fallback) const = 0;
   // A path, resolved relative to the directory of the YAML file.
   virtual std::string get_path(std::string_view key) const = 0;
-  // The app's payload struct, or nullopt when the app names none.
+  // The app's default payload struct (schema.payload), or nullopt when the app names none.
   virtual std::optional<capnp::StructSchema> payload_schema() const = 0;
+  // The struct of the edge an output port writes (its `edges.<e>.type`, else the default, else
+  // what the producer's type declares it emits), or of an input edge by name; nullopt when the
+  // edge carries none or the port is not connected.
+  virtual std::optional<capnp::StructSchema> output_schema(std::string_view port) const = 0;
+  virtual std::optional<capnp::StructSchema> input_schema(std::string_view edge) const = 0;
   // Throws config_error naming the field; use it for checks of your own.
   [[noreturn]] virtual void fail(std::string_view key, std::string_view message) const = 0;
 };

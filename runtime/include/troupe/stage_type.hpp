@@ -4,7 +4,9 @@
 //   reg.add_operator<price_stage>("quickstart.price")
 //       .outputs({"out"})
 //       .optional_outputs({"review"})
-//       .params({"review_above"});
+//       .params({"review_above"})
+//       .reads<quickstart::Order>()
+//       .emits<quickstart::PricedOrder>("out");
 //
 // Included by troupe/stage.hpp; a stage's file needs only that one include.
 #pragma once
@@ -46,6 +48,13 @@ struct stage_type {
   bool blocking = false;
   // Refuse `workers` > 1: for stages whose effect outside LMDB is one ordered thing (a file).
   bool single_worker = false;
+  // Every edge the stage reads or writes must carry a payload struct (edges.<e>.type or
+  // schema.payload): for schema-agnostic stages that still go through one (the JSON codecs).
+  bool needs_payload_struct = false;
+  // The struct the stage reads from every input, and the struct each port emits, as the
+  // stage's generated C++ types name them; absent: any struct (a schema-agnostic stage).
+  std::optional<capnp::StructSchema> reads;
+  std::map<std::string, capnp::StructSchema, std::less<>> emits;
   // Builds one instance. A constructor reads and checks its parameters and must have no side
   // effects (`troupe lint` builds stages too); resources are acquired in open().
   std::function<std::unique_ptr<stage_base>(const troupe::params&)> make;
@@ -57,7 +66,7 @@ const std::vector<std::string>& runtime_stage_keys();
 
 // Fills in one registered type. Every call checks what it is given against what the type
 // already declares and throws std::invalid_argument on a contradiction (a sink with outputs, a
-// param that the runtime owns), so a plugin with a
+// param that the runtime owns, `emits` to a port that is not declared, a source that `reads`), so a plugin with a
 // wrong registration fails to load with that message. Valid as long as its registry.
 class stage_type_builder {
 public:
@@ -72,6 +81,20 @@ public:
   stage_type_builder& reads_paths(std::vector<std::string> keys);
   stage_type_builder& blocking();
   stage_type_builder& single_worker();
+  stage_type_builder& needs_payload_struct();
+
+  // The struct the stage reads (T is a generated type, e.g. quickstart::Order).
+  template <class T>
+  stage_type_builder& reads() {
+    return reads(capnp::Schema::from<T>());
+  }
+  // The struct a port emits; declare the port first.
+  template <class T>
+  stage_type_builder& emits(std::string port = "out") {
+    return emits(std::move(port), capnp::Schema::from<T>());
+  }
+  stage_type_builder& reads(capnp::StructSchema schema);
+  stage_type_builder& emits(std::string port, capnp::StructSchema schema);
 
   const stage_type& type() const { return *type_; }
 

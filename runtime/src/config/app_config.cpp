@@ -186,6 +186,7 @@ void app_loader::load() {
   read_stages(root);
   check_graph();
   check_paths();
+  check_payloads();
   build_stages();
 }
 
@@ -251,15 +252,17 @@ void app_loader::read_edges(const YAML::Node& edges) {
       continue; // reported as given twice
     edge_override e{{}, field, key.Mark()};
     e.spec.name = key.Scalar();
-    read_edge(entry.second, field, e.spec);
-    edge_overrides_.emplace(e.spec.name, std::move(e));
+    auto& at = edge_overrides_.emplace(e.spec.name, std::move(e)).first->second;
+    read_edge(entry.second, field, at.spec);
   }
 }
 
 void app_loader::read_edge(const YAML::Node& n, const std::string& field, edge_spec& spec) {
   if (!open_map(r_, n, field))
     return;
-  check_keys(r_, n, field, {"max_records", "retention"});
+  check_keys(r_, n, field, {"max_records", "retention", "type"});
+  if (auto v = n["type"]; v.IsDefined())
+    read_edge_type(v, field + ".type", edge_overrides_.at(spec.name));
   if (auto v = n["max_records"]; v.IsDefined())
     if (auto x =
             read_uint(r_, v, field + ".max_records", 1, std::numeric_limits<uint64_t>::max()))
@@ -467,16 +470,23 @@ void app_loader::read_outputs(const YAML::Node& n, stage_draft& s) {
 void app_loader::build_stages() {
   bool lint = !(schema_given_ && schema_failed_); // else every schema user would fail too
   for (auto& s : stages_) {
+    yaml_params::payloads payloads{app_.payload_schema, {}, {}};
+    for (const auto& [port, ref] : s.outputs)
+      if (auto e = app_.edge_payloads.find(ref.edge); e != app_.edge_payloads.end())
+        payloads.ports.emplace(port, e->second.schema);
+    for (const auto& in : s.inputs)
+      if (auto e = app_.edge_payloads.find(in.edge); e != app_.edge_payloads.end())
+        payloads.inputs.emplace(in.edge, e->second.schema);
     auto p = std::make_shared<yaml_params>(
         r_.file(), s.field, line_of(s.mark), column_of(s.mark), app_.base_dir, s.own, s.cfg.type,
         s.cfg.type_info ? s.cfg.type_info->params : std::vector<std::string>{}, schemas_,
-        app_.payload_schema);
+        std::move(payloads));
     s.cfg.stage_params = p;
     for (const auto& in : s.inputs)
       s.cfg.inputs.push_back(in.edge);
     for (const auto& [port, ref] : s.outputs)
       s.cfg.outputs.emplace_back(port, ref.edge);
-    if (lint && s.cfg.type_info && s.cfg.type_info->make)
+    if (lint && s.buildable && s.cfg.type_info && s.cfg.type_info->make)
       try_make(s, *p);
     app_.stages.push_back(std::move(s.cfg));
   }

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -75,6 +76,13 @@ struct stage_config {
   int line = 0;
 };
 
+// The payload struct an edge carries: its `edges.<e>.type`, else the app's default
+// (schema.payload), else the struct its producer's type declares the port emits.
+struct edge_payload {
+  capnp::StructSchema schema;
+  std::string name; // as the messages name it: "orders.capnp:Order"
+};
+
 struct app_config {
   std::string file;     // the YAML file as given
   std::string base_dir; // its directory: relative paths resolve against it
@@ -84,9 +92,11 @@ struct app_config {
   uint64_t map_size = uint64_t{1} << 30;
   std::chrono::milliseconds flush_interval{1000}; // at `process`: mdb_env_sync this often
   std::vector<std::string> plugins;               // resolved plugin paths
-  std::string schema_file;                         // resolved; empty when none
-  std::string payload_type;                        // struct name in schema_file
-  std::optional<capnp::StructSchema> payload_schema;
+  std::vector<std::string> schema_files;           // resolved; empty when none
+  std::string payload_type;                        // the default struct, as the YAML names it
+  std::optional<capnp::StructSchema> payload_schema; // the default struct; nullopt when none
+  // Each edge's struct by edge name; an edge without one (any struct goes) is absent.
+  std::map<std::string, edge_payload, std::less<>> edge_payloads;
   supervision_config node_supervision; // how the node restarts whole stages
   std::vector<edge_spec> edges;        // every edge, declared or implied by a stage
   std::vector<stage_config> stages;    // in file order (rest_for_one follows it)
@@ -121,6 +131,9 @@ load_result load_app(const std::string& path, registry& reg,
 // Parses "1GiB", "512MiB", "4096" (bytes) and "250ms", "2s", "5m", "1h" (durations).
 std::optional<uint64_t> parse_size(const std::string& text);
 std::optional<std::chrono::milliseconds> parse_duration(const std::string& text);
+
+// "orders.capnp:Order": the schema file's name and the struct's path in it, for messages.
+std::string struct_name(capnp::StructSchema s);
 
 // Loads a plugin shared library and calls its troupe_plugin_register; returns an error text.
 std::optional<std::string> load_plugin(const std::string& path, registry& reg);

@@ -67,6 +67,16 @@ std::string yaml_params::get_path(std::string_view key) const {
   return absolute_path(p.is_absolute() ? p : fs::path(base_dir_) / p);
 }
 
+std::optional<capnp::StructSchema> yaml_params::output_schema(std::string_view port) const {
+  auto i = structs_.ports.find(port);
+  return i == structs_.ports.end() ? std::nullopt : std::optional(i->second);
+}
+
+std::optional<capnp::StructSchema> yaml_params::input_schema(std::string_view edge) const {
+  auto i = structs_.inputs.find(edge);
+  return i == structs_.inputs.end() ? std::nullopt : std::optional(i->second);
+}
+
 void yaml_params::fail(std::string_view key, std::string_view message) const {
   if (auto i = values_.find(key); i != values_.end()) // any key: "type" is not a param
     throw_at(i->second, key, std::string(message));

@@ -52,11 +52,23 @@ size_t reporter::errors() const {
   }));
 }
 
+namespace {
+
+bool inside(const std::string& field, const std::string& of) {
+  return field.compare(0, of.size(), of) == 0 &&
+         (field.size() == of.size() || field[of.size()] == '.' || field[of.size()] == '[');
+}
+
+} // namespace
+
+std::string reporter::override_of(const std::string& field) const {
+  for (auto o = overrides_.rbegin(); o != overrides_.rend(); ++o)
+    if (inside(field, o->field))
+      return "--set " + o->text;
+  return "";
+}
+
 std::vector<config_issue> reporter::take() {
-  auto inside = [](const std::string& field, const std::string& of) {
-    return field.compare(0, of.size(), of) == 0 &&
-           (field.size() == of.size() || field[of.size()] == '.' || field[of.size()] == '[');
-  };
   for (const auto& field : settled_) {
     auto first = std::find_if(issues_.begin(), issues_.end(),
                               [&](const config_issue& i) { return i.field == field; });

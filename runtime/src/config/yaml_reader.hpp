@@ -54,6 +54,8 @@ public:
   // `field` has an issue already that makes any later one about it a repetition (a value whose
   // ${NAME} failed): take() keeps the first issue about it only.
   void settled(std::string field) { settled_.push_back(std::move(field)); }
+  // The override that set `field` (or a field around it), as "--set <it>"; empty when none.
+  std::string override_of(const std::string& field) const;
   // An issue of the override itself (a path that leads nowhere).
   void at_override(const std::string& text, std::string field, std::string message) {
     issues_.push_back({"--set " + text, 0, 0, std::move(field), std::move(message),

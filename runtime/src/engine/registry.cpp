@@ -34,22 +34,30 @@ void add_unique(std::vector<std::string>& into, const std::string& x) {
 
 } // namespace
 
-stage_type_builder& stage_type_builder::outputs(std::vector<std::string> ports) {
-  if (type_->kind == stage_kind::sink && !ports.empty())
-    refuse(*type_, "a sink has no output ports");
+namespace {
+
+void check_ports(const stage_type& t, const std::vector<std::string>& ports,
+                 const std::vector<std::string>& others) {
+  if (t.kind == stage_kind::sink && !ports.empty())
+    refuse(t, "a sink has no output ports");
   for (const auto& p : ports)
     if (p.empty())
-      refuse(*type_, "an output port needs a name");
+      refuse(t, "an output port needs a name");
+  for (const auto& [port, schema] : t.emits) // a port that emits must stay declared
+    if (!contains(ports, port) && !contains(others, port))
+      refuse(t, "port '" + port + "' emits a struct but would no longer be declared");
+}
+
+} // namespace
+
+stage_type_builder& stage_type_builder::outputs(std::vector<std::string> ports) {
+  check_ports(*type_, ports, type_->optional_outputs);
   type_->outputs = std::move(ports);
   return *this;
 }
 
 stage_type_builder& stage_type_builder::optional_outputs(std::vector<std::string> ports) {
-  if (type_->kind == stage_kind::sink && !ports.empty())
-    refuse(*type_, "a sink has no output ports");
-  for (const auto& p : ports)
-    if (p.empty())
-      refuse(*type_, "an output port needs a name");
+  check_ports(*type_, ports, type_->outputs);
   type_->optional_outputs = std::move(ports);
   return *this;
 }
@@ -86,6 +94,26 @@ stage_type_builder& stage_type_builder::blocking() {
 
 stage_type_builder& stage_type_builder::single_worker() {
   type_->single_worker = true;
+  return *this;
+}
+
+stage_type_builder& stage_type_builder::needs_payload_struct() {
+  type_->needs_payload_struct = true;
+  return *this;
+}
+
+stage_type_builder& stage_type_builder::reads(capnp::StructSchema schema) {
+  if (type_->kind == stage_kind::source)
+    refuse(*type_, "a source reads no edges, so it reads no struct");
+  type_->reads = schema;
+  return *this;
+}
+
+stage_type_builder& stage_type_builder::emits(std::string port, capnp::StructSchema schema) {
+  if (!contains(type_->outputs, port) && !contains(type_->optional_outputs, port))
+    refuse(*type_, "emits to port '" + port + "', which it does not declare (declare its ports " +
+                       "with .outputs or .optional_outputs first)");
+  type_->emits[port] = schema;
   return *this;
 }
 

@@ -486,7 +486,7 @@ void init(self_ptr self) {
   step.workers = cfg.workers;
   step.mode = st.node->app->mode;
   step.ports = st.spec.ports;
-  step.payload_schema = st.node->app->payload_schema;
+  step.bind_payloads(*st.node->app, cfg);
   step.reader = st.reader.get();
   if (auto id = st.reader->state(st.spec.stage, st.spec.worker, state_space::runtime, "next_id");
       id && id->size() == 8) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "codec/codec.hpp"
+#include "config/app_config.hpp"
 #include "store/step_delta.hpp"
 #include "store/store.hpp"
 
@@ -38,8 +39,22 @@ struct step_impl {
   uint32_t workers = 1;
   durability mode = durability::process;
   std::map<std::string, edge_id, std::less<>> ports;
-  std::optional<capnp::StructSchema> payload_schema;
   store_reader* reader = nullptr;
+
+  // Payload structs, set once per worker by bind_payloads (engine/payload_api.cpp): the app's
+  // default, and the struct of each connected port's edge and of each input edge; a port or
+  // edge whose edge carries none (any struct goes) is absent.
+  struct port_payload {
+    std::string edge;
+    capnp::StructSchema schema;
+  };
+  std::optional<capnp::StructSchema> payload_schema;
+  std::map<std::string, port_payload, std::less<>> port_payloads;
+  std::map<std::string, capnp::StructSchema, std::less<>> input_payloads;
+  void bind_payloads(const app_config& app, const stage_config& cfg);
+  // The port of the output being built (set by context::emit), and its struct if any.
+  std::string pending_port;
+  const port_payload* pending_payload = nullptr;
 
   // Per step.
   step_delta* delta = nullptr;

@@ -36,4 +36,6 @@ public:
 
 } // namespace
 
-TROUPE_PLUGIN(reg) { reg.add_operator<running_stage>("e2e.running"); }
+TROUPE_PLUGIN(reg) {
+  reg.add_operator<running_stage>("e2e.running").reads<e2e::Item>().emits<e2e::Item>("out");
+}

@@ -89,7 +89,7 @@ TEST_CASE("a full app loads with every override applied", "[runtime][config]") {
   CHECK(app.mode == durability::sync);
   CHECK(app.map_size == uint64_t{512} << 20);
   CHECK(app.flush_interval == 250ms);
-  CHECK(app.schema_file == (fs::path(app.base_dir) / "orders.capnp").string());
+  CHECK(app.schema_files == std::vector<std::string>{(fs::path(app.base_dir) / "orders.capnp").string()});
   CHECK(app.payload_type == "Order");
   REQUIRE(app.payload_schema);
   CHECK(app.payload_schema->getFieldByName("item").getProto().getName() == "item");
@@ -218,7 +218,7 @@ TEST_CASE("defaults apply when the file sets nothing", "[runtime][config]") {
   CHECK(app.map_size == uint64_t{1} << 30);
   CHECK(app.flush_interval == 1000ms);
   CHECK(app.plugins.empty());
-  CHECK(app.schema_file.empty());
+  CHECK(app.schema_files.empty());
   CHECK_FALSE(app.payload_schema);
   CHECK(app.node_supervision.strategy == restart_strategy::one_for_one);
   CHECK(app.node_supervision.max_restarts == 10);
@@ -417,7 +417,8 @@ TEST_CASE("schema problems are reported where the schema is named", "[runtime][c
   check_issue(not_struct, "schema.import_paths", 5, 3, "did you mean 'import_path'?");
 
   loaded incomplete("schema_incomplete.yaml");
-  check_issue(incomplete, "schema.file", 3, 3, "missing required key 'file'");
+  check_issue(incomplete, "schema.files", 3, 3,
+              "missing required key 'files' (a list of .capnp files; 'file' for one)");
   check_issue(incomplete, "schema.import_path[0]", 4, 17, "does not exist");
 }
 
