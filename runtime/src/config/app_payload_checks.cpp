@@ -63,12 +63,11 @@ void app_loader::check_payloads() {
     if (auto o = edge_overrides_.find(edge); o != edge_overrides_.end() && o->second.type) {
       auto field = o->second.field + ".type";
       auto by = r_.override_of(field);
-      declared = carried{*o->second.type,
-                         by.empty() ? field + ", line " + std::to_string(line_of(o->second.type_mark))
-                                    : by};
-    }
-    else if (auto o = edge_overrides_.find(edge); o != edge_overrides_.end() &&
-                                                  !o->second.type_name.empty())
+      declared = carried{
+          *o->second.type,
+          by.empty() ? field + ", line " + std::to_string(line_of(o->second.type_mark)) : by};
+    } else if (auto o = edge_overrides_.find(edge);
+               o != edge_overrides_.end() && !o->second.type_name.empty())
       continue; // its type did not resolve: reported
     else if (app_.payload_schema)
       declared = carried{*app_.payload_schema, "schema.payload, the default"};
@@ -82,8 +81,8 @@ void app_loader::check_payloads() {
     if (declared && emitted && !same(declared->schema, *emitted)) {
       r_.at(p.ref->mark, p.ref->field,
             port_text + " emits " + struct_name(*emitted) + ", but edge '" + edge + "' carries " +
-                struct_name(declared->schema) + " (" + declared->said +
-                "); set edges." + edge + ".type to the struct the port emits");
+                struct_name(declared->schema) + " (" + declared->said + "); set edges." + edge +
+                ".type to the struct the port emits");
     }
     if (declared)
       carries.emplace(edge, *declared);

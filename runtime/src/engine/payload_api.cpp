@@ -52,7 +52,7 @@ std::optional<capnp::StructSchema> record::payload_schema() const {
 void record::check_payload(capnp::StructSchema wanted) const {
   const auto* s = input_payload(*impl_->step, *impl_->input);
   if (s && !same(*s, wanted))
-    throw std::invalid_argument("stage '" + impl_->step->stage_name + "' reads a " +
+    throw std::invalid_argument("stage '" + impl_->step->stage_name + "' reads " +
                                 struct_name(wanted) + " from edge '" + *impl_->input +
                                 "', which carries " + struct_name(*s));
 }
@@ -76,21 +76,24 @@ std::optional<capnp::StructSchema> record_builder::payload_schema() const {
 
 void record_builder::declare_payload(capnp::StructSchema built) {
   auto env = step_->pending_envelope();
-  if (const auto* p = step_->pending_payload; p && !same(p->schema, built))
-    throw std::invalid_argument("stage '" + step_->stage_name + "' builds a " +
-                                struct_name(built) + " on port '" + step_->pending_port +
-                                "', but the port's edge '" + p->edge + "' carries " +
-                                struct_name(p->schema));
+  if (const auto* p = step_->pending_payload; p && !same(p->schema, built)) {
+    step_->discard_pending(); // the half-built record must not be emitted by the next flush
+    throw std::invalid_argument("stage '" + step_->stage_name + "' builds " + struct_name(built) +
+                                " on port '" + step_->pending_port + "', but the port's edge '" +
+                                p->edge + "' carries " + struct_name(p->schema));
+  }
   env.setPayloadType(built.getProto().getId());
 }
 
 capnp::DynamicStruct::Builder record_builder::init_payload_dynamic() {
   auto env = step_->pending_envelope();
   const auto* p = step_->pending_payload;
-  if (!p)
+  if (!p) {
+    step_->discard_pending();
     throw std::logic_error("port '" + step_->pending_port +
                            "' writes an edge that carries no payload struct (edges.<edge>.type "
                            "or schema.payload)");
+  }
   env.setPayloadType(p->schema.getProto().getId());
   return env.getPayload().initAs<capnp::DynamicStruct>(p->schema);
 }
@@ -120,10 +123,10 @@ void context::check_forward(std::string_view port, const record& r) const {
   auto p = step_->port_payloads.find(port);
   auto from = r.payload_schema();
   if (p != step_->port_payloads.end() && from && !same(*from, p->second.schema))
-    throw std::invalid_argument("stage '" + step_->stage_name + "' forwards a " +
-                                struct_name(*from) + " from edge '" + std::string(r.input()) +
-                                "' to port '" + std::string(port) + "', whose edge '" +
-                                p->second.edge + "' carries " + struct_name(p->second.schema));
+    throw std::invalid_argument("stage '" + step_->stage_name + "' forwards " + struct_name(*from) +
+                                " from edge '" + std::string(r.input()) + "' to port '" +
+                                std::string(port) + "', whose edge '" + p->second.edge +
+                                "' carries " + struct_name(p->second.schema));
 }
 
 } // namespace troupe

@@ -187,6 +187,10 @@ void step_impl::flush_pending() {
   out->close();
 }
 
+void step_impl::discard_pending() {
+  out->close();
+}
+
 std::optional<std::string> step_impl::committed_state(std::string_view key) const {
   return reader->state(stage, worker, state_space::user, key);
 }

@@ -82,6 +82,7 @@ struct step_impl {
   capnp::MessageBuilder& pending_message();
   schema::Envelope::Builder pending_envelope();
   void flush_pending();
+  void discard_pending(); // drops the output being built (its payload was refused)
   edge_id port(std::string_view name) const; // throws std::invalid_argument
 
   std::optional<std::string> committed_state(std::string_view key) const;
