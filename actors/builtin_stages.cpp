@@ -1,4 +1,5 @@
-// The one place where Troupe's own stage types are named.
+// The one place where Troupe's own stage types are named, with the params each takes. They are
+// schema-agnostic: none declares the struct it reads or emits; the JSON ones need some struct.
 #include "builtin_stages.hpp"
 
 #include "generator.hpp"
@@ -8,9 +9,17 @@
 namespace troupe {
 
 void register_builtin_stages(registry& reg) {
-  reg.add_source<jsonl_source>("jsonl_source");
-  reg.add_source<generator>("generator");
-  reg.add_sink<jsonl_sink>("jsonl_sink", /*blocking=*/true, /*single_worker=*/true);
+  reg.add_source<jsonl_source>("jsonl_source")
+    .needs_payload_struct()
+    .reads_paths({"path"})
+    .params({"follow", "poll_ms", "required", "key", "unknown_fields"});
+  reg.add_source<generator>("generator").params({"count", "rate", "payload_size"});
+  reg.add_sink<jsonl_sink>("jsonl_sink")
+    .needs_payload_struct()
+    .owns_paths({"path"})
+    .params({"envelope"})
+    .blocking()
+    .single_worker();
 }
 
 } // namespace troupe

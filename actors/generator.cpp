@@ -3,7 +3,7 @@
 // Params: count (records in all; 0 = unbounded, default 1000), rate (records per second;
 // 0 = unlimited, the default), payload_size (bytes of filler per record, default 100).
 //
-// Record i has key "i" (decimal). Its payload is the app's payload struct when the app names one
+// Record i has key "i" (decimal). Its payload is the struct its output edge carries, if any
 // (the first integer field set to i, the first Text or Data field filled with payload_size
 // bytes), else troupe's own Generated struct {index = i, body}. The index of the next record
 // commits with each step, so a restarted generator continues where it stopped: a generated
@@ -64,7 +64,7 @@ generator::generator(const params& p)
   : count_(p.get_u64("count", 1000)),
     rate_(p.get_double("rate", 0)),
     payload_size_(p.get_u64("payload_size", 100)),
-    schema_(p.payload_schema()) {
+    schema_(p.output_schema("out")) {
   if (rate_ < 0)
     p.fail("rate", "must be >= 0 records per second");
   if (payload_size_ > 16 * 1024 * 1024)

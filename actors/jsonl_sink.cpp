@@ -1,4 +1,5 @@
-// jsonl_sink: writes each record's payload as one JSON line.
+// jsonl_sink: writes each record's payload as one JSON line, through the struct of the edge the
+// record came from.
 //
 // Params: path (required; parent directories are created), envelope (default false: write only
 // the payload; true: {"origin":...,"seq":...,"key":...,"payload":{...}}, the id being an
@@ -56,10 +57,8 @@ transient_error io_error(const std::string& what, const std::string& path) {
 
 jsonl_sink::jsonl_sink(const params& p)
   : path_(p.get_path("path")), envelope_(p.get_bool("envelope", false)) {
-  auto schema = p.payload_schema();
-  if (!schema)
-    p.fail("type", "jsonl_sink needs the app's payload struct (schema.file and schema.payload)");
-  schema_ = *schema;
+  // Each input edge's struct comes with its records (record::payload_dynamic); the loader has
+  // refused an app whose input edges carry none.
 }
 
 jsonl_sink::~jsonl_sink() {
@@ -114,7 +113,7 @@ void jsonl_sink::process_batch(context& ctx, const batch& records) {
   buffer_.clear();
   for (size_t i = 0; i < records.size(); ++i) {
     auto r = records[i];
-    auto json = codec.encode(r.payload_any().getAs<capnp::DynamicStruct>(schema_));
+    auto json = codec.encode(r.payload_dynamic()); // the struct of the record's edge
     if (envelope_) {
       buffer_ += "{\"origin\":";
       append_json_string(buffer_, r.origin());

@@ -19,7 +19,6 @@ private:
 
   std::string path_;
   bool envelope_;
-  capnp::StructSchema schema_;
   int fd_ = -1;
   uint64_t length_ = 0; // bytes in the file as this object last left it
   std::string buffer_;

@@ -1,5 +1,5 @@
 // jsonl_source: reads a file of JSON lines; each line becomes one record whose payload is the
-// app's payload struct, decoded by Cap'n Proto's JSON codec.
+// struct its output edge carries, decoded by Cap'n Proto's JSON codec.
 //
 // Params: path (required), follow (default false: the source is done at the end of the file;
 // true: it waits for more lines, polling every poll_ms, default 200).
@@ -23,9 +23,10 @@ jsonl_source::jsonl_source(const params& p)
   : path_(p.get_path("path")),
     follow_(p.get_bool("follow", false)),
     poll_ms_(static_cast<uint32_t>(p.get_u64("poll_ms", 200))) {
-  auto schema = p.payload_schema();
+  auto schema = p.output_schema("out"); // the struct of the edge it writes
   if (!schema)
-    p.fail("type", "jsonl_source needs the app's payload struct (schema.file and schema.payload)");
+    p.fail("type", "jsonl_source needs a payload struct on its output edge (edges.<edge>.type "
+                   "or schema.payload)");
   schema_ = *schema;
 }
 

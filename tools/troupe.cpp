@@ -1,22 +1,28 @@
-// troupe: run or check an app described by one YAML file.
+// troupe: run, check or reset an app described by one YAML file.
 //
 //   troupe run APP.yaml [--data-dir DIR]   run this node until the finite sources are drained
 //                                          (exit 0) or until SIGINT/SIGTERM (the steps in flight
 //                                          commit; exit 0)
 //   troupe lint APP.yaml                   validate without running
+//   troupe reset APP.yaml [--yes]          delete the app's store and the files its sinks own
+//   --set path.to.key=value                (each command, repeatable) overrides a YAML value
+//   troupe --version
 //
 // Exit codes: 0 ok; 1 the run failed (a stage gave up, the store failed); 2 the config is
 // invalid; 64 bad command line.
 #include "config/app_config.hpp"
 #include "builtin_stages.hpp"
 #include "base/log.hpp"
+#include "config/config_values.hpp"
 #include "node/node.hpp"
 #include "supervision/supervisor.hpp"
+#include "troupe_reset.hpp"
 
 #include <caf/all.hpp>
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <iostream>
@@ -29,30 +35,59 @@ constexpr int exit_failed = 1;
 constexpr int exit_config = 2;
 constexpr int exit_usage = 64;
 
-// Loads the app, printing every issue; returns nullopt when there is any.
+const std::vector<std::string> commands = {"run", "lint", "reset"};
+
+std::string plural(size_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+// Loads the app, printing every issue (warnings too); nullopt when any is an error.
 std::optional<troupe::load_result> load(const std::string& file, troupe::registry& reg,
-                                        const std::string& data_dir) {
+                                        const troupe::load_options& options) {
   troupe::register_builtin_stages(reg);
-  auto result = troupe::load_app(file, reg, data_dir);
-  if (!result.issues.empty()) {
-    for (const auto& issue : result.issues)
-      std::cerr << issue.to_string() << "\n";
-    std::cerr << result.issues.size() << (result.issues.size() == 1 ? " problem" : " problems")
-              << " in " << file << "\n";
+  auto result = troupe::load_app(file, reg, options);
+  for (const auto& issue : result.issues)
+    std::cerr << issue.to_string() << "\n";
+  if (auto errors = result.errors()) {
+    std::cerr << plural(errors, "problem", "problems") << " in " << file << "\n";
     return std::nullopt;
   }
   return result;
 }
 
-int lint(const std::string& file) {
+int lint(const std::string& file, const troupe::load_options& options) {
   troupe::registry reg;
-  auto loaded = load(file, reg, "");
+  auto loaded = load(file, reg, options);
   if (!loaded)
     return exit_config;
   const auto& app = *loaded->app;
   std::cout << file << ": ok (app " << app.name << ", " << app.stages.size() << " stages, "
-            << app.edges.size() << " edges)\n";
+            << app.edges.size() << " edges"
+            << (loaded->warnings() ? ", " + plural(loaded->warnings(), "warning", "warnings") : "")
+            << ")\n";
   return exit_ok;
+}
+
+int reset(const std::string& file, const troupe::load_options& options, bool yes) {
+  troupe::registry reg;
+  auto loaded = load(file, reg, options);
+  if (!loaded)
+    return exit_config;
+  return troupe::cli::reset_app(*loaded->app, yes);
+}
+
+// CLI11's own message for an unknown subcommand ("The following arguments were not expected")
+// does not say what the commands are.
+bool unknown_command(int argc, char** argv) {
+  if (argc < 2 || argv[1][0] == '-')
+    return false;
+  std::string word = argv[1];
+  if (std::find(commands.begin(), commands.end(), word) != commands.end())
+    return false;
+  std::cerr << "troupe: unknown command '" << word << "'" << troupe::detail::suggest(word, commands)
+            << "; the commands are: " << troupe::detail::join(commands)
+            << " (troupe --help says more)\n";
+  return true;
 }
 
 // SIGINT/SIGTERM are blocked from the start of main() in every thread (CAF's inherit the mask)
@@ -65,10 +100,10 @@ sigset_t stop_signals() {
   return signals;
 }
 
-int run(const std::string& file, const std::string& data_dir) {
+int run(const std::string& file, const troupe::load_options& options) {
   auto signals = stop_signals();
   troupe::registry reg;
-  auto loaded = load(file, reg, data_dir);
+  auto loaded = load(file, reg, options);
   if (!loaded)
     return exit_config;
   const auto& app = *loaded->app;
@@ -122,22 +157,42 @@ int main(int argc, char** argv) {
   auto signals = stop_signals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   CLI::App cli{"troupe: run an actor pipeline described by one YAML file"};
+  cli.set_version_flag("--version", "troupe " TROUPE_VERSION);
   cli.require_subcommand(1);
-  std::string file, data_dir;
+  if (unknown_command(argc, argv))
+    return exit_usage;
+  std::string file;
+  troupe::load_options options;
+  bool yes = false;
+  auto common = [&](CLI::App* cmd) {
+    cmd->add_option("app", file, "the app's YAML file")->required();
+    cmd->add_option("--set", options.overrides,
+                    "override a value of the YAML: path.to.key=value, e.g. "
+                    "stages.price.workers=4 (repeatable)")
+      ->type_size(1)
+      ->allow_extra_args(false);
+  };
   auto* run_cmd = cli.add_subcommand("run", "run the app on this node");
-  run_cmd->add_option("app", file, "the app's YAML file")->required();
-  run_cmd->add_option("--data-dir", data_dir, "where the node keeps its LMDB store");
+  common(run_cmd);
+  run_cmd->add_option("--data-dir", options.data_dir, "where the node keeps its LMDB store");
   auto* lint_cmd = cli.add_subcommand("lint", "validate the app's YAML without running it");
-  lint_cmd->add_option("app", file, "the app's YAML file")->required();
+  common(lint_cmd);
+  auto* reset_cmd = cli.add_subcommand(
+    "reset", "delete the app's store and the output files its sinks own, after confirmation");
+  common(reset_cmd);
+  reset_cmd->add_option("--data-dir", options.data_dir, "the store to delete");
+  reset_cmd->add_flag("--yes,-y", yes, "delete without asking (needed when not on a terminal)");
   try {
     cli.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
+  } catch (const CLI::Success& e) { // --help, --version
     return cli.exit(e);
   } catch (const CLI::ParseError& e) {
     cli.exit(e);
     return exit_usage;
   }
   if (lint_cmd->parsed())
-    return lint(file);
-  return run(file, data_dir);
+    return lint(file, options);
+  if (reset_cmd->parsed())
+    return reset(file, options, yes);
+  return run(file, options);
 }

@@ -1,4 +1,5 @@
-// The quickstart's custom stage: prices each order and keeps a running total per customer.
+// The quickstart's custom stage: reads an Order, emits a PricedOrder, and keeps a running total
+// per customer.
 //
 // - total = quantity * unitPrice, less 10% for 10 or more items;
 // - the customer's running total lives in keyed state, committed with each step, so it is
@@ -36,7 +37,7 @@ public:
     double customer_total = total + load(ctx, customer);
     store(ctx, customer, customer_total);
 
-    auto out = ctx.emit("out").key(customer).init_payload<quickstart::Order>();
+    auto out = ctx.emit("out").key(customer).init_payload<quickstart::PricedOrder>();
     out.setId(in.getId());
     out.setCustomer(in.getCustomer());
     out.setItem(in.getItem());
@@ -68,6 +69,11 @@ private:
 } // namespace
 
 TROUPE_PLUGIN(reg) {
-  reg.add({"quickstart.price", troupe::stage_kind::op, {"out", "review"}, {"review"}, false,
-           [](const troupe::params& p) { return std::make_unique<price_stage>(p); }});
+  reg.add_operator<price_stage>("quickstart.price")
+    .outputs({"out"})
+    .optional_outputs({"review"})
+    .params({"review_above"})
+    .reads<quickstart::Order>()
+    .emits<quickstart::PricedOrder>("out")
+    .emits<quickstart::Order>("review"); // the input, forwarded unchanged
 }

@@ -153,6 +153,68 @@ private:
   std::optional<int> status_;
 };
 
+// What a command printed (stdout and stderr together) and its waitpid status.
+struct command_result {
+  int status = -1;
+  std::string output;
+};
+
+// Runs `args` (args[0] a path) to its end with `input` on its stdin (a pipe, so not a
+// terminal), TROUPE_PLUGIN_PATH set to the build's plugins/, in `cwd` when given.
+inline command_result run_command(const std::vector<std::string>& args,
+                                  const std::string& input = "", const std::string& cwd = "") {
+  std::vector<std::string> env{std::string("TROUPE_PLUGIN_PATH=") + TROUPE_PLUGIN_DIR};
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, "TROUPE_PLUGIN_PATH=", 19) != 0)
+      env.emplace_back(*e);
+  std::vector<std::string> argv_store = args;
+  std::vector<char*> argv, envp;
+  for (auto& a : argv_store)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+  int in[2], out[2];
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0)
+    throw std::runtime_error(std::string("pipe failed: ") + std::strerror(errno));
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::dup2(out[1], 2);
+    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0)
+      ::_exit(126);
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  if (!input.empty() && ::write(in[1], input.data(), input.size()) < 0) {
+    // the command did not read its input; its output says why
+  }
+  ::close(in[1]);
+  command_result r;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(out[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0)
+      r.output.append(buf, size_t(n));
+  ::close(out[0]);
+  while (::waitpid(pid, &r.status, 0) < 0 && errno == EINTR) {
+  }
+  return r;
+}
+
+// `troupe ARGS...` from the build.
+inline command_result run_troupe(std::vector<std::string> args, const std::string& input = "",
+                                 const std::string& cwd = "") {
+  args.insert(args.begin(), std::string(TROUPE_BIN_DIR) + "/troupe");
+  return run_command(args, input, cwd);
+}
+
+inline int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
+
 // One flat JSON object, as a map from key to value: a string value unescaped, anything else
 // (numbers, true/false/null) as its raw text. Nested objects and arrays are not supported: the
 // tests' outputs have none. nullopt for anything malformed. Deliberately not Cap'n Proto's JSON

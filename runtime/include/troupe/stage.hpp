@@ -20,6 +20,8 @@
 #include <capnp/any.h>
 #include <capnp/dynamic.h>
 
+#include <troupe/stage_type.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -61,19 +63,28 @@ public:
   // Where in its source the record came from (a line number for a file source), 0 when unknown.
   uint64_t source_position() const;
 
-  // The payload, as the generated type T (from the app's schema).
+  // The payload, as the generated type T. Throws std::invalid_argument, naming both, when the
+  // edge the record came from carries another struct.
   template <class T>
   typename T::Reader payload() const {
+    check_payload(capnp::Schema::from<T>());
     return payload_any().template getAs<T>();
   }
+  // The payload's pointer, unchecked.
   capnp::AnyPointer::Reader payload_any() const;
-  // The payload read through the app's schema, for stages that are schema-agnostic.
+  // The struct of the edge the record came from (its `type:`, or the app's default); nullopt
+  // when the edge carries none.
+  std::optional<capnp::StructSchema> payload_schema() const;
+  // The payload read through payload_schema(), for schema-agnostic stages; std::logic_error when
+  // there is none.
   capnp::DynamicStruct::Reader payload_dynamic() const;
 
   // The whole Envelope as Cap'n Proto bytes (single segment, flat array).
   std::string_view bytes() const;
 
 private:
+  void check_payload(capnp::StructSchema wanted) const;
+
   const detail::record_impl* impl_;
 };
 
@@ -91,15 +102,24 @@ public:
   record_builder& source_position(uint64_t position);
   record_builder& header(std::string_view name, std::string_view value);
 
+  // Initialises the payload as the generated type T. Throws std::invalid_argument, naming both,
+  // when the port's edge carries another struct.
   template <class T>
   typename T::Builder init_payload() {
+    declare_payload(capnp::Schema::from<T>());
     return payload_any().template initAs<T>();
   }
+  // The payload's pointer, unchecked.
   capnp::AnyPointer::Builder payload_any();
-  // Initialises the payload as the app's payload struct, through the dynamic API.
+  // The struct of the port's edge; nullopt when it carries none.
+  std::optional<capnp::StructSchema> payload_schema() const;
+  // Initialises the payload as payload_schema(), through the dynamic API; std::logic_error when
+  // there is none.
   capnp::DynamicStruct::Builder init_payload_dynamic();
 
 private:
+  void declare_payload(capnp::StructSchema built);
+
   detail::step_impl* step_;
 };
 
@@ -135,7 +155,8 @@ public:
   // Starts a new record on the named output port. Throws std::invalid_argument for a port the
   // app's YAML does not connect.
   record_builder emit(std::string_view port);
-  // Passes a record on unchanged (same id, key, headers and payload bytes).
+  // Passes a record on unchanged (same id, key, headers and payload bytes). Throws
+  // std::invalid_argument when the record's edge and the port's edge carry different structs.
   void forward(std::string_view port, const record& r);
   // Sends a record to this stage's dead-letter log with a reason, and goes on.
   void dead_letter(const record& r, std::string_view reason);
@@ -162,10 +183,16 @@ public:
   std::vector<uint32_t> partitions() const;
   troupe::durability durability() const;
   bool has_output(std::string_view port) const;
-  // The app's payload struct, for schema-agnostic stages; throws if the app names none.
+  // The app's default payload struct (schema.payload); std::logic_error if the app names none.
   capnp::StructSchema payload_schema() const;
+  // The struct of the edge an output port writes, or of an input edge; nullopt when that edge
+  // carries none or the port is not connected.
+  std::optional<capnp::StructSchema> output_schema(std::string_view port) const;
+  std::optional<capnp::StructSchema> input_schema(std::string_view edge) const;
 
 private:
+  void check_forward(std::string_view port, const record& r) const;
+
   detail::step_impl* step_;
 };
 
@@ -242,8 +269,9 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-// A stage's parameters from the app's YAML (everything under the stage except the keys the
-// runtime owns: name, type, inputs, outputs, workers, batch, retry, supervision).
+// A stage's parameters from the app's YAML: the keys its type declares (stage_type::params), the
+// loader having refused any other key that the runtime does not own. Reading a key the type
+// does not declare throws config_error, so a registration that forgot one fails at lint.
 class params {
 public:
   virtual ~params();
@@ -255,64 +283,15 @@ public:
   virtual bool get_bool(std::string_view key, bool fallback) const = 0;
   // A path, resolved relative to the directory of the YAML file.
   virtual std::string get_path(std::string_view key) const = 0;
-  // The app's payload struct, or nullopt when the app names none.
+  // The app's default payload struct (schema.payload), or nullopt when the app names none.
   virtual std::optional<capnp::StructSchema> payload_schema() const = 0;
+  // The struct of the edge an output port writes (its `edges.<e>.type`, else the default, else
+  // what the producer's type declares it emits), or of an input edge by name; nullopt when the
+  // edge carries none or the port is not connected.
+  virtual std::optional<capnp::StructSchema> output_schema(std::string_view port) const = 0;
+  virtual std::optional<capnp::StructSchema> input_schema(std::string_view edge) const = 0;
   // Throws config_error naming the field; use it for checks of your own.
   [[noreturn]] virtual void fail(std::string_view key, std::string_view message) const = 0;
 };
 
-enum class stage_kind { source, op, sink };
-
-// How YAML names a stage type and how to build one. A constructor reads and checks its
-// parameters and must have no side effects (`troupe lint` builds stages too); resources are
-// acquired in open().
-struct stage_type {
-  std::string name;
-  stage_kind kind = stage_kind::op;
-  // Output ports the type emits to; a port the YAML leaves unconnected is an error unless it
-  // is listed in optional_outputs.
-  std::vector<std::string> outputs;
-  std::vector<std::string> optional_outputs;
-  // Run each instance on a thread of its own: for stages that block (fsync, subprocesses,
-  // network) so they never stall the shared scheduler.
-  bool blocking = false;
-  std::function<std::unique_ptr<stage_base>(const params&)> make;
-  // Refuse `workers` > 1: for stages whose effect outside LMDB is one ordered thing (a file).
-  bool single_worker = false;
-};
-
-// The stage types a node knows. main() fills one explicitly: built-ins first, then plugins.
-class registry {
-public:
-  void add(stage_type type); // throws std::invalid_argument on a duplicate name
-  const stage_type* find(std::string_view name) const;
-  std::vector<std::string> names() const;
-
-  template <class T>
-  void add_source(std::string name, std::vector<std::string> outputs = {"out"},
-                  bool blocking = false) {
-    add({std::move(name), stage_kind::source, std::move(outputs), {}, blocking,
-         [](const params& p) { return std::unique_ptr<stage_base>(new T(p)); }});
-  }
-  template <class T>
-  void add_operator(std::string name, std::vector<std::string> outputs = {"out"},
-                    bool blocking = false) {
-    add({std::move(name), stage_kind::op, std::move(outputs), {}, blocking,
-         [](const params& p) { return std::unique_ptr<stage_base>(new T(p)); }});
-  }
-  template <class T>
-  void add_sink(std::string name, bool blocking = false, bool single_worker = false) {
-    add({std::move(name), stage_kind::sink, {}, {}, blocking,
-         [](const params& p) { return std::unique_ptr<stage_base>(new T(p)); }, single_worker});
-  }
-
-private:
-  std::map<std::string, stage_type, std::less<>> types_;
-};
-
 } // namespace troupe
-
-// A plugin (a shared library named in the app's `plugins:`) defines its entry point with:
-//   TROUPE_PLUGIN(reg) { reg.add_operator<my_stage>("my.stage"); }
-#define TROUPE_PLUGIN(reg)                                                                     \
-  extern "C" void troupe_plugin_register(::troupe::registry& reg)

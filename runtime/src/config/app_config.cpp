@@ -5,23 +5,28 @@
 // about. Checks that would only repeat an earlier mistake are skipped (a stage of an unknown
 // type gets no port checks; stages are not built when the payload schema failed to load).
 //
-// Passes, in order: the top-level settings; plugins (so their types are known); the payload
-// schema; `edges:` overrides; each stage on its own; the graph of edges across stages; finally
-// each stage is built once through its type's `make` (constructors only read their params) so
-// that parameter errors surface at load time, as `troupe lint` needs. The passes over plugins,
-// the schema and the graph live in plugins.cpp, app_schema.cpp and app_graph_checks.cpp; the
-// helpers that read YAML nodes in yaml_reader.hpp.
+// Before any pass the tree is rewritten: the --set overrides, then `${NAME}` from the
+// environment (yaml_overrides.cpp, yaml_env.cpp). Passes, in order: the top-level settings;
+// plugins (so their types are known); the payload schema; `edges:` overrides; each stage on its
+// own; the graph of edges across stages (cycles included); the files stages write and read;
+// finally each stage is built once through its type's `make` (constructors only read their
+// params) so that parameter errors surface at load time, as `troupe lint` needs. The passes over
+// plugins, the schema, the graph and the files live in plugins.cpp, app_schema.cpp,
+// app_graph_checks.cpp and app_paths.cpp; the helpers that read YAML nodes in yaml_reader.hpp.
 #include "config/app_config.hpp"
 
 #include "config/app_loader.hpp"
+#include "config/yaml_overrides.hpp"
 
 #include <kj/exception.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
+#include <sstream>
 
 namespace fs = std::filesystem;
 
@@ -34,9 +39,6 @@ namespace {
 const std::vector<std::string> top_keys = {"app",     "data_dir", "durability",  "store",
                                            "plugins", "schema",   "supervision", "defaults",
                                            "edges",   "stages"};
-// The keys of a stage the runtime owns; every other key is the stage's own parameter.
-const std::vector<std::string> stage_keys = {"name",   "type",    "inputs", "input", "outputs",
-                                             "output", "workers", "batch",  "retry", "supervision"};
 constexpr uint32_t max_workers = 4096;
 constexpr uint32_t max_partitions = 4096;
 
@@ -114,6 +116,24 @@ void read_supervision(reporter& r, const YAML::Node& n, const std::string& field
              "ms and max " + std::to_string(into.backoff_max.count()) + "ms");
 }
 
+// The first line up to `error_line` (0-based) whose indentation holds a tab: yaml-cpp's own
+// messages for those ("illegal map value", "illegal block entry") do not say so.
+std::optional<YAML::Mark> tab_indent(const std::string& text, int error_line) {
+  std::istringstream lines(text);
+  std::string line;
+  for (int n = 0; n <= error_line + 1 && std::getline(lines, line); ++n) {
+    auto indent = line.find_first_not_of(" \t");
+    auto tab = line.find('\t');
+    if (tab != std::string::npos && (indent == std::string::npos || tab < indent)) {
+      YAML::Mark m;
+      m.line = n;
+      m.column = int(tab);
+      return m;
+    }
+  }
+  return std::nullopt;
+}
+
 } // namespace
 
 load_result app_loader::run() {
@@ -124,8 +144,9 @@ load_result app_loader::run() {
     r_.at(YAML::Mark::null_mark(), "", std::string("internal error while loading: ") + e.what());
   }
   out.schemas = schemas_;
+  bool ok = r_.errors() == 0;
   out.issues = r_.take();
-  if (out.issues.empty())
+  if (ok)
     out.app = std::move(app_);
   return out;
 }
@@ -138,13 +159,20 @@ void app_loader::load() {
           "cannot read the app file: it does not exist or is not a file");
     return;
   }
-  try {
-    root = YAML::LoadFile(app_.file);
-  } catch (const YAML::ParserException& e) {
-    r_.at(e.mark, "", "YAML syntax error: " + e.msg);
-    return;
-  } catch (const YAML::BadFile&) {
+  std::ifstream in(app_.file, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) {
     r_.at(YAML::Mark::null_mark(), "", "cannot read the app file");
+    return;
+  }
+  try {
+    root = YAML::Load(text.str());
+  } catch (const YAML::ParserException& e) {
+    if (auto tab = tab_indent(text.str(), e.mark.line))
+      r_.at(*tab, "", "a tab is used for indentation; YAML indents with spaces only");
+    else
+      r_.at(e.mark, "", "YAML syntax error: " + e.msg);
     return;
   }
   if (!root.IsMap()) {
@@ -152,6 +180,8 @@ void app_loader::load() {
     return;
   }
   app_.base_dir = absolute_path(fs::path(app_.file).parent_path());
+  apply_overrides(r_, root, options_.overrides);
+  substitute_env(r_, root); // after: an override replaces a value before it is read
   check_keys(r_, root, "", top_keys);
   read_settings(root);
   read_plugins(root["plugins"]);
@@ -159,6 +189,8 @@ void app_loader::load() {
   read_edges(root["edges"]);
   read_stages(root);
   check_graph();
+  check_paths();
+  check_payloads();
   build_stages();
 }
 
@@ -168,7 +200,7 @@ void app_loader::read_settings(const YAML::Node& root) {
   else if (auto name = read_name(r_, v, "app", "an app name"))
     app_.name = *name;
 
-  std::string data_dir = data_dir_override_;
+  std::string data_dir = options_.data_dir;
   if (auto v = root["data_dir"]; v.IsDefined())
     if (auto dir = read_string(r_, v, "data_dir", "a directory"); dir && data_dir.empty())
       data_dir = *dir;
@@ -224,15 +256,17 @@ void app_loader::read_edges(const YAML::Node& edges) {
       continue; // reported as given twice
     edge_override e{{}, field, key.Mark()};
     e.spec.name = key.Scalar();
-    read_edge(entry.second, field, e.spec);
-    edge_overrides_.emplace(e.spec.name, std::move(e));
+    auto& at = edge_overrides_.emplace(e.spec.name, std::move(e)).first->second;
+    read_edge(entry.second, field, at.spec);
   }
 }
 
 void app_loader::read_edge(const YAML::Node& n, const std::string& field, edge_spec& spec) {
   if (!open_map(r_, n, field))
     return;
-  check_keys(r_, n, field, {"partitions", "max_records", "max_bytes", "retention"});
+  check_keys(r_, n, field, {"partitions", "max_records", "max_bytes", "retention", "type"});
+  if (auto v = n["type"]; v.IsDefined())
+    read_edge_type(v, field + ".type", edge_overrides_.at(spec.name));
   if (auto v = n["partitions"]; v.IsDefined())
     if (auto x = read_u32(r_, v, field + ".partitions", 1, max_partitions))
       spec.partitions = *x;
@@ -298,7 +332,7 @@ stage_draft app_loader::read_stage(const YAML::Node& n, const std::string& field
   s.field = field;
   s.mark = n.Mark();
   s.cfg.line = line_of(s.mark);
-  check_keys(r_, n, field, {});
+  check_keys(r_, n, field, {}); // keys given twice; unknown ones below, once the type is known
 
   if (auto v = n["name"]; !v.IsDefined())
     r_.at(n, field + ".name", "missing required key 'name'");
@@ -333,11 +367,14 @@ stage_draft app_loader::read_stage(const YAML::Node& n, const std::string& field
   read_retry(r_, n["retry"], field + ".retry", s.cfg.retry);
   read_supervision(r_, n["supervision"], field + ".supervision", s.cfg.supervision);
 
+  const auto& runtime_keys = runtime_stage_keys();
   for (const auto& entry : n) {
     if (!entry.first.IsScalar())
       continue;
     std::string key = entry.first.Scalar();
-    if (std::find(stage_keys.begin(), stage_keys.end(), key) != stage_keys.end())
+    if (std::find(runtime_keys.begin(), runtime_keys.end(), key) != runtime_keys.end())
+      continue;
+    if (s.cfg.type_info && !check_param_key(s, entry.first))
       continue;
     yaml_params::value v;
     YAML::Node node = entry.second;
@@ -355,6 +392,21 @@ stage_draft app_loader::read_stage(const YAML::Node& n, const std::string& field
     s.own.emplace(key, std::move(v)); // a key given twice is reported by check_keys
   }
   return s;
+}
+
+// A key of the stage's own must be one its type declares; false (and an issue) when not.
+bool app_loader::check_param_key(const stage_draft& s, const YAML::Node& key) {
+  const auto& declared = s.cfg.type_info->params;
+  const auto& name = key.Scalar();
+  if (std::find(declared.begin(), declared.end(), name) != declared.end())
+    return true;
+  std::vector<std::string> all = runtime_stage_keys();
+  all.insert(all.end(), declared.begin(), declared.end());
+  r_.at(key, s.field + "." + name,
+        "unknown key '" + name + "'" + suggest(name, all) + "; type '" + s.cfg.type + "' takes " +
+            (declared.empty() ? "no params of its own" : join(declared)) +
+            ", and the runtime's keys " + join(runtime_stage_keys()));
+  return false;
 }
 
 void app_loader::read_inputs(const YAML::Node& n, stage_draft& s) {
@@ -432,14 +484,23 @@ void app_loader::read_outputs(const YAML::Node& n, stage_draft& s) {
 void app_loader::build_stages() {
   bool lint = !(schema_given_ && schema_failed_); // else every schema user would fail too
   for (auto& s : stages_) {
-    auto p = std::make_shared<yaml_params>(r_.file(), s.field, line_of(s.mark), column_of(s.mark),
-                                           app_.base_dir, s.own, schemas_, app_.payload_schema);
+    yaml_params::payloads payloads{app_.payload_schema, {}, {}};
+    for (const auto& [port, ref] : s.outputs)
+      if (auto e = app_.edge_payloads.find(ref.edge); e != app_.edge_payloads.end())
+        payloads.ports.emplace(port, e->second.schema);
+    for (const auto& in : s.inputs)
+      if (auto e = app_.edge_payloads.find(in.edge); e != app_.edge_payloads.end())
+        payloads.inputs.emplace(in.edge, e->second.schema);
+    auto p = std::make_shared<yaml_params>(
+        r_.file(), s.field, line_of(s.mark), column_of(s.mark), app_.base_dir, s.own, s.cfg.type,
+        s.cfg.type_info ? s.cfg.type_info->params : std::vector<std::string>{}, schemas_,
+        std::move(payloads));
     s.cfg.stage_params = p;
     for (const auto& in : s.inputs)
       s.cfg.inputs.push_back(in.edge);
     for (const auto& [port, ref] : s.outputs)
       s.cfg.outputs.emplace_back(port, ref.edge);
-    if (lint && s.cfg.type_info && s.cfg.type_info->make)
+    if (lint && s.buildable && s.cfg.type_info && s.cfg.type_info->make)
       try_make(s, *p);
     app_.stages.push_back(std::move(s.cfg));
   }
@@ -474,13 +535,27 @@ std::string config_issue::to_string() const {
       out += ":" + std::to_string(column);
   }
   out += ": ";
-  if (!field.empty())
+  if (severity == issue_severity::warning)
+    out += "warning: ";
+  if (!field.empty() && !from_override)
     out += field + ": ";
   return out + message;
 }
 
+size_t load_result::errors() const {
+  return size_t(std::count_if(issues.begin(), issues.end(), [](const config_issue& i) {
+    return i.severity == issue_severity::error;
+  }));
+}
+
+load_result load_app(const std::string& path, registry& reg, const load_options& options) {
+  return detail::app_loader(path, reg, options).run();
+}
+
 load_result load_app(const std::string& path, registry& reg, const std::string& data_dir_override) {
-  return detail::app_loader(path, reg, data_dir_override).run();
+  load_options options;
+  options.data_dir = data_dir_override;
+  return load_app(path, reg, options);
 }
 
 store_layout layout_of(const app_config& app) {

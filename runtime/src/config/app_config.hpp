@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,14 +20,22 @@ class Node;
 
 namespace troupe {
 
+// An error makes the app invalid; a warning is printed and the app still loads and runs.
+enum class issue_severity { error, warning };
+
 struct config_issue {
-  std::string file;
+  std::string file;  // the YAML file as given; for an issue caused by --set, "--set <it>"
   int line = 0;   // 1-based; 0 when unknown
   int column = 0; // 1-based; 0 when unknown
   std::string field; // dotted path, e.g. "stages[2].batch.max_items"
   std::string message;
+  issue_severity severity = issue_severity::error;
+  bool from_override = false; // caused by a --set: `file` names it, so to_string omits `field`
 
-  std::string to_string() const; // "app.yaml:12:5: stages[2].batch.max_items: must be > 0"
+  // "app.yaml:12:5: stages[2].batch.max_items: must be > 0"; a warning says so after the
+  // position ("app.yaml:3:11: warning: stages[0].path: ..."); an override's issue is
+  // "--set stages.price.wokers=4: unknown key 'wokers' (did you mean 'workers'?)".
+  std::string to_string() const;
 };
 
 enum class restart_strategy { one_for_one, one_for_all, rest_for_one };
@@ -68,7 +77,16 @@ struct stage_config {
   retry_config retry;
   supervision_config supervision;
   std::shared_ptr<const params> stage_params; // the stage's own keys
+  // Absolute paths of the files the stage writes (its type's owned_paths params), as given.
+  std::vector<std::string> owned_paths;
   int line = 0;
+};
+
+// The payload struct an edge carries: its `edges.<e>.type`, else the app's default
+// (schema.payload), else the struct its producer's type declares the port emits.
+struct edge_payload {
+  capnp::StructSchema schema;
+  std::string name; // as the messages name it: "orders.capnp:Order"
 };
 
 struct app_config {
@@ -80,9 +98,11 @@ struct app_config {
   uint64_t map_size = uint64_t{1} << 30;
   std::chrono::milliseconds flush_interval{1000}; // at `process`: mdb_env_sync this often
   std::vector<std::string> plugins;               // resolved plugin paths
-  std::string schema_file;                         // resolved; empty when none
-  std::string payload_type;                        // struct name in schema_file
-  std::optional<capnp::StructSchema> payload_schema;
+  std::vector<std::string> schema_files;           // resolved; empty when none
+  std::string payload_type;                        // the default struct, as the YAML names it
+  std::optional<capnp::StructSchema> payload_schema; // the default struct; nullopt when none
+  // Each edge's struct by edge name; an edge without one (any struct goes) is absent.
+  std::map<std::string, edge_payload, std::less<>> edge_payloads;
   supervision_config node_supervision; // how the node restarts whole stages
   std::vector<edge_spec> edges;        // every edge, declared or implied by a stage
   std::vector<stage_config> stages;    // in file order (rest_for_one follows it)
@@ -92,19 +112,34 @@ struct app_config {
 class schema_loader;
 
 struct load_result {
-  std::optional<app_config> app; // set when there are no issues
-  std::vector<config_issue> issues;
+  std::optional<app_config> app; // set when no issue is an error
+  std::vector<config_issue> issues; // errors and warnings, by line
   std::shared_ptr<schema_loader> schemas; // keeps parsed schemas alive
+
+  size_t errors() const;
+  size_t warnings() const { return issues.size() - errors(); }
+};
+
+struct load_options {
+  std::string data_dir; // replaces the file's data_dir when not empty
+  // "path.to.key=value" (the CLI's --set), applied in order to the YAML tree before ${NAME}
+  // substitution and any check; the path syntax is in runtime/CONFIG.md ("Overrides").
+  std::vector<std::string> overrides;
 };
 
 // Reads and validates an app file. Plugins named in the file are loaded into `reg` first (a
-// plugin that cannot be loaded is an issue). `data_dir_override` replaces the file's data_dir.
+// plugin that cannot be loaded is an issue).
+load_result load_app(const std::string& path, registry& reg, const load_options& options);
+// The same with only a data dir override (empty: the file's).
 load_result load_app(const std::string& path, registry& reg,
                      const std::string& data_dir_override = "");
 
 // Parses "1GiB", "512MiB", "4096" (bytes) and "250ms", "2s", "5m", "1h" (durations).
 std::optional<uint64_t> parse_size(const std::string& text);
 std::optional<std::chrono::milliseconds> parse_duration(const std::string& text);
+
+// "orders.capnp:Order": the schema file's name and the struct's path in it, for messages.
+std::string struct_name(capnp::StructSchema s);
 
 // Loads a plugin shared library and calls its troupe_plugin_register; returns an error text.
 std::optional<std::string> load_plugin(const std::string& path, registry& reg);

@@ -1,9 +1,12 @@
 // The shape checks of an app file: each stage's ports against its type, and the graph of edges
-// the stages form together (one producer and at least one consumer each, no unknown edges).
+// the stages form together (one producer and at least one consumer each, no unknown edges, no
+// cycles).
 #include "config/app_loader.hpp"
 
 #include <algorithm>
+#include <deque>
 #include <map>
+#include <set>
 
 namespace troupe::detail {
 
@@ -102,6 +105,14 @@ void app_loader::check_graph() {
     if (!consumers.count(edge))
       r_.at(p.ref->mark, p.ref->field,
             "dangling edge '" + edge + "': written here but read by no stage");
+  // Who reads what each stage writes: the graph the cycle check walks.
+  std::vector<std::vector<std::pair<size_t, const edge_ref*>>> readers(stages_.size());
+  for (size_t j = 0; j < stages_.size(); ++j)
+    for (const auto& in : stages_[j].inputs)
+      if (auto p = producers.find(in.edge); p != producers.end())
+        readers[p->second.stage].emplace_back(j, &in);
+  check_cycles(readers);
+
   for (const auto& [edge, e] : edge_overrides_)
     if (std::find(order.begin(), order.end(), edge) == order.end())
       r_.at(e.mark, e.field,
@@ -132,6 +143,80 @@ void app_loader::check_graph() {
     if (spec.max_bytes == 0)
       spec.max_bytes = std::max<uint64_t>(app_.map_size / 4 * 3 / std::max<size_t>(1, app_.edges.size()),
                                           uint64_t{1} << 20);
+}
+
+// A cycle would circulate records for ever: a stage that reads its own output writes without
+// end, and a loop without a source waits for ever. Each cycle is reported once per strongly
+// connected group of stages, as the shortest loop through its first stage in file order, at the
+// input that closes it.
+void app_loader::check_cycles(
+    const std::vector<std::vector<std::pair<size_t, const edge_ref*>>>& readers) {
+  size_t n = stages_.size();
+  std::set<size_t> reported;
+  for (size_t start = 0; start < n; ++start) {
+    if (reported.count(start))
+      continue;
+    // Breadth first from `start` until it comes back: the shortest loop through it.
+    std::vector<std::optional<std::pair<size_t, const edge_ref*>>> came_from(n);
+    std::deque<size_t> todo{start};
+    const edge_ref* closing = nullptr;
+    size_t last = start;
+    while (!todo.empty() && !closing) {
+      size_t at = todo.front();
+      todo.pop_front();
+      for (const auto& [next, ref] : readers[at]) {
+        if (next == start) {
+          closing = ref;
+          last = at;
+          break;
+        }
+        if (!came_from[next] && next != start) {
+          came_from[next] = std::make_pair(at, ref);
+          todo.push_back(next);
+        }
+      }
+    }
+    if (!closing)
+      continue;
+    std::vector<size_t> loop{start};
+    std::vector<std::string> edges{closing->edge};
+    for (size_t at = last; at != start; at = came_from[at]->first) {
+      loop.push_back(at);
+      edges.push_back(came_from[at]->second->edge);
+    }
+    std::reverse(loop.begin() + 1, loop.end());
+    std::reverse(edges.begin(), edges.end());
+    std::string path;
+    for (size_t k : loop)
+      path += stages_[k].cfg.name + " -> ";
+    path += stages_[start].cfg.name;
+    if (loop.size() == 1)
+      r_.at(closing->mark, closing->field,
+            "stage '" + stages_[start].cfg.name + "' reads edge '" + closing->edge +
+                "', which it writes itself: a cycle, its records would go round for ever");
+    else
+      r_.at(closing->mark, closing->field,
+            "the stages form a cycle: " + path + " (through edges " + join(edges) +
+                "); records would go round for ever");
+    // Everything on a loop with `start` is in its group: report the group once.
+    for (size_t k : loop)
+      reported.insert(k);
+    for (size_t k = 0; k < n; ++k)
+      if (came_from[k]) { // reachable from start; in the group if start is reachable from it
+        std::vector<bool> seen(n);
+        std::deque<size_t> back{k};
+        seen[k] = true;
+        while (!back.empty()) {
+          size_t at = back.front();
+          back.pop_front();
+          for (const auto& hop : readers[at])
+            if (hop.first == start)
+              reported.insert(k);
+            else if (!seen[hop.first])
+              seen[hop.first] = true, back.push_back(hop.first);
+        }
+      }
+  }
 }
 
 } // namespace troupe::detail

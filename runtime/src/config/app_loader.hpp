@@ -3,14 +3,17 @@
 // order). Private to the runtime; its parts are defined where they are about:
 //   app_config.cpp       the settings, `edges:`, the stages, building them
 //   plugins.cpp          `plugins:`
-//   app_schema.cpp       `schema:`
-//   app_graph_checks.cpp ports and the graph of edges
+//   app_schema.cpp       `schema:` and the structs edges name
+//   app_payload_checks.cpp what each edge carries, against its producer and consumers
+//   app_graph_checks.cpp ports, the graph of edges, cycles
+//   app_paths.cpp        the files stages write (owned) and read
 #pragma once
 
 #include "config/app_config.hpp"
 #include "config/yaml_params.hpp"
 #include "config/yaml_reader.hpp"
 
+#include <capnp/schema-parser.h>
 #include <yaml-cpp/yaml.h>
 
 #include <map>
@@ -20,9 +23,6 @@
 #include <utility>
 #include <vector>
 
-namespace capnp {
-class ParsedSchema;
-}
 
 namespace troupe::detail {
 
@@ -41,18 +41,29 @@ struct stage_draft {
   std::vector<std::pair<std::string, edge_ref>> outputs; // port -> edge
   // As written (input or inputs, ...); optional because a default YAML::Node is a defined null.
   std::optional<YAML::Node> inputs_key, outputs_key, workers_value;
+  bool buildable = true; // false when building it would only repeat a reported problem
 };
 
 struct edge_override {
   edge_spec spec;
   std::string field;
   YAML::Mark mark;
+  // `type:`, as written and as resolved (unset when absent or when it did not resolve).
+  std::string type_name;
+  YAML::Mark type_mark;
+  std::optional<capnp::StructSchema> type;
+};
+
+struct parsed_file {
+  std::string text; // as listed in the YAML
+  std::string path; // absolute
+  capnp::ParsedSchema parsed;
 };
 
 class app_loader {
 public:
-  app_loader(const std::string& path, registry& reg, const std::string& data_dir_override)
-      : r_(path), reg_(reg), data_dir_override_(data_dir_override) {
+  app_loader(const std::string& path, registry& reg, load_options options)
+      : r_(path), reg_(reg), options_(std::move(options)) {
     app_.file = path;
   }
 
@@ -69,28 +80,34 @@ private:
   // ---- schema
   void read_schema(const YAML::Node& schema);
   bool read_import_path(const YAML::Node& list, std::vector<std::string>& dirs);
-  std::optional<capnp::StructSchema> find_struct(capnp::ParsedSchema scope, const std::string& name,
-                                                 const YAML::Node& at);
+  std::optional<capnp::StructSchema> resolve_struct(const std::string& name, const YAML::Node& at,
+                                                    const std::string& field);
 
   // ---- edges
   void read_edges(const YAML::Node& edges);
   void read_edge(const YAML::Node& n, const std::string& field, edge_spec& spec);
+  void read_edge_type(const YAML::Node& n, const std::string& field, edge_override& e);
 
   // ---- stages
   void read_stages(const YAML::Node& root);
   stage_draft read_stage(const YAML::Node& n, const std::string& field);
   void read_inputs(const YAML::Node& n, stage_draft& s);
   void read_outputs(const YAML::Node& n, stage_draft& s);
+  bool check_param_key(const stage_draft& s, const YAML::Node& key);
   void check_ports(stage_draft& s);
   void check_graph();
+  void check_cycles(const std::vector<std::vector<std::pair<size_t, const edge_ref*>>>& readers);
+  void check_paths();
+  void check_payloads();
   void build_stages();
   void try_make(const stage_draft& s, const params& p);
 
   reporter r_;
   registry& reg_;
-  std::string data_dir_override_;
+  load_options options_;
   app_config app_;
   std::shared_ptr<schema_loader> schemas_;
+  std::vector<parsed_file> parsed_files_;
   bool schema_given_ = false;
   bool schema_failed_ = true; // until the payload struct is found
   batch_config default_batch_;

@@ -1,5 +1,10 @@
-// The `schema:` key of an app file: the payload schema is parsed from its .capnp file (with the
-// import path given) and the payload struct looked up in it, nested names included.
+// The `schema:` key of an app file: the .capnp files are parsed (with the import path given),
+// the default payload struct looked up in them, and the structs that edges name
+// (`edges.<e>.type`) too; see app_payload_checks.cpp for what is done with them.
+//
+// A struct is named by its path in a file, dotted for nested structs (`Order.Line`). A name is
+// looked up in every file; found in two, it is ambiguous, and `file:Path` (the file as listed,
+// or its name alone: `billing.capnp:Invoice`) says which.
 #include "config/app_loader.hpp"
 #include "config/schema_loader.hpp"
 
@@ -9,7 +14,17 @@
 
 namespace fs = std::filesystem;
 
-namespace troupe::detail {
+namespace troupe {
+
+std::string struct_name(capnp::StructSchema s) {
+  std::string display = s.getProto().getDisplayName().cStr();
+  auto colon = display.find(':');
+  if (colon == std::string::npos)
+    return display;
+  return fs::path(display.substr(0, colon)).filename().string() + display.substr(colon);
+}
+
+namespace detail {
 
 namespace {
 
@@ -23,50 +38,124 @@ std::string schema_error(const kj::Exception& e) {
   return where + e.getDescription().cStr();
 }
 
+const char* kind_of(const capnp::schema::Node::Reader& node) {
+  switch (node.which()) {
+  case capnp::schema::Node::ENUM:
+    return "an enum";
+  case capnp::schema::Node::INTERFACE:
+    return "an interface";
+  case capnp::schema::Node::CONST:
+    return "a constant";
+  case capnp::schema::Node::ANNOTATION:
+    return "an annotation";
+  default:
+    return "not a struct";
+  }
+}
+
+// The declaration at dotted `path` in `scope`; nullopt with `missing` (the part not found) and
+// `known` (what is there instead) when there is none.
+std::optional<capnp::ParsedSchema> walk(capnp::ParsedSchema scope, std::string_view path,
+                                        std::string& walked, std::string& missing,
+                                        std::vector<std::string>& known) {
+  while (true) {
+    auto dot_at = path.find('.');
+    std::string part(path.substr(0, dot_at));
+    KJ_IF_MAYBE (next, scope.findNested(part)) {
+      scope = *next;
+    } else {
+      missing = part;
+      for (auto nested : scope.getAllNested())
+        known.push_back(nested.getShortDisplayName().cStr());
+      return std::nullopt;
+    }
+    walked += (walked.empty() ? "" : ".") + part;
+    if (dot_at == std::string_view::npos)
+      return scope;
+    path = path.substr(dot_at + 1);
+  }
+}
+
 } // namespace
 
 void app_loader::read_schema(const YAML::Node& schema) {
   if (!open_map(r_, schema, "schema"))
     return;
   schema_given_ = true;
-  check_keys(r_, schema, "schema", {"file", "payload", "import_path"});
+  check_keys(r_, schema, "schema", {"file", "files", "payload", "import_path"});
   const YAML::Node file_node = schema["file"];
+  const YAML::Node files_node = schema["files"];
   const YAML::Node payload_node = schema["payload"];
-  std::optional<std::string> file, payload;
-  if (!file_node.IsDefined())
-    r_.at(schema, "schema.file", "missing required key 'file' (the .capnp file)");
-  else
-    file = read_string(r_, file_node, "schema.file", "a .capnp file");
-  if (!payload_node.IsDefined())
-    r_.at(schema, "schema.payload", "missing required key 'payload' (a struct in the file)");
-  else
+  struct named_file {
+    std::string text;
+    YAML::Node node;
+    std::string field;
+  };
+  std::vector<named_file> files;
+  bool files_ok = true;
+  if (file_node.IsDefined() && files_node.IsDefined()) {
+    r_.at(files_node, "schema.files", "give either 'file' or 'files', not both");
+    files_ok = false;
+  } else if (file_node.IsDefined()) {
+    if (auto f = read_string(r_, file_node, "schema.file", "a .capnp file"))
+      files.push_back({*f, file_node, "schema.file"});
+    else
+      files_ok = false;
+  } else if (files_node.IsDefined()) {
+    if (!files_node.IsSequence() || files_node.size() == 0) {
+      r_.expected(files_node, "schema.files", "a non-empty list of .capnp files");
+      files_ok = false;
+    }
+    for (size_t i = 0; files_ok && i < files_node.size(); ++i) {
+      auto field = index("schema.files", i);
+      if (auto f = read_string(r_, files_node[i], field, "a .capnp file"))
+        files.push_back({*f, files_node[i], field});
+      else
+        files_ok = false;
+    }
+  } else {
+    r_.at(schema, "schema.files",
+          "missing required key 'files' (a list of .capnp files; 'file' for one)");
+    files_ok = false;
+  }
+  std::optional<std::string> payload;
+  if (payload_node.IsDefined())
     payload = read_string(r_, payload_node, "schema.payload", "a struct name");
 
   std::vector<std::string> import_dirs;
   bool imports_ok = read_import_path(schema["import_path"], import_dirs);
   import_dirs.push_back("/usr/include"); // so that `import "/capnp/c++.capnp"` works
-  if (!file || !payload || !imports_ok)
+  if (!files_ok || !imports_ok || (payload_node.IsDefined() && !payload))
     return;
 
-  auto path = absolute_path(fs::path(app_.base_dir) / *file);
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) {
-    r_.at(file_node, "schema.file", "schema file " + path + " does not exist");
-    return;
+  schemas_ = std::make_shared<schema_loader>(import_dirs);
+  bool parsed_all = true;
+  for (const auto& f : files) {
+    auto path = absolute_path(fs::path(app_.base_dir) / f.text);
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) {
+      r_.at(f.node, f.field, "schema file " + path + " does not exist");
+      parsed_all = false;
+      continue;
+    }
+    try {
+      parsed_files_.push_back({f.text, path, schemas_->parse(path)});
+      app_.schema_files.push_back(path);
+    } catch (const kj::Exception& e) {
+      r_.at(f.node, f.field, "cannot parse schema " + path + ": " + schema_error(e));
+      parsed_all = false;
+    }
   }
-  schemas_ = std::make_shared<schema_loader>();
-  capnp::ParsedSchema parsed;
-  try {
-    parsed = schemas_->parse(path, import_dirs);
-  } catch (const kj::Exception& e) {
-    r_.at(file_node, "schema.file", "cannot parse schema " + path + ": " + schema_error(e));
+  if (!parsed_all)
     return;
-  }
-  if (auto found = find_struct(parsed, *payload, payload_node)) {
-    app_.schema_file = path;
-    app_.payload_type = *payload;
-    app_.payload_schema = *found;
-    schema_failed_ = false;
+  schema_failed_ = false;
+  if (payload) {
+    if (auto found = resolve_struct(*payload, payload_node, "schema.payload")) {
+      app_.payload_type = *payload;
+      app_.payload_schema = *found;
+    } else {
+      schema_failed_ = true;
+    }
   }
 }
 
@@ -98,50 +187,72 @@ bool app_loader::read_import_path(const YAML::Node& list, std::vector<std::strin
 }
 
 std::optional<capnp::StructSchema>
-app_loader::find_struct(capnp::ParsedSchema scope, const std::string& name, const YAML::Node& at) {
-  std::string_view rest(name);
-  std::string walked;
-  while (true) {
-    auto dot_at = rest.find('.');
-    std::string part(rest.substr(0, dot_at));
-    std::vector<std::string> known;
-    for (auto nested : scope.getAllNested())
-      known.push_back(nested.getShortDisplayName().cStr());
-    KJ_IF_MAYBE (next, scope.findNested(part)) {
-      scope = *next;
-    } else {
-      r_.at(at, "schema.payload",
-            "no declaration '" + part + "' in " + (walked.empty() ? "the schema file" : walked) +
-                suggest(part, known) + "; found: " + (known.empty() ? "nothing" : join(known)));
+app_loader::resolve_struct(const std::string& name, const YAML::Node& at, const std::string& field) {
+  std::vector<const parsed_file*> scope;
+  std::string path = name;
+  if (auto colon = name.find(':'); colon != std::string::npos) {
+    std::string file = name.substr(0, colon);
+    path = name.substr(colon + 1);
+    std::vector<std::string> listed;
+    for (const auto& f : parsed_files_) {
+      listed.push_back(f.text);
+      if (f.text == file || fs::path(f.path).filename() == file)
+        scope.push_back(&f);
+    }
+    if (scope.empty()) {
+      r_.at(at, field,
+            "no schema file '" + file + "' in schema.files" + suggest(file, listed) +
+                "; the files: " + join(listed));
       return std::nullopt;
     }
-    walked += (walked.empty() ? "" : ".") + part;
-    if (dot_at == std::string_view::npos)
-      break;
-    rest = rest.substr(dot_at + 1);
+  } else {
+    for (const auto& f : parsed_files_)
+      scope.push_back(&f);
   }
-  if (!scope.getProto().isStruct()) {
-    const char* kind = "not a struct";
-    switch (scope.getProto().which()) {
-    case capnp::schema::Node::ENUM:
-      kind = "an enum";
-      break;
-    case capnp::schema::Node::INTERFACE:
-      kind = "an interface";
-      break;
-    case capnp::schema::Node::CONST:
-      kind = "a constant";
-      break;
-    case capnp::schema::Node::ANNOTATION:
-      kind = "an annotation";
-      break;
-    default:
-      break;
+  struct found {
+    const parsed_file* file;
+    capnp::ParsedSchema decl;
+  };
+  std::vector<found> hits;
+  std::vector<std::string> known, missing_parts;
+  std::string deepest; // the longest walked prefix, for a message about the right scope
+  for (const auto* f : scope) {
+    std::string walked, missing;
+    if (auto d = walk(f->parsed, path, walked, missing, known)) {
+      hits.push_back({f, *d});
+    } else {
+      missing_parts.push_back(missing);
+      if (walked.size() > deepest.size())
+        deepest = walked;
     }
-    r_.at(at, "schema.payload", "expected a struct, found '" + name + "', " + kind);
+  }
+  if (hits.empty()) {
+    auto part = missing_parts.empty() ? path : missing_parts.front();
+    std::string where = !deepest.empty() ? deepest
+                        : parsed_files_.size() == 1 ? std::string("the schema file")
+                                                    : "the schema files";
+    r_.at(at, field,
+          "no declaration '" + part + "' in " + where + suggest(part, known) +
+              "; found: " + (known.empty() ? "nothing" : join(known)));
     return std::nullopt;
   }
-  return scope.asStruct();
+  if (hits.size() > 1) {
+    std::vector<std::string> qualified;
+    for (const auto& h : hits)
+      qualified.push_back(fs::path(h.file->path).filename().string() + ":" + path);
+    r_.at(at, field,
+          "'" + path + "' is declared in more than one schema file; write one of " +
+              join(qualified, " or ") + " to say which");
+    return std::nullopt;
+  }
+  auto decl = hits.front().decl;
+  if (!decl.getProto().isStruct()) {
+    r_.at(at, field, "expected a struct, found '" + name + "', " + kind_of(decl.getProto()));
+    return std::nullopt;
+  }
+  return decl.asStruct();
 }
 
-} // namespace troupe::detail
+} // namespace detail
+
+} // namespace troupe

@@ -1,4 +1,4 @@
-// The payload schema. Owns the parser and every directory it reads, for as long as a
+// The payload schema files. Owns the parser and every directory it reads, for as long as a
 // StructSchema taken from it is in use.
 #pragma once
 
@@ -12,11 +12,13 @@ namespace troupe {
 
 class schema_loader {
 public:
-  schema_loader();
+  // Absolute imports (`import "/x.capnp"`) are searched in `import_dirs` (absolute, existing),
+  // in order.
+  explicit schema_loader(const std::vector<std::string>& import_dirs = {});
 
-  // Parses `file` (absolute). Absolute imports (`import "/x.capnp"`) are searched in
-  // `import_dirs` (absolute, existing), in order. Throws kj::Exception on any error.
-  capnp::ParsedSchema parse(const std::string& file, const std::vector<std::string>& import_dirs);
+  // Parses `file` (absolute); files parsed by one loader share their imports. Throws
+  // kj::Exception on any error.
+  capnp::ParsedSchema parse(const std::string& file);
 
 private:
   static kj::Path from_root(const std::string& absolute);

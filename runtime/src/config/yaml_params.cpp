@@ -3,6 +3,7 @@
 
 #include "config/config_values.hpp"
 
+#include <algorithm>
 #include <filesystem>
 
 namespace fs = std::filesystem;
@@ -66,13 +67,28 @@ std::string yaml_params::get_path(std::string_view key) const {
   return absolute_path(p.is_absolute() ? p : fs::path(base_dir_) / p);
 }
 
+std::optional<capnp::StructSchema> yaml_params::output_schema(std::string_view port) const {
+  auto i = structs_.ports.find(port);
+  return i == structs_.ports.end() ? std::nullopt : std::optional(i->second);
+}
+
+std::optional<capnp::StructSchema> yaml_params::input_schema(std::string_view edge) const {
+  auto i = structs_.inputs.find(edge);
+  return i == structs_.inputs.end() ? std::nullopt : std::optional(i->second);
+}
+
 void yaml_params::fail(std::string_view key, std::string_view message) const {
-  if (auto* v = find(key))
-    throw_at(*v, key, std::string(message));
+  if (auto i = values_.find(key); i != values_.end()) // any key: "type" is not a param
+    throw_at(i->second, key, std::string(message));
   throw located_config_error({file_, line_, column_, field_of(key), std::string(message)});
 }
 
 const yaml_params::value* yaml_params::find(std::string_view key) const {
+  if (std::find(declared_.begin(), declared_.end(), key) == declared_.end())
+    throw located_config_error(
+        {file_, line_, column_, field_of(key),
+         "stage type '" + type_ + "' reads the param '" + std::string(key) +
+             "' but does not declare it; add it to .params({...}) where the type is registered"});
   auto i = values_.find(key);
   return i == values_.end() ? nullptr : &i->second;
 }

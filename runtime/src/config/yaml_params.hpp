@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace troupe::detail {
 
@@ -35,12 +36,22 @@ public:
     int column = 0;
   };
 
+  // The structs the stage's edges carry: the app's default, by output port, by input edge.
+  struct payloads {
+    std::optional<capnp::StructSchema> fallback;
+    std::map<std::string, capnp::StructSchema, std::less<>> ports, inputs;
+  };
+
+  // `declared`: the params the stage's type declares; reading any other key is a bug of the
+  // type's registration, reported as a config_error naming `type`.
   yaml_params(std::string file, std::string field, int line, int column, std::string base_dir,
-              std::map<std::string, value, std::less<>> values,
-              std::shared_ptr<schema_loader> schemas, std::optional<capnp::StructSchema> schema)
+              std::map<std::string, value, std::less<>> values, std::string type,
+              std::vector<std::string> declared, std::shared_ptr<schema_loader> schemas,
+              payloads structs)
       : file_(std::move(file)), field_(std::move(field)), line_(line), column_(column),
-        base_dir_(std::move(base_dir)), values_(std::move(values)), schemas_(std::move(schemas)),
-        schema_(schema) {}
+        base_dir_(std::move(base_dir)), values_(std::move(values)), type_(std::move(type)),
+        declared_(std::move(declared)), schemas_(std::move(schemas)),
+        structs_(std::move(structs)) {}
 
   bool has(std::string_view key) const override;
   std::string get_string(std::string_view key) const override;
@@ -49,7 +60,9 @@ public:
   double get_double(std::string_view key, double fallback) const override;
   bool get_bool(std::string_view key, bool fallback) const override;
   std::string get_path(std::string_view key) const override;
-  std::optional<capnp::StructSchema> payload_schema() const override { return schema_; }
+  std::optional<capnp::StructSchema> payload_schema() const override { return structs_.fallback; }
+  std::optional<capnp::StructSchema> output_schema(std::string_view port) const override;
+  std::optional<capnp::StructSchema> input_schema(std::string_view edge) const override;
   [[noreturn]] void fail(std::string_view key, std::string_view message) const override;
 
 private:
@@ -65,8 +78,10 @@ private:
   int line_, column_; // of the stage's map
   std::string base_dir_;
   std::map<std::string, value, std::less<>> values_;
-  std::shared_ptr<schema_loader> schemas_; // keeps schema_ valid
-  std::optional<capnp::StructSchema> schema_;
+  std::string type_;
+  std::vector<std::string> declared_;
+  std::shared_ptr<schema_loader> schemas_; // keeps structs_ valid
+  payloads structs_;
 };
 
 } // namespace troupe::detail

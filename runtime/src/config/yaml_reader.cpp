@@ -46,6 +46,55 @@ std::string index(const std::string& field, size_t i) {
   return field + "[" + std::to_string(i) + "]";
 }
 
+size_t reporter::errors() const {
+  return size_t(std::count_if(issues_.begin(), issues_.end(), [](const config_issue& i) {
+    return i.severity == issue_severity::error;
+  }));
+}
+
+namespace {
+
+bool inside(const std::string& field, const std::string& of) {
+  return field.compare(0, of.size(), of) == 0 &&
+         (field.size() == of.size() || field[of.size()] == '.' || field[of.size()] == '[');
+}
+
+} // namespace
+
+std::string reporter::override_of(const std::string& field) const {
+  for (auto o = overrides_.rbegin(); o != overrides_.rend(); ++o)
+    if (inside(field, o->field))
+      return "--set " + o->text;
+  return "";
+}
+
+std::vector<config_issue> reporter::take() {
+  for (const auto& field : settled_) {
+    auto first = std::find_if(issues_.begin(), issues_.end(),
+                              [&](const config_issue& i) { return i.field == field; });
+    if (first != issues_.end())
+      issues_.erase(std::remove_if(std::next(first), issues_.end(),
+                                   [&](const config_issue& i) { return i.field == field; }),
+                    issues_.end());
+  }
+  for (auto& issue : issues_) {
+    if (issue.from_override)
+      continue;
+    // The last override that reaches the field is the one that set its value.
+    for (auto o = overrides_.rbegin(); o != overrides_.rend(); ++o)
+      if (inside(issue.field, o->field)) {
+        issue.file = "--set " + o->text;
+        issue.line = issue.column = 0;
+        issue.from_override = true;
+        break;
+      }
+  }
+  std::stable_sort(issues_.begin(), issues_.end(), [](const auto& a, const auto& b) {
+    return std::make_pair(a.line, a.column) < std::make_pair(b.line, b.column);
+  });
+  return std::move(issues_);
+}
+
 bool open_map(reporter& r, const YAML::Node& n, const std::string& field) {
   if (!n.IsDefined() || n.IsNull())
     return false;

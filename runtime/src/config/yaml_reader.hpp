@@ -30,29 +30,52 @@ class reporter {
 public:
   explicit reporter(std::string file) : file_(std::move(file)) {}
 
-  void at(const YAML::Mark& m, std::string field, std::string message) {
-    issues_.push_back({file_, line_of(m), column_of(m), std::move(field), std::move(message)});
+  void at(const YAML::Mark& m, std::string field, std::string message,
+          issue_severity severity = issue_severity::error) {
+    issues_.push_back({file_, line_of(m), column_of(m), std::move(field), std::move(message),
+                       severity});
   }
   void at(const YAML::Node& n, std::string field, std::string message) {
     at(mark_of(n), std::move(field), std::move(message));
+  }
+  void warn(const YAML::Mark& m, std::string field, std::string message) {
+    at(m, std::move(field), std::move(message), issue_severity::warning);
   }
   void expected(const YAML::Node& n, const std::string& field, const std::string& what) {
     at(n, field, "expected " + what + ", found " + describe(n));
   }
   void add(config_issue issue) { issues_.push_back(std::move(issue)); }
 
-  const std::string& file() const { return file_; }
-  size_t count() const { return issues_.size(); }
-  std::vector<config_issue> take() {
-    std::stable_sort(issues_.begin(), issues_.end(), [](const auto& a, const auto& b) {
-      return std::make_pair(a.line, a.column) < std::make_pair(b.line, b.column);
-    });
-    return std::move(issues_);
+  // From now on, an issue about `field` or anything inside it is the override's: take() names
+  // the override (`text`, "stages.price.workers=4") instead of a position in the file.
+  void blame_override(std::string field, std::string text) {
+    overrides_.push_back({std::move(field), std::move(text)});
+  }
+  // `field` has an issue already that makes any later one about it a repetition (a value whose
+  // ${NAME} failed): take() keeps the first issue about it only.
+  void settled(std::string field) { settled_.push_back(std::move(field)); }
+  // The override that set `field` (or a field around it), as "--set <it>"; empty when none.
+  std::string override_of(const std::string& field) const;
+  // An issue of the override itself (a path that leads nowhere).
+  void at_override(const std::string& text, std::string field, std::string message) {
+    issues_.push_back({"--set " + text, 0, 0, std::move(field), std::move(message),
+                       issue_severity::error, true});
   }
 
+  const std::string& file() const { return file_; }
+  size_t count() const { return issues_.size(); }
+  size_t errors() const;
+  // Every issue, overrides' first, then by position in the file.
+  std::vector<config_issue> take();
+
 private:
+  struct blamed {
+    std::string field, text;
+  };
   std::string file_;
   std::vector<config_issue> issues_;
+  std::vector<blamed> overrides_;
+  std::vector<std::string> settled_;
 };
 
 // True when `n` is a map to read; null counts as an empty map (nothing to read).

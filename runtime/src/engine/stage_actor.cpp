@@ -62,7 +62,7 @@ void init(self_ptr self) {
   step.mode = st.node->app->mode;
   step.ports = st.spec.ports;
   step.edge_partitions = st.spec.edge_partitions;
-  step.payload_schema = st.node->app->payload_schema;
+  step.bind_payloads(*st.node->app, cfg);
   step.reader = st.reader.get();
   step.in_flight = &st.overlays;
   step.origins.assign(st.spec.partitions, std::string{});

@@ -75,12 +75,6 @@ uint64_t record::source_position() const {
 capnp::AnyPointer::Reader record::payload_any() const {
   return env(impl_).getPayload();
 }
-capnp::DynamicStruct::Reader record::payload_dynamic() const {
-  const auto& schema = impl_->step->payload_schema;
-  if (!schema)
-    throw std::logic_error("the app names no payload schema (schema.payload in its YAML)");
-  return env(impl_).getPayload().getAs<capnp::DynamicStruct>(*schema);
-}
 std::string_view record::bytes() const {
   return impl_->bytes;
 }
@@ -240,6 +234,10 @@ void step_impl::add_forward(edge_id e, std::string_view bytes, std::string_view 
   delta->outputs.push_back({e, part, start, static_cast<uint32_t>(bytes.size())});
 }
 
+void step_impl::discard_pending() {
+  out->close();
+}
+
 std::optional<std::string> step_impl::read_state(state_scope scope, uint32_t index,
                                                  std::string_view key) const {
   store_format::state_key(scratch_key, scope, index, state_space::user, key);
@@ -298,13 +296,6 @@ record_builder& record_builder::header(std::string_view name, std::string_view v
 capnp::AnyPointer::Builder record_builder::payload_any() {
   return step_->pending_envelope().getPayload();
 }
-capnp::DynamicStruct::Builder record_builder::init_payload_dynamic() {
-  if (!step_->payload_schema)
-    throw std::logic_error("the app names no payload schema (schema.payload in its YAML)");
-  auto env = step_->pending_envelope();
-  env.setPayloadType(step_->payload_schema->getProto().getId());
-  return env.getPayload().initAs<capnp::DynamicStruct>(*step_->payload_schema);
-}
 
 // -- state_store --------------------------------------------------------------------------------
 
@@ -359,10 +350,14 @@ state_store context::worker_state() {
 record_builder context::emit(std::string_view port) {
   auto e = step_->port(port);
   step_->start_output(e);
+  step_->pending_port = port;
+  auto p = step_->port_payloads.find(port);
+  step_->pending_payload = p == step_->port_payloads.end() ? nullptr : &p->second;
   return record_builder{*step_};
 }
 
 void context::forward(std::string_view port, const record& r) {
+  check_forward(port, r);
   step_->add_forward(step_->port(port), r.bytes(), r.key(), r.seq());
 }
 
@@ -418,11 +413,6 @@ troupe::durability context::durability() const {
 }
 bool context::has_output(std::string_view port) const {
   return step_->ports.find(port) != step_->ports.end();
-}
-capnp::StructSchema context::payload_schema() const {
-  if (!step_->payload_schema)
-    throw std::logic_error("the app names no payload schema (schema.payload in its YAML)");
-  return *step_->payload_schema;
 }
 
 // -- batch and stage defaults ---------------------------------------------------------------------

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "codec/codec.hpp"
+#include "config/app_config.hpp"
 #include "store/step_delta.hpp"
 #include "store/store.hpp"
 
@@ -63,7 +64,6 @@ struct step_impl {
   durability mode = durability::process;
   std::map<std::string, edge_id, std::less<>> ports;
   std::vector<uint32_t> edge_partitions; // partition count of every edge, by edge id
-  std::optional<capnp::StructSchema> payload_schema;
   store_reader* reader = nullptr;
   // Overlays of sent steps not yet in the snapshot, oldest first (owned by the worker).
   const std::deque<state_overlay>* in_flight = nullptr;
@@ -73,6 +73,21 @@ struct step_impl {
   std::vector<std::string> origins;
   std::vector<uint64_t> next_id;
   std::vector<uint64_t> first_id; // next_id when the step began
+
+  // Payload structs, set once per worker by bind_payloads (engine/payload_api.cpp): the app's
+  // default, and the struct of each connected port's edge and of each input edge; a port or
+  // edge whose edge carries none (any struct goes) is absent.
+  struct port_payload {
+    std::string edge;
+    capnp::StructSchema schema;
+  };
+  std::optional<capnp::StructSchema> payload_schema;
+  std::map<std::string, port_payload, std::less<>> port_payloads;
+  std::map<std::string, capnp::StructSchema, std::less<>> input_payloads;
+  void bind_payloads(const app_config& app, const stage_config& cfg);
+  // The port of the output being built (set by context::emit), and its struct if any.
+  std::string pending_port;
+  const port_payload* pending_payload = nullptr;
 
   // Per step.
   step_delta* delta = nullptr;
@@ -98,6 +113,7 @@ struct step_impl {
   capnp::MessageBuilder& pending_message();
   schema::Envelope::Builder pending_envelope();
   void flush_pending();
+  void discard_pending(); // drops the output being built (its payload was refused)
   edge_id port(std::string_view name) const; // throws std::invalid_argument
   void add_forward(edge_id e, std::string_view bytes, std::string_view key, uint64_t seq);
 

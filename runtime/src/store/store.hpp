@@ -108,6 +108,10 @@ struct dead_letter_entry {
 
 class store_reader;
 
+// The files a node keeps in its data dir that exist in `dir` (the store's, and the crash notes of
+// runtime/src/engine/crash_blame.hpp), troupe.lock last: what clearing the data dir deletes.
+std::vector<std::string> data_dir_files(const std::string& dir);
+
 class store {
 public:
   // Opens (or creates) the environment, checks the data dir (a data file shorter than LMDB's

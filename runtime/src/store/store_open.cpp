@@ -524,6 +524,20 @@ caf::error store::update_pressure() {
   return {};
 }
 
+std::vector<std::string> data_dir_files(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const char* name : {"data.mdb", "lock.mdb", marker_file})
+    if (fs::exists(fs::path(dir) / name, ec))
+      out.emplace_back(name);
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (entry.path().filename().string().rfind("crashed-", 0) == 0)
+      out.push_back(entry.path().filename().string());
+  if (fs::exists(fs::path(dir) / "troupe.lock", ec))
+    out.emplace_back("troupe.lock");
+  return out;
+}
+
 std::unique_ptr<store_reader> store::reader() {
   return std::unique_ptr<store_reader>{new store_reader(*this)};
 }

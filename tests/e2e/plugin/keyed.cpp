@@ -39,6 +39,6 @@ private:
 } // namespace
 
 void register_keyed_stages(troupe::registry& reg) {
-  reg.add_operator<rekey_stage>("e2e.rekey");
-  reg.add_operator<bomb_stage>("e2e.bomb");
+  reg.add_operator<rekey_stage>("e2e.rekey").reads<e2e::Item>().emits<e2e::Item>("out");
+  reg.add_operator<bomb_stage>("e2e.bomb").params({"poison"}).reads<e2e::Item>();
 }

@@ -39,6 +39,6 @@ public:
 void register_keyed_stages(troupe::registry& reg); // keyed.cpp
 
 TROUPE_PLUGIN(reg) {
-  reg.add_operator<running_stage>("e2e.running");
+  reg.add_operator<running_stage>("e2e.running").reads<e2e::Item>().emits<e2e::Item>("out");
   register_keyed_stages(reg);
 }

@@ -2,140 +2,13 @@
 // registry.cpp: loading and checking app files. The
 // fixtures are in tests/data/config/; each issue is asserted with its exact line, column and
 // field, so a fixture's line numbers are part of the test.
-#include "config/app_config.hpp"
+#include "config_support.hpp"
 
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <unistd.h>
-
-namespace fs = std::filesystem;
 using namespace troupe;
+using namespace troupe::test;
 using namespace std::chrono_literals;
-
-namespace {
-
-const std::string dir = std::string(TROUPE_TEST_DATA) + "/config/";
-
-using maker = std::unique_ptr<stage_base> (*)(const params&);
-
-std::unique_ptr<stage_base> build_nothing(const params&) {
-  return nullptr;
-}
-
-std::unique_ptr<stage_base> build_strict(const params& p) {
-  p.get_u64("limit", 10);
-  if (p.get_string("mode", "ok") == "bad")
-    p.fail("mode", "must not be 'bad'");
-  return nullptr;
-}
-
-std::unique_ptr<stage_base> build_throwing(const params&) {
-  throw config_error("this stage never likes its params");
-}
-
-std::unique_ptr<stage_base> build_pathy(const params& p) {
-  p.get_path("path");
-  return nullptr;
-}
-
-std::unique_ptr<stage_base> build_schema_user(const params& p) {
-  if (!p.payload_schema())
-    throw config_error("needs the payload schema (add schema: to the app)");
-  return nullptr;
-}
-
-stage_type type(std::string name, stage_kind kind, std::vector<std::string> outputs,
-                maker make = build_nothing, std::vector<std::string> optional = {}) {
-  return {std::move(name), kind, std::move(outputs), std::move(optional), false, make};
-}
-
-// The fake stage types the fixtures use.
-void add_test_types(registry& reg) {
-  reg.add(type("test.source", stage_kind::source, {"out"}));
-  reg.add(type("test.op", stage_kind::op, {"out", "rejects"}, build_nothing, {"rejects"}));
-  reg.add(type("test.sink", stage_kind::sink, {}));
-  reg.add(type("test.strict", stage_kind::op, {"out"}, build_strict));
-  reg.add(type("test.throws", stage_kind::op, {"out"}, build_throwing));
-  reg.add(type("test.pathy", stage_kind::sink, {}, build_pathy));
-  reg.add(type("test.schema_sink", stage_kind::sink, {}, build_schema_user));
-}
-
-// A registry and what loading a file into it gave; the registry outlives the app's type_info.
-struct loaded {
-  registry reg;
-  load_result result;
-
-  explicit loaded(const std::string& file, const std::string& data_dir_override = "") {
-    add_test_types(reg);
-    result =
-        load_app(file.find('/') == std::string::npos ? dir + file : file, reg, data_dir_override);
-  }
-  const std::vector<config_issue>& issues() const { return result.issues; }
-  const app_config& app() const { return *result.app; }
-};
-
-std::string dump(const std::vector<config_issue>& issues) {
-  std::string out;
-  for (const auto& i : issues)
-    out += i.to_string() + "\n";
-  return out.empty() ? "(no issues)" : out;
-}
-
-const config_issue* find_issue(const std::vector<config_issue>& issues, const std::string& field,
-                               int line) {
-  for (const auto& i : issues)
-    if (i.field == field && i.line == line)
-      return &i;
-  return nullptr;
-}
-
-// Asserts that there is an issue about `field` at line:column whose message contains `text`.
-void check_issue(const loaded& l, const std::string& field, int line, int column,
-                 const std::string& text) {
-  INFO("issues:\n" << dump(l.issues()));
-  INFO("looking for " << field << " at " << line << ":" << column);
-  auto* issue = find_issue(l.issues(), field, line);
-  REQUIRE(issue != nullptr);
-  CHECK(issue->column == column);
-  CHECK_THAT(issue->message, Catch::Contains(text));
-  CHECK(issue->file.find("tests/data/config/") != std::string::npos);
-}
-
-bool any_issue_about(const loaded& l, const std::string& field_prefix) {
-  for (const auto& i : l.issues())
-    if (i.field.compare(0, field_prefix.size(), field_prefix) == 0)
-      return true;
-  return false;
-}
-
-// A fresh directory under the system's temp dir, removed at the end of the test.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    path = fs::temp_directory_path() /
-           ("troupe-config-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
-  std::string write(const std::string& name, const std::string& text) const {
-    auto file = path / name;
-    std::ofstream(file) << text;
-    return file.string();
-  }
-};
-
-} // namespace
 
 TEST_CASE("the registry finds what was added and refuses a duplicate name", "[runtime][config]") {
   registry reg;
@@ -145,7 +18,7 @@ TEST_CASE("the registry finds what was added and refuses a duplicate name", "[ru
   CHECK(reg.find("test.nope") == nullptr);
   CHECK(reg.names().front() == "test.op"); // sorted
   CHECK(reg.names().size() == 7);
-  CHECK_THROWS_AS(reg.add(type("test.op", stage_kind::op, {"out"})), std::invalid_argument);
+  CHECK_THROWS_AS(reg.add(type("test.op", stage_kind::op)), std::invalid_argument);
 }
 
 TEST_CASE("sizes parse as bytes with optional binary units", "[runtime][config]") {
@@ -216,7 +89,7 @@ TEST_CASE("a full app loads with every override applied", "[runtime][config]") {
   CHECK(app.mode == durability::sync);
   CHECK(app.map_size == uint64_t{512} << 20);
   CHECK(app.flush_interval == 250ms);
-  CHECK(app.schema_file == (fs::path(app.base_dir) / "orders.capnp").string());
+  CHECK(app.schema_files == std::vector<std::string>{(fs::path(app.base_dir) / "orders.capnp").string()});
   CHECK(app.payload_type == "Order");
   REQUIRE(app.payload_schema);
   CHECK(app.payload_schema->getFieldByName("item").getProto().getName() == "item");
@@ -292,14 +165,16 @@ TEST_CASE("a stage's params read its own keys only", "[runtime][config]") {
   const auto& read = *l.app().stages[0].stage_params;
   CHECK(read.get_path("path") == (fs::path(l.app().base_dir) / "input.jsonl").string());
   CHECK(read.get_string("path") == "input.jsonl");
-  CHECK_FALSE(read.has("name")); // the runtime's own keys are not params
-  CHECK_FALSE(read.has("output"));
+  // The runtime's own keys are not params, and a type reads only the params it declares.
+  CHECK_THROWS_WITH(read.has("name"), Catch::Contains("stage type 'test.source' reads the param "
+                                                      "'name' but does not declare it"));
+  CHECK_THROWS_AS(read.get_string("output", ""), config_error);
   REQUIRE(read.payload_schema());
   CHECK(read.payload_schema()->getProto().getId() == l.app().payload_schema->getProto().getId());
 
   const auto& price = *l.app().stages[1].stage_params;
   CHECK(price.has("factor"));
-  CHECK_FALSE(price.has("workers"));
+  CHECK_FALSE(price.has("absent"));
   CHECK(price.get_double("factor", 0) == 1.5);
   CHECK(price.get_bool("enabled", false));
   CHECK(price.get_u64("limit", 0) == 42);
@@ -344,7 +219,7 @@ TEST_CASE("defaults apply when the file sets nothing", "[runtime][config]") {
   CHECK(app.map_size == uint64_t{1} << 30);
   CHECK(app.flush_interval == 1000ms);
   CHECK(app.plugins.empty());
-  CHECK(app.schema_file.empty());
+  CHECK(app.schema_files.empty());
   CHECK_FALSE(app.payload_schema);
   CHECK(app.node_supervision.strategy == restart_strategy::one_for_one);
   CHECK(app.node_supervision.max_restarts == 5);
@@ -418,7 +293,11 @@ TEST_CASE("unknown keys are caught at every level the runtime owns", "[runtime][
   check_issue(l, "edges.orders.retention.cnt", 15, 17, "expected one of count, age");
   check_issue(l, "stages[0].batch.delay", 20, 27, "unknown key 'delay'");
   check_issue(l, "stages[1].input", 25, 5, "key 'input' is given twice");
-  CHECK(l.issues().size() == 11); // stages[1].store is the stage's own param: not checked
+  // A stage's keys are the runtime's or its type's params: test.sink declares none.
+  check_issue(l, "stages[1].store", 24, 5,
+              "unknown key 'store'; type 'test.sink' takes no params of its own, and the "
+              "runtime's keys name, type, inputs");
+  CHECK(l.issues().size() == 12);
   CHECK_FALSE(l.result.app);
 }
 
@@ -539,7 +418,8 @@ TEST_CASE("schema problems are reported where the schema is named", "[runtime][c
   check_issue(not_struct, "schema.import_paths", 5, 3, "did you mean 'import_path'?");
 
   loaded incomplete("schema_incomplete.yaml");
-  check_issue(incomplete, "schema.file", 3, 3, "missing required key 'file'");
+  check_issue(incomplete, "schema.files", 3, 3,
+              "missing required key 'files' (a list of .capnp files; 'file' for one)");
   check_issue(incomplete, "schema.import_path[0]", 4, 17, "does not exist");
 }
 
@@ -607,4 +487,71 @@ TEST_CASE("load_plugin explains why a library is no plugin", "[runtime][config]"
   REQUIRE(not_a_plugin);
   CHECK_THAT(*not_a_plugin, Catch::Contains("has no troupe_plugin_register"));
   CHECK(reg.names().empty());
+}
+
+TEST_CASE("a stage key that is neither the runtime's nor a declared param is an error",
+          "[runtime][config]") {
+  loaded l("stage_keys.yaml");
+  check_issue(l, "stages[0].wokers", 6, 5,
+              "unknown key 'wokers' (did you mean 'workers'?); type 'test.source' takes path, "
+              "and the runtime's keys name, type, inputs, input, outputs, output, workers, batch, "
+              "retry, supervision");
+  check_issue(l, "stages[1].bacth", 11, 5, "unknown key 'bacth' (did you mean 'batch'?)");
+  check_issue(l, "stages[1].factr", 12, 5,
+              "unknown key 'factr' (did you mean 'factor'?); type 'test.op' takes factor, enabled");
+  check_issue(l, "stages[2].anything", 16, 5,
+              "unknown key 'anything'; type 'test.sink' takes no params of its own");
+  // An unknown type's keys are not checked: there is nothing to check them against.
+  check_issue(l, "stages[3].type", 18, 11, "unknown stage type 'test.mystery'");
+  CHECK(l.issues().size() == 5);
+}
+
+TEST_CASE("a stage that reads a param its type does not declare fails at load",
+          "[runtime][config]") {
+  temp_dir d;
+  auto file = d.write("app.yaml", "app: sneaky\n"
+                                  "stages:\n"
+                                  "  - {name: gen, type: test.source, output: x}\n"
+                                  "  - {name: s, type: test.sneaky, input: x}\n");
+  loaded l(file, load_options{}, [](registry& reg) {
+    reg.add(type("test.sneaky", stage_kind::sink, [](const params& p) {
+      p.get_u64("secret", 1);
+      return std::unique_ptr<stage_base>();
+    }));
+  });
+  INFO(dump(l.issues()));
+  REQUIRE(l.issues().size() == 1);
+  CHECK(l.issues()[0].field == "stages[1].secret");
+  CHECK(l.issues()[0].line == 4);
+  CHECK_THAT(l.issues()[0].message,
+             Catch::Contains("stage type 'test.sneaky' reads the param 'secret' but does not "
+                             "declare it; add it to .params({...})"));
+}
+
+TEST_CASE("a cycle in the graph is an error naming its stages in order", "[runtime][config]") {
+  loaded l("cycles.yaml");
+  check_issue(l, "stages[0].input", 5, 12,
+              "stage 'echo' reads edge 'loop', which it writes itself: a cycle");
+  // A loop with no source, reported once, through its first stage in file order.
+  check_issue(l, "stages[1].input", 9, 12,
+              "the stages form a cycle: a -> b -> c -> a (through edges a_out, b_out, c_out)");
+  // A loop fed by a source is a cycle as well.
+  check_issue(l, "stages[5].inputs[1]", 24, 20,
+              "the stages form a cycle: merge -> split -> merge (through edges merged, back)");
+  CHECK(l.issues().size() == 3);
+  CHECK_FALSE(l.result.app);
+}
+
+TEST_CASE("a tab used for indentation is reported as a tab, with its line", "[runtime][config]") {
+  loaded l("tab_indent.yaml");
+  REQUIRE(l.issues().size() == 1);
+  check_issue(l, "", 4, 1, "a tab is used for indentation; YAML indents with spaces only");
+}
+
+TEST_CASE("an issue says whether it is a warning", "[runtime][config]") {
+  config_issue w{"app.yaml", 3, 11, "stages[0].path", "gone", issue_severity::warning};
+  CHECK(w.to_string() == "app.yaml:3:11: warning: stages[0].path: gone");
+  config_issue o{"--set stages.a.x=1", 0, 0, "stages[0].x", "unknown key 'x'",
+                 issue_severity::error, true};
+  CHECK(o.to_string() == "--set stages.a.x=1: unknown key 'x'");
 }

@@ -80,9 +80,9 @@ private:
 };
 
 void register_test_stages(registry& reg) {
-  reg.add_operator<unlucky_stage>("test.unlucky");
-  reg.add_operator<flaky_stage>("test.flaky");
-  reg.add_operator<fragile_stage>("test.fragile");
+  reg.add_operator<unlucky_stage>("test.unlucky").params({"transient_failures"});
+  reg.add_operator<flaky_stage>("test.flaky").params({"poison", "fail_first"});
+  reg.add_operator<fragile_stage>("test.fragile").params({"fail_opens"});
   reg.add_sink<null_sink>("test.null");
 }
 

@@ -78,7 +78,7 @@ public:
 
 void register_flow_stages(registry& reg) {
   reg.add_sink<step_counting_sink>("test.steps");
-  reg.add_source<counting_source>("test.counting");
+  reg.add_source<counting_source>("test.counting").params({"count"});
   reg.add_sink<slow_sink>("test.slow");
   reg.add_operator<pass_stage>("test.pass");
   reg.add_sink<null_sink>("test.null");

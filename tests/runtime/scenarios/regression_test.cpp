@@ -66,8 +66,8 @@ void register_stages(registry& reg) {
   reg.add_sink<null_sink>("test.null");
   reg.add_sink<slow_sink>("test.slow");
   reg.add_sink<never_opens>("test.never_opens");
-  reg.add_operator<long_key_stage>("test.long_key");
-  reg.add_operator<poison_stage>("test.poison");
+  reg.add_operator<long_key_stage>("test.long_key").params({"long_key_at"});
+  reg.add_operator<poison_stage>("test.poison").params({"poison"});
 }
 
 // Runs a node on a thread of its own, so the test can wait for it with a deadline. A node still
