@@ -34,6 +34,8 @@ struct phase_result {
   uint64_t file_bytes = 0;   // size of data.mdb
   uint64_t disk_bytes = 0;   // blocks allocated to data.mdb
   uint64_t record_bytes = 0; // size of one stored record (a whole Envelope for the pipeline)
+  uint64_t commits = 0;      // the node's write transactions (pipeline phases)
+  uint64_t flushes = 0;      // and its flushes to disk
   // Peaks of the two parts of RSS, sampled from /proc/self/status every 20 ms (child.hpp):
   // anonymous memory (heaps, stacks) and file-backed pages mapped (LMDB's map of data.mdb).
   uint64_t peak_anon_kib = 0;
@@ -47,7 +49,7 @@ static_assert(std::is_trivially_copyable_v<phase_result>);
 
 // (a) raw LMDB appends, as the store would do them with no runtime around (raw_lmdb.cpp).
 phase_result run_raw_lmdb(const phase_options& o);
-// (b) generator -> bench.pass -> bench.count through a node (pipeline.cpp).
+// (b) generator -> bench.pass -> bench.pass -> bench.count through a node (pipeline.cpp).
 phase_result run_pipeline(const phase_options& o);
 // (c) a node with only the generator, whose output edge nobody consumes (pipeline.cpp).
 phase_result run_unconsumed(const phase_options& o);

@@ -1,10 +1,11 @@
 // (b) and (c): the runtime end to end, in this process, as `troupe run` would run the app.
 //
-// (b) generator -> bench.pass (forwards every record unchanged) -> bench.count (counts): every
-//     record is built once as an Envelope, appended to `raw`, read and decoded by the pass
-//     stage, appended again to `passed`, read and decoded by the sink; every step commits its
-//     outputs, cursor and state through the node's writer. Consumed records are trimmed beyond
-//     a small retention, as a long-running pipeline would be set up.
+// (b) generator -> bench.pass -> bench.pass (each forwards every record unchanged) -> bench.count
+//     (counts): every record is built once as an Envelope, appended to `raw`, read and decoded
+//     by the first pass stage, appended to `passed`, read by the second, appended to `twice`,
+//     read and decoded by the sink; every step commits its outputs, cursor and state through
+//     the node's writer. Consumed records are trimmed beyond a small retention, as a
+//     long-running pipeline would be set up.
 // (c) only the generator, writing to an edge whose one consumer group has no stage on this
 //     node: nothing is consumed and nothing is trimmed, so all records stay in the log. This is
 //     what memory looks like while a consumer is down and the log grows.
@@ -58,7 +59,7 @@ std::string edge_yaml(const std::string& name, uint64_t max_records, uint64_t ke
          ", retention: {count: " + std::to_string(keep) + "}}\n";
 }
 
-// The app: gen -> raw -> [pass -> passed ->] sink.
+// The app: gen -> raw -> [pass -> passed -> pass2 -> twice ->] sink.
 std::string app_yaml(const phase_options& o, bool with_pass, uint64_t raw_max_records) {
   std::string y = "app: bench\n";
   y += std::string{"durability: "} + (o.mode == durability::sync ? "sync" : "process") + "\n";
@@ -66,7 +67,8 @@ std::string app_yaml(const phase_options& o, bool with_pass, uint64_t raw_max_re
   y += "defaults:\n  batch: {max_items: " + std::to_string(o.batch) + "}\n";
   y += "edges:\n" + edge_yaml("raw", raw_max_records, o.retention);
   if (with_pass)
-    y += edge_yaml("passed", o.max_backlog, o.retention);
+    y += edge_yaml("passed", o.max_backlog, o.retention) +
+         edge_yaml("twice", o.max_backlog, o.retention);
   y += "stages:\n"
        "  - name: gen\n"
        "    type: generator\n"
@@ -81,11 +83,15 @@ std::string app_yaml(const phase_options& o, bool with_pass, uint64_t raw_max_re
     y += "  - name: pass\n"
          "    type: bench.pass\n"
          "    inputs: [raw]\n"
-         "    outputs: {out: passed}\n";
+         "    outputs: {out: passed}\n"
+         "  - name: pass2\n"
+         "    type: bench.pass\n"
+         "    inputs: [passed]\n"
+         "    outputs: {out: twice}\n";
   y += "  - name: sink\n"
        "    type: bench.count\n"
        "    inputs: [" +
-       std::string{with_pass ? "passed" : "raw"} + "]\n";
+       std::string{with_pass ? "twice" : "raw"} + "]\n";
   return y;
 }
 
@@ -197,6 +203,8 @@ phase_result run_pipeline(const phase_options& o) {
   r.seconds = run.seconds;
   r.records = sink_count.load();
   r.stopped_at_budget = run.stopped_at_budget;
+  r.commits = run.outcome.commits;
+  r.flushes = run.outcome.flushes;
   if (run.outcome.exit_code != 0) {
     r.fail("the node failed: " + run.outcome.message);
     return r;
@@ -206,7 +214,7 @@ phase_result run_pipeline(const phase_options& o) {
            " records");
     return r;
   }
-  inspect(app, "passed", r);
+  inspect(app, "twice", r);
   measure_data_file(app.data_dir, r);
   return r;
 }

@@ -205,6 +205,8 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
                   "stage " + cfg.name + " holds " + std::to_string(*n) +
                     (*n == 1 ? " dead letter" : " dead letters"));
   }
+  outcome.commits = db->stats().commits;
+  outcome.flushes = db->stats().flushes;
   db.reset();
   if (outcome.exit_code == 0)
     log_event(log_level::info, "node", "app " + app.name + " stopped; everything is committed");

@@ -16,6 +16,7 @@ namespace troupe {
 struct node_outcome {
   int exit_code = 0;   // 0: drained or stopped in order; 1: failed (see message)
   std::string message;
+  uint64_t commits = 0, flushes = 0; // the store's, over the run (store::stats)
 };
 
 // Runs `app` on this node. `on_started` receives the node supervisor once it runs: sending it

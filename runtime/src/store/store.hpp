@@ -19,6 +19,7 @@
 
 #include <caf/expected.hpp>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -171,6 +172,13 @@ public:
   MDB_env* env() const { return env_; }
   lmdb_api& lmdb() const { return *lmdb_; }
 
+  // Write transactions committed, and flushes to disk (at `sync` every commit flushes; at
+  // `process` only sync() does), since open. Any thread.
+  struct counters {
+    uint64_t commits = 0, flushes = 0;
+  };
+  counters stats() const { return {commits_.load(), flushes_.load()}; }
+
 private:
   friend class store_reader;
   friend struct store_test_access; // tests drive the clock through apply_at / trim_all_at
@@ -197,6 +205,12 @@ private:
   caf::error failed_; // sticky: a flush to disk failed
   bool pressure_ = false;
   std::unique_ptr<std::atomic<uint64_t>[]> backlog_records_, backlog_bytes_;
+  std::atomic<uint64_t> commits_{0}, flushes_{0};
+  void count_commit() {
+    ++commits_;
+    if (options_.mode == durability::sync)
+      ++flushes_;
+  }
   std::unique_ptr<impl> impl_;
 };
 
@@ -246,6 +260,15 @@ private:
   MDB_txn* txn_ = nullptr;
   bool active_ = false;
   std::string key_; // scratch for building keys
+  // Chunks this reader verified lately. A chunk never changes once written (sequence numbers
+  // are never reused), so a consumer reading one chunk over several steps verifies it once.
+  struct verified_chunk {
+    edge_id edge = ~edge_id{0};
+    partition_id partition = 0;
+    uint64_t first = 0, size = 0;
+  };
+  std::array<verified_chunk, 16> verified_{};
+  size_t verified_next_ = 0;
 };
 
 } // namespace troupe

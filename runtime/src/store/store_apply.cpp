@@ -506,6 +506,7 @@ caf::error store::apply_at(const std::vector<const step_delta*>& deltas,
   }
   if (auto err = d.commit())
     return failed(err, false);
+  count_commit();
   for (auto id : touched)
     publish_backlog(id);
   return {};
@@ -536,6 +537,7 @@ caf::expected<uint64_t> store::trim_all_at(uint64_t now_ms) {
     auto touched = d.touched_edges;
     if (auto err = d.commit())
       return io_error(err);
+    count_commit();
     for (auto id : touched)
       publish_backlog(id);
     total += removed;

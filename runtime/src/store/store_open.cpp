@@ -437,6 +437,7 @@ std::optional<uint32_t> store::find_group(edge_id edge, std::string_view stage) 
 caf::error store::sync() {
   if (failed_)
     return failed_;
+  ++flushes_;
   if (int rc = lmdb_->env_sync(env_, 1); rc != 0) {
     failed_ = make_error(errc::store_io,
                          std::string{"store: flushing to disk failed ("} + mdb_strerror(rc) +
