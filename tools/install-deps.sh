@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils catch2
-  libyaml-cpp-dev libcli11-dev libfmt-dev
+  libyaml-cpp-dev libcli11-dev libfmt-dev libsimdjson-dev
+  jq python3
 )
 
 missing=()
