@@ -8,7 +8,7 @@
 namespace troupe {
 
 void register_builtin_stages(registry& reg) {
-  reg.add_source<jsonl_source>("jsonl_source");
+  reg.add_source<jsonl_source>("jsonl_source", {"out"}, /*blocking=*/true);
   reg.add_source<generator>("generator");
   reg.add_sink<jsonl_sink>("jsonl_sink", /*blocking=*/true, /*single_worker=*/true);
 }

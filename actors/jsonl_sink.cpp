@@ -8,9 +8,10 @@
 // step as the input cursor. A step first cuts the file back to the committed length (undoing a
 // step that wrote but never committed), then appends its lines, then (at `sync` durability)
 // fdatasyncs before the step commits. On open the file is cut back the same way.
+//
+// A record the codec cannot write (Text that is not UTF-8, a set AnyPointer) fails its step: it
+// is retried and dead-lettered like any record a stage throws on, and never reaches the file.
 #include "jsonl_sink.hpp"
-
-#include <capnp/compat/json.h>
 
 #include <cerrno>
 #include <cstring>
@@ -24,26 +25,9 @@ namespace troupe {
 
 namespace {
 
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
+void append_string(std::string& out, std::string_view s, const char* what) {
+  if (!append_json_string(out, s))
+    throw std::invalid_argument(std::string("the record's ") + what + " is not valid UTF-8");
 }
 
 // I/O errors are not the records' fault (a full disk, say): the step is retried, never
@@ -60,6 +44,7 @@ jsonl_sink::jsonl_sink(const params& p)
   if (!schema)
     p.fail("type", "jsonl_sink needs the app's payload struct (schema.file and schema.payload)");
   schema_ = *schema;
+  encoder_.emplace(schema_);
 }
 
 jsonl_sink::~jsonl_sink() {
@@ -110,27 +95,23 @@ void jsonl_sink::process_batch(context& ctx, const batch& records) {
       throw io_error("cannot truncate", path_);
     length_ = committed;
   }
-  capnp::JsonCodec codec;
   buffer_.clear();
   for (size_t i = 0; i < records.size(); ++i) {
     auto r = records[i];
-    auto json = codec.encode(r.payload_any().getAs<capnp::DynamicStruct>(schema_));
     if (envelope_) {
       buffer_ += "{\"origin\":";
-      append_json_string(buffer_, r.origin());
+      append_string(buffer_, r.origin(), "origin");
       buffer_ += ",\"seq\":";
       buffer_ += std::to_string(r.seq());
       if (!r.key().empty()) {
         buffer_ += ",\"key\":";
-        append_json_string(buffer_, r.key());
+        append_string(buffer_, r.key(), "key");
       }
       buffer_ += ",\"payload\":";
-      buffer_.append(json.cStr(), json.size());
-      buffer_ += "}\n";
-    } else {
-      buffer_.append(json.cStr(), json.size());
-      buffer_ += '\n';
     }
+    if (auto err = encoder_->encode(r.payload_any().getAs<capnp::DynamicStruct>(schema_), buffer_))
+      throw std::invalid_argument("cannot write the record as JSON: " + err->to_string());
+    buffer_ += envelope_ ? "}\n" : "\n";
   }
   write_all(buffer_);
   if (ctx.durability() == durability::sync && ::fdatasync(fd_) != 0)

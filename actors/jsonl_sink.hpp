@@ -1,6 +1,9 @@
 #pragma once
 
+#include <troupe/json.hpp>
 #include <troupe/stage.hpp>
+
+#include <optional>
 
 #include <string>
 
@@ -20,6 +23,7 @@ private:
   std::string path_;
   bool envelope_;
   capnp::StructSchema schema_;
+  std::optional<json_encoder> encoder_;
   int fd_ = -1;
   uint64_t length_ = 0; // bytes in the file as this object last left it
   std::string buffer_;

@@ -66,6 +66,19 @@ std::string yaml_params::get_path(std::string_view key) const {
   return absolute_path(p.is_absolute() ? p : fs::path(base_dir_) / p);
 }
 
+std::vector<std::string> yaml_params::get_strings(std::string_view key) const {
+  auto* v = find(key);
+  if (!v || v->what == value::kind::null)
+    return {};
+  if (v->what == value::kind::scalar)
+    return {v->text};
+  if (v->what != value::kind::list || !v->scalar_items)
+    throw_at(*v, key, "expected a list of strings, found " +
+                        (v->what == value::kind::list ? std::string("a list of other things")
+                                                      : describe(*v)));
+  return v->items;
+}
+
 void yaml_params::fail(std::string_view key, std::string_view message) const {
   if (auto* v = find(key))
     throw_at(*v, key, std::string(message));

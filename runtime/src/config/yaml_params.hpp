@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace troupe::detail {
 
@@ -31,6 +32,8 @@ public:
   struct value {
     enum class kind { null, scalar, map, list } what = kind::null;
     std::string text; // the scalar's text
+    std::vector<std::string> items; // a list's elements, when all of them are scalars
+    bool scalar_items = false;
     int line = 0;
     int column = 0;
   };
@@ -49,6 +52,7 @@ public:
   double get_double(std::string_view key, double fallback) const override;
   bool get_bool(std::string_view key, bool fallback) const override;
   std::string get_path(std::string_view key) const override;
+  std::vector<std::string> get_strings(std::string_view key) const override;
   std::optional<capnp::StructSchema> payload_schema() const override { return schema_; }
   [[noreturn]] void fail(std::string_view key, std::string_view message) const override;
 
