@@ -4,6 +4,7 @@
 #include "json/decoder_core.hpp"
 
 #include "json/base64.hpp"
+#include "json/raw_fields.hpp"
 #include "json/syntax.hpp"
 
 #include <cmath>
@@ -14,19 +15,43 @@ namespace troupe::json_detail {
 
 namespace {
 
-// Where a value goes: a field of a struct, or an element of a list.
+// Where a value goes: a field of a struct (primitives and blobs written in place: see
+// raw_fields.hpp), or an element of a list.
 struct field_slot {
   capnp::DynamicStruct::Builder& b;
-  capnp::StructSchema::Field field;
-  void set(const capnp::DynamicValue::Reader& v) { b.set(field, v); }
-  capnp::DynamicValue::Builder init(unsigned size) { return b.init(field, size); }
-  capnp::DynamicStruct::Builder init_struct() { return b.init(field).as<capnp::DynamicStruct>(); }
+  const field_desc& fd;
+  kj::ArrayPtr<kj::byte> data;
+  capnp::List<capnp::AnyPointer>::Builder& pointers;
+
+  template <class T> void set(T v) {
+    if (!store_field(data, fd.offset, v, fd.default_bits))
+      b.set(fd.field, v);
+  }
+  void set(bool v) {
+    if (!store_bool(data, fd.offset, v, fd.default_bits))
+      b.set(fd.field, v);
+  }
+  void set_enum(const enum_table& e, uint16_t v) {
+    if (!store_field(data, fd.offset, v, fd.default_bits))
+      b.set(fd.field, capnp::DynamicEnum(e.schema, v));
+  }
+  template <class Blob> typename Blob::Builder init_blob(unsigned size) {
+    if (fd.offset < pointers.size())
+      return pointers[fd.offset].initAs<Blob>(size);
+    return b.init(fd.field, size).as<Blob>();
+  }
+  capnp::DynamicValue::Builder init(unsigned size) { return b.init(fd.field, size); }
+  capnp::DynamicStruct::Builder init_struct() { return b.init(fd.field).as<capnp::DynamicStruct>(); }
 };
 
 struct element_slot {
   capnp::DynamicList::Builder& l;
   unsigned i;
-  void set(const capnp::DynamicValue::Reader& v) { l.set(i, v); }
+  template <class T> void set(T v) { l.set(i, v); }
+  void set_enum(const enum_table& e, uint16_t v) { l.set(i, capnp::DynamicEnum(e.schema, v)); }
+  template <class Blob> typename Blob::Builder init_blob(unsigned size) {
+    return l.init(i, size).as<Blob>();
+  }
   capnp::DynamicValue::Builder init(unsigned size) { return l.init(i, size); }
   capnp::DynamicStruct::Builder init_struct() { return l[i].as<capnp::DynamicStruct>(); }
 };
@@ -75,16 +100,16 @@ int_range range_of(kind k) {
   }
 }
 
-capnp::DynamicValue::Reader int_value(kind k, int64_t x) {
+template <class Slot> void set_int(Slot& slot, kind k, int64_t x) {
   switch (k) {
-    case kind::int8: return static_cast<int8_t>(x);
-    case kind::int16: return static_cast<int16_t>(x);
-    case kind::int32: return static_cast<int32_t>(x);
-    case kind::int64: return x;
-    case kind::uint8: return static_cast<uint8_t>(x);
-    case kind::uint16: return static_cast<uint16_t>(x);
-    case kind::uint32: return static_cast<uint32_t>(x);
-    default: return static_cast<uint64_t>(x);
+    case kind::int8: slot.set(static_cast<int8_t>(x)); break;
+    case kind::int16: slot.set(static_cast<int16_t>(x)); break;
+    case kind::int32: slot.set(static_cast<int32_t>(x)); break;
+    case kind::int64: slot.set(x); break;
+    case kind::uint8: slot.set(static_cast<uint8_t>(x)); break;
+    case kind::uint16: slot.set(static_cast<uint16_t>(x)); break;
+    case kind::uint32: slot.set(static_cast<uint32_t>(x)); break;
+    default: slot.set(static_cast<uint64_t>(x)); break;
   }
 }
 
@@ -111,6 +136,9 @@ bool decoder_core::object(od::object& obj, const struct_table& t, capnp::Dynamic
     return fail("nested more than " + std::to_string(max_depth) + " levels deep");
   object_level& lv = levels_[depth];
   lv.reset(t.fields.size());
+  auto raw = b.as<capnp::AnyStruct>();
+  auto data = raw.getDataSection();
+  auto pointers = raw.getPointerSection();
   size_t hint = 0;
   int member = -1; // the union member given
   for (auto result : obj) {
@@ -118,10 +146,17 @@ bool decoder_core::object(od::object& obj, const struct_table& t, capnp::Dynamic
     std::string_view key;
     if (auto e = std::move(result).get(f))
       return fail_parse(e);
-    if (auto e = f.unescaped_key().get(key))
+    int i = -1;
+    // Fast path: the key is the field after the previous one, spelled without escapes.
+    if (hint < t.fields.size() && f.key().unsafe_is_equal(t.fields[hint].name)) {
+      i = static_cast<int>(hint);
+      key = t.fields[hint].name;
+    } else if (auto e = f.unescaped_key().get(key)) {
       return fail_parse(e);
+    } else {
+      i = t.find(key, hint);
+    }
     od::value& v = f.value();
-    int i = t.find(key, hint);
     if (i < 0) {
       for (auto seen : lv.unknown)
         if (seen == key)
@@ -157,15 +192,14 @@ bool decoder_core::object(od::object& obj, const struct_table& t, capnp::Dynamic
         return fail("fields '" + t.fields[static_cast<size_t>(member)].name + "' and '" +
                     fd.name + "' are members of one union: give at most one");
       member = i;
+      if (!store_field<uint16_t>(data, t.discriminant_offset, fd.discriminant, 0))
+        b.set(fd.field, capnp::VOID); // (never: a struct we build has the schema's size)
     }
     object_level::mark(lv.present, fi);
-    if (jt == od::json_type::null) { // a Void field's one value
-      if (fd.in_union)
-        b.set(fd.field, capnp::VOID);
+    if (jt == od::json_type::null) // a Void field's one value
       continue;
-    }
     const required_node* below = req ? req->child(static_cast<uint32_t>(fi)) : nullptr;
-    if (!value_into(field_slot{b, fd.field}, v, jt, fd.type, below, depth))
+    if (!value_into(field_slot{b, fd, data, pointers}, v, jt, fd.type, below, depth))
       return at(fd.name);
   }
   if (req)
@@ -207,7 +241,7 @@ bool decoder_core::value_into(Slot slot, od::value& v, od::json_type jt, const t
       std::string_view s;
       if (auto e = v.get_string().get(s))
         return fail_parse(e);
-      auto text = slot.init(static_cast<unsigned>(s.size())).template as<capnp::Text>();
+      auto text = slot.template init_blob<capnp::Text>(static_cast<unsigned>(s.size()));
       std::memcpy(text.begin(), s.data(), s.size());
       return true;
     }
@@ -288,7 +322,7 @@ template <class Slot> bool decoder_core::integer(Slot slot, od::value& v, kind k
     return fail_number(v, e, k);
   if (x < r.min || (x >= 0 && static_cast<uint64_t>(x) > r.max))
     return fail_number(v, simdjson::NUMBER_OUT_OF_RANGE, k);
-  slot.set(int_value(k, x));
+  set_int(slot, k, x);
   return true;
 }
 
@@ -337,7 +371,7 @@ bool decoder_core::enumerant(Slot slot, od::value& v, od::json_type jt, const en
     if (x < 0)
       return fail("expected one of " + en.choices + ", found '" +
                   std::string(s.substr(0, 40)) + "'");
-    slot.set(capnp::DynamicEnum(en.schema, static_cast<uint16_t>(x)));
+    slot.set_enum(en, static_cast<uint16_t>(x));
     return true;
   }
   if (jt != od::json_type::number) // a number: a value this schema may not name (a newer one)
@@ -345,7 +379,7 @@ bool decoder_core::enumerant(Slot slot, od::value& v, od::json_type jt, const en
   uint64_t x = 0;
   if (auto e = v.get_uint64().get(x); e || x > UINT16_MAX)
     return fail("expected one of " + en.choices + " or a number 0 to 65535, found " + shown(v));
-  slot.set(capnp::DynamicEnum(en.schema, static_cast<uint16_t>(x)));
+  slot.set_enum(en, static_cast<uint16_t>(x));
   return true;
 }
 
@@ -357,7 +391,7 @@ template <class Slot> bool decoder_core::data(Slot slot, od::value& v, od::json_
     auto size = base64_decoded_size(s);
     if (!size)
       return fail("expected base64 (a length that is a multiple of 4, '=' only at the end)");
-    auto out = slot.init(static_cast<unsigned>(*size)).template as<capnp::Data>();
+    auto out = slot.template init_blob<capnp::Data>(static_cast<unsigned>(*size));
     if (auto bad = decode_base64(s, out.begin()))
       return fail("invalid base64 at character " + std::to_string(*bad));
     return true;
@@ -370,7 +404,7 @@ template <class Slot> bool decoder_core::data(Slot slot, od::value& v, od::json_
     return fail_parse(e);
   if (auto e = arr.count_elements().get(n))
     return fail_parse(e);
-  auto out = slot.init(static_cast<unsigned>(n)).template as<capnp::Data>();
+  auto out = slot.template init_blob<capnp::Data>(static_cast<unsigned>(n));
   size_t i = 0;
   for (auto result : arr) {
     od::value el;

@@ -3,6 +3,7 @@
 // tables; numbers are written by std::to_chars (floating point in its shortest form that reads
 // back to the same value).
 #include "json/base64.hpp"
+#include "json/raw_fields.hpp"
 #include "json/schema_table.hpp"
 #include "json/utf8.hpp"
 
@@ -111,37 +112,93 @@ public:
 
 private:
   bool encode_struct(capnp::DynamicStruct::Reader r, const struct_table& t, std::string& out) {
+    auto raw = r.as<capnp::AnyStruct>();
+    auto data = raw.getDataSection();
+    auto pointers = raw.getPointerSection();
+    uint16_t active = t.has_union ? load_field<uint16_t>(data, t.discriminant_offset, 0) : 0;
     out += '{';
     bool first = true;
-    uint64_t active = UINT64_MAX;
-    if (t.has_union)
-      KJ_IF_MAYBE (f, r.which())
-        active = f->getIndex();
     for (const auto& f : t.fields) {
-      if (f.in_union && f.field.getIndex() != active)
+      if (f.in_union && f.discriminant != active)
         continue;
       if (!first)
         out += ',';
       first = false;
       out += f.key;
-      if (f.type.what == kind::struct_ && !f.is_group && !r.has(f.field)) {
-        out += "null";
-        continue;
-      }
-      if ((f.type.what == kind::any_pointer || f.type.what == kind::capability)) {
-        if (!r.has(f.field)) {
-          out += "null";
-          continue;
-        }
-        message_ = std::string("a set field of type ") + kind_name(f.type.what) +
-                   " cannot be written as JSON";
-        return at(f.name);
-      }
-      if (!encode_value(r.get(f.field), f.type, out))
+      if (!encode_field(r, data, pointers, f, out))
         return at(f.name);
     }
     out += '}';
     return true;
+  }
+
+  // Primitives, and set pointers of the common kinds, are read in place (raw_fields.hpp);
+  // everything else, unset pointers included (their defaults), through the dynamic API.
+  bool encode_field(capnp::DynamicStruct::Reader r, kj::ArrayPtr<const kj::byte> data,
+                    capnp::List<capnp::AnyPointer>::Reader pointers, const field_desc& f,
+                    std::string& out) {
+    auto bits = f.default_bits;
+    switch (f.type.what) {
+      case kind::void_: out += "null"; return true;
+      case kind::bool_: out += load_bool(data, f.offset, bits) ? "true" : "false"; return true;
+      case kind::int8: append_number(out, load_field<int8_t>(data, f.offset, bits)); return true;
+      case kind::int16: append_number(out, load_field<int16_t>(data, f.offset, bits)); return true;
+      case kind::int32: append_number(out, load_field<int32_t>(data, f.offset, bits)); return true;
+      case kind::int64: append_number(out, load_field<int64_t>(data, f.offset, bits)); return true;
+      case kind::uint8: append_number(out, load_field<uint8_t>(data, f.offset, bits)); return true;
+      case kind::uint16: append_number(out, load_field<uint16_t>(data, f.offset, bits)); return true;
+      case kind::uint32: append_number(out, load_field<uint32_t>(data, f.offset, bits)); return true;
+      case kind::uint64: append_number(out, load_field<uint64_t>(data, f.offset, bits)); return true;
+      case kind::float32: append_float(out, load_field<float>(data, f.offset, bits)); return true;
+      case kind::float64: append_float(out, load_field<double>(data, f.offset, bits)); return true;
+      case kind::enum_: append_enum(out, load_field<uint16_t>(data, f.offset, bits), *f.type.en); return true;
+      default: break;
+    }
+    if (f.is_group)
+      return encode_struct(r.get(f.field).as<capnp::DynamicStruct>(), *f.type.st, out);
+    bool set = f.offset < pointers.size() && !pointers[f.offset].isNull();
+    switch (f.type.what) {
+      case kind::struct_:
+        if (!set) {
+          out += "null";
+          return true;
+        }
+        return encode_struct(pointers[f.offset].getAs<capnp::DynamicStruct>(f.type.st->schema),
+                             *f.type.st, out);
+      case kind::text:
+        if (set)
+          return encode_text(pointers[f.offset].getAs<capnp::Text>(), out);
+        break;
+      case kind::any_pointer: case kind::capability:
+        if (set) {
+          message_ = std::string("a set field of type ") + kind_name(f.type.what) +
+                     " cannot be written as JSON";
+          return false;
+        }
+        out += "null";
+        return true;
+      default:
+        break;
+    }
+    return encode_value(r.get(f.field), f.type, out);
+  }
+
+  bool encode_text(capnp::Text::Reader s, std::string& out) {
+    if (append_json_string(out, {s.cStr(), s.size()}))
+      return true;
+    auto bad = find_invalid_utf8({s.cStr(), s.size()});
+    message_ = "invalid UTF-8 at byte " + std::to_string(bad.value_or(0)) + " of the text";
+    return false;
+  }
+
+  static void append_enum(std::string& out, uint16_t raw, const enum_table& e) {
+    if (raw < e.names.size()) {
+      out += '"';
+      out += e.names[raw]; // an identifier: nothing to escape
+      out += '"';
+    } else {
+      append_number(out, raw);
+    }
   }
 
   bool encode_value(capnp::DynamicValue::Reader v, const type_desc& t, std::string& out) {
@@ -156,14 +213,7 @@ private:
         return true;
       case kind::float32: append_float(out, v.as<float>()); return true;
       case kind::float64: append_float(out, v.as<double>()); return true;
-      case kind::text: {
-        auto s = v.as<capnp::Text>();
-        if (append_json_string(out, {s.cStr(), s.size()}))
-          return true;
-        auto bad = find_invalid_utf8({s.cStr(), s.size()});
-        message_ = "invalid UTF-8 at byte " + std::to_string(bad.value_or(0)) + " of the text";
-        return false;
-      }
+      case kind::text: return encode_text(v.as<capnp::Text>(), out);
       case kind::data: {
         auto d = v.as<capnp::Data>();
         out += '"';
@@ -171,18 +221,7 @@ private:
         out += '"';
         return true;
       }
-      case kind::enum_: {
-        auto e = v.as<capnp::DynamicEnum>();
-        auto raw = e.getRaw();
-        if (raw < t.en->names.size()) {
-          out += '"';
-          out += t.en->names[raw]; // an identifier: nothing to escape
-          out += '"';
-        } else {
-          append_number(out, raw);
-        }
-        return true;
-      }
+      case kind::enum_: append_enum(out, v.as<capnp::DynamicEnum>().getRaw(), *t.en); return true;
       case kind::list: {
         auto l = v.as<capnp::DynamicList>();
         out += '[';

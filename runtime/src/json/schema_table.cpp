@@ -3,6 +3,8 @@
 
 #include <troupe/json.hpp>
 
+#include <cstring>
+
 namespace troupe::json_detail {
 
 namespace {
@@ -15,6 +17,32 @@ uint32_t hash_name(std::string_view s) { // FNV-1a: field names are short
 }
 
 std::string_view view(capnp::Text::Reader t) { return {t.cStr(), t.size()}; }
+
+template <class T> uint64_t bits_of(T x) {
+  static_assert(sizeof(T) <= 8);
+  uint64_t out = 0;
+  std::memcpy(&out, &x, sizeof x);
+  return out;
+}
+
+uint64_t default_bits(capnp::schema::Value::Reader v) {
+  using V = capnp::schema::Value;
+  switch (v.which()) {
+    case V::BOOL: return v.getBool() ? 1 : 0;
+    case V::INT8: return bits_of(v.getInt8());
+    case V::INT16: return bits_of(v.getInt16());
+    case V::INT32: return bits_of(v.getInt32());
+    case V::INT64: return bits_of(v.getInt64());
+    case V::UINT8: return v.getUint8();
+    case V::UINT16: return v.getUint16();
+    case V::UINT32: return v.getUint32();
+    case V::UINT64: return v.getUint64();
+    case V::FLOAT32: return bits_of(v.getFloat32());
+    case V::FLOAT64: return bits_of(v.getFloat64());
+    case V::ENUM: return v.getEnum();
+    default: return 0; // pointers: their defaults are read through the dynamic API
+  }
+}
 
 } // namespace
 
@@ -139,6 +167,7 @@ type_desc schema_tables::describe(capnp::Type t) {
 void schema_tables::fill(struct_table& t) {
   auto proto = t.schema.getProto().getStruct();
   t.has_union = proto.getDiscriminantCount() > 0;
+  t.discriminant_offset = proto.getDiscriminantOffset();
   for (auto f : t.schema.getFields()) {
     field_desc d;
     d.field = f;
@@ -149,6 +178,12 @@ void schema_tables::fill(struct_table& t) {
     d.is_group = f.getProto().isGroup();
     d.in_union = f.getProto().getDiscriminantValue() != capnp::schema::Field::NO_DISCRIMINANT;
     d.type = describe(f.getType());
+    d.discriminant = f.getProto().getDiscriminantValue();
+    if (!d.is_group) {
+      auto slot = f.getProto().getSlot();
+      d.offset = slot.getOffset();
+      d.default_bits = default_bits(slot.getDefaultValue());
+    }
     t.fields.push_back(std::move(d));
   }
   size_t size = 8;

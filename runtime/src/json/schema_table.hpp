@@ -54,12 +54,19 @@ struct field_desc {
   type_desc type;             // for a group: struct_ with the group's table
   bool is_group = false;
   bool in_union = false;      // a member of this struct's (unnamed) union
+  // Where a non-group field lives (Cap'n Proto's layout, from the schema): its data-section
+  // offset in units of its own size (bits for Bool), or its pointer-section index; the bits of
+  // its default value, which the wire format XORs into stored values; its discriminant.
+  uint32_t offset = 0;
+  uint64_t default_bits = 0;
+  uint16_t discriminant = 0;
 };
 
 struct struct_table {
   capnp::StructSchema schema;
   std::vector<field_desc> fields; // in schema order (getFields)
   bool has_union = false;
+  uint32_t discriminant_offset = 0; // in 16-bit units, when has_union
   // Index into `fields` of the field named `name`, or -1. `hint` is tried first: the field
   // after the previous one, since JSON usually lists fields in schema order.
   int find(std::string_view name, size_t hint) const;
