@@ -58,6 +58,8 @@ template <class T> void append_float(std::string& out, T x) {
     out += "\"NaN\"";
   else if (std::isinf(x))
     out += x > 0 ? "\"Infinity\"" : "\"-Infinity\"";
+  else if (x == 0 && std::signbit(x))
+    out += "-0.0"; // "-0" reads back as the integer 0 in some languages (Python): keep the sign
   else
     append_number(out, x);
 }
