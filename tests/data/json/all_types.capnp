@@ -70,3 +70,15 @@ struct All {
   answer @38 :Int32 = 42;
   greeting @39 :Text = "hello";
 }
+
+# Item as a later version of the schema sees it: fields an Item message does not have read as
+# their defaults.
+struct ItemV2 {
+  name @0 :Text;
+  price @1 :Float64;
+  quantity @2 :UInt32;
+  stock @3 :Int64 = 7;
+  note @4 :Text = "n/a";
+  fresh @5 :Bool = true;
+  ratio @6 :Float32 = 0.5;
+}

@@ -510,3 +510,26 @@ TEST_CASE("decoding and encoding allocate nothing per line in the steady state",
   CHECK(allocations.load() == 0);
   CHECK(out == "{\"name\":\"Jos\xc3\xa9 keyboard\",\"price\":49.5,\"quantity\":12}");
 }
+
+TEST_CASE("a struct written by an older schema is written with the newer fields' defaults",
+          "[json]") {
+  capnp::MallocMessageBuilder m;
+  auto old = m.initRoot<capnp::DynamicStruct>(schema_named("Item"));
+  old.set("name", "pen");
+  old.set("quantity", 3u);
+  auto as_new = m.getRoot<capnp::AnyPointer>().asReader().getAs<capnp::DynamicStruct>(
+    schema_named("ItemV2"));
+  CHECK(encode(as_new) == R"({"name":"pen","price":0,"quantity":3,"stock":7,"note":"n/a",)"
+                          R"("fresh":true,"ratio":0.5})");
+}
+
+TEST_CASE("a value equal to a non-zero default reads back as itself", "[json]") {
+  auto r = decode_ok(R"({"answer": 0, "greeting": ""})");
+  CHECK(r.get("answer").as<int32_t>() == 0); // stored as 0 XOR 42
+  CHECK(text_of(r.get("greeting")).empty());
+  auto json = encode(r.root.asReader());
+  CHECK(json.find("\"answer\":0,\"greeting\":\"\"}") != std::string::npos);
+  CHECK(decode_ok(R"({})").get("answer").as<int32_t>() == 42);
+  auto neg = decode_ok(R"({"f64": -0.0})");
+  CHECK(encode(neg.root.asReader()).find("\"f64\":-0.0,") != std::string::npos);
+}
