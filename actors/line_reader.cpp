@@ -79,7 +79,7 @@ void line_reader::seek(uint64_t offset) {
 
 line_reader::fill_result line_reader::fill() {
   if (capacity_ - size_ < min_free) {
-    if (keep_ > 0) { // drop what no seek can come back to
+    if (keep_ > 0) { // drop what no seek can come back to (keep_ > 0: buf_ exists)
       std::memmove(buf_.get(), buf_.get() + keep_, size_ - keep_);
       base_ += keep_;
       size_ -= keep_;
@@ -90,7 +90,8 @@ line_reader::fill_result line_reader::fill() {
     if (capacity_ - size_ < min_free) {
       size_t grown = std::max(capacity_ * 2, size_ + read_size);
       std::unique_ptr<char[]> bigger(new char[grown]);
-      std::memcpy(bigger.get(), buf_.get(), size_);
+      if (size_ > 0)
+        std::memcpy(bigger.get(), buf_.get(), size_);
       buf_ = std::move(bigger);
       capacity_ = grown;
     }
@@ -122,7 +123,8 @@ line_reader::fill_result line_reader::fill() {
 line_reader::status line_reader::next(line_view& out, bool end_is_line) {
   for (;;) {
     if (skipping_) {
-      auto* nl = static_cast<char*>(std::memchr(buf_.get() + pos_, '\n', size_ - pos_));
+      auto* nl = pos_ < size_ ? static_cast<char*>(std::memchr(buf_.get() + pos_, '\n', size_ - pos_))
+                              : nullptr;
       if (nl) {
         pos_ = static_cast<size_t>(nl - buf_.get()) + 1;
         scanned_ = pos_;
@@ -133,7 +135,9 @@ line_reader::status line_reader::next(line_view& out, bool end_is_line) {
       pos_ = scanned_ = size_; // skipped
       keep_ = size_;
     } else {
-      auto* nl = static_cast<char*>(std::memchr(buf_.get() + scanned_, '\n', size_ - scanned_));
+      auto* nl = scanned_ < size_
+                   ? static_cast<char*>(std::memchr(buf_.get() + scanned_, '\n', size_ - scanned_))
+                   : nullptr;
       if (nl) {
         auto at = static_cast<size_t>(nl - buf_.get());
         out = {{buf_.get() + pos_, at - pos_}, base_ + pos_, base_ + at + 1, false};
