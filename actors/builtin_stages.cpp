@@ -12,7 +12,8 @@ void register_builtin_stages(registry& reg) {
   reg.add_source<jsonl_source>("jsonl_source")
     .needs_payload_struct()
     .reads_paths({"path"})
-    .params({"follow", "poll_ms", "required", "key", "unknown_fields"});
+    .params({"follow", "poll_ms", "required", "key", "unknown_fields", "max_line_bytes"})
+    .blocking();
   reg.add_source<generator>("generator").params({"count", "rate", "payload_size"});
   reg.add_sink<jsonl_sink>("jsonl_sink")
     .needs_payload_struct()

@@ -1,5 +1,4 @@
-// jsonl_sink: writes each record's payload as one JSON line, through the struct of the edge the
-// record came from.
+// jsonl_sink: writes each record's payload as one JSON line.
 //
 // Params: path (required; parent directories are created), envelope (default false: write only
 // the payload; true: {"origin":...,"seq":...,"key":...,"payload":{...}}, the id being an
@@ -9,9 +8,10 @@
 // step as the input cursor. A step first cuts the file back to the committed length (undoing a
 // step that wrote but never committed), then appends its lines, then (at `sync` durability)
 // fdatasyncs before the step commits. On open the file is cut back the same way.
+//
+// A record the codec cannot write (Text that is not UTF-8, a set AnyPointer) fails its step: it
+// is retried and dead-lettered like any record a stage throws on, and never reaches the file.
 #include "jsonl_sink.hpp"
-
-#include <capnp/compat/json.h>
 
 #include <cerrno>
 #include <cstring>
@@ -25,26 +25,9 @@ namespace troupe {
 
 namespace {
 
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
+void append_string(std::string& out, std::string_view s, const char* what) {
+  if (!append_json_string(out, s))
+    throw std::invalid_argument(std::string("the record's ") + what + " is not valid UTF-8");
 }
 
 // I/O errors are not the records' fault (a full disk, say): the step is retried, never
@@ -55,10 +38,21 @@ transient_error io_error(const std::string& what, const std::string& path) {
 
 } // namespace
 
+// Each input edge's struct comes with its records (record::payload_dynamic); the loader has
+// refused an app whose input edges carry none.
 jsonl_sink::jsonl_sink(const params& p)
-  : path_(p.get_path("path")), envelope_(p.get_bool("envelope", false)) {
-  // Each input edge's struct comes with its records (record::payload_dynamic); the loader has
-  // refused an app whose input edges carry none.
+  : path_(p.get_path("path")), envelope_(p.get_bool("envelope", false)) {}
+
+json_encoder& jsonl_sink::encoder_for(capnp::StructSchema schema) {
+  auto id = schema.getProto().getId();
+  if (last_ && last_id_ == id)
+    return *last_;
+  auto i = encoders_.find(id);
+  if (i == encoders_.end())
+    i = encoders_.emplace(id, json_encoder{schema}).first;
+  last_id_ = id;
+  last_ = &i->second;
+  return *last_;
 }
 
 jsonl_sink::~jsonl_sink() {
@@ -77,10 +71,12 @@ void jsonl_sink::open(context& ctx) {
   struct stat st {};
   if (::fstat(fd_, &st) != 0)
     throw io_error("cannot stat", path_);
-  if (static_cast<uint64_t>(st.st_size) < committed)
-    throw std::runtime_error(path_ + " holds " + std::to_string(st.st_size) +
-                             " bytes but " + std::to_string(committed) +
-                             " were committed: the file was cut or replaced outside troupe");
+  if (static_cast<uint64_t>(st.st_size) < committed) // no restart can bring the lines back
+    throw permanent_error(
+      path_ + " holds " + std::to_string(st.st_size) + " bytes but " +
+      std::to_string(committed) + " were committed: the file was cut or replaced outside troupe "
+      "(or lost in an OS crash at `durability: process`); restore it, or start the app afresh "
+      "with `troupe reset`");
   if (static_cast<uint64_t>(st.st_size) > committed && // lines of a step that never committed
       ::ftruncate(fd_, static_cast<off_t>(committed)) != 0)
     throw io_error("cannot truncate", path_);
@@ -109,27 +105,24 @@ void jsonl_sink::process_batch(context& ctx, const batch& records) {
       throw io_error("cannot truncate", path_);
     length_ = committed;
   }
-  capnp::JsonCodec codec;
   buffer_.clear();
   for (size_t i = 0; i < records.size(); ++i) {
     auto r = records[i];
-    auto json = codec.encode(r.payload_dynamic()); // the struct of the record's edge
     if (envelope_) {
       buffer_ += "{\"origin\":";
-      append_json_string(buffer_, r.origin());
+      append_string(buffer_, r.origin(), "origin");
       buffer_ += ",\"seq\":";
       buffer_ += std::to_string(r.seq());
       if (!r.key().empty()) {
         buffer_ += ",\"key\":";
-        append_json_string(buffer_, r.key());
+        append_string(buffer_, r.key(), "key");
       }
       buffer_ += ",\"payload\":";
-      buffer_.append(json.cStr(), json.size());
-      buffer_ += "}\n";
-    } else {
-      buffer_.append(json.cStr(), json.size());
-      buffer_ += '\n';
     }
+    auto payload = r.payload_dynamic(); // the struct of the record's edge
+    if (auto err = encoder_for(payload.getSchema()).encode(payload, buffer_))
+      throw std::invalid_argument("cannot write the record as JSON: " + err->to_string());
+    buffer_ += envelope_ ? "}\n" : "\n";
   }
   write_all(buffer_);
   if (ctx.durability() == durability::sync && ::fdatasync(fd_) != 0)

@@ -1,7 +1,11 @@
 #pragma once
 
+#include <troupe/json.hpp>
 #include <troupe/stage.hpp>
 
+#include <optional>
+
+#include <map>
 #include <string>
 
 namespace troupe {
@@ -19,6 +23,10 @@ private:
 
   std::string path_;
   bool envelope_;
+  json_encoder& encoder_for(capnp::StructSchema schema);
+  std::map<uint64_t, json_encoder> encoders_; // by struct id: one per input edge's struct
+  uint64_t last_id_ = 0;                      // the last one used, found without a lookup
+  json_encoder* last_ = nullptr;
   int fd_ = -1;
   uint64_t length_ = 0; // bytes in the file as this object last left it
   std::string buffer_;

@@ -1,116 +1,225 @@
-// jsonl_source: reads a file of JSON lines; each line becomes one record whose payload is the
-// struct its output edge carries, decoded by Cap'n Proto's JSON codec.
+// jsonl_source: reads a file (or FIFO) of JSON lines; each line becomes one record whose payload
+// is the struct its output edge carries, decoded by troupe's JSON codec (troupe/json.hpp). Each
+// record carries its line number as its source position, so that a dead letter of any stage
+// downstream names the line.
 //
 // Params: path (required), follow (default false: the source is done at the end of the file;
-// true: it waits for more lines, polling every poll_ms, default 200).
+// true: it waits for more lines, polling every poll_ms, default 200, and for the file itself if
+// it does not exist yet), required (a list of field paths every record must have), key (a field
+// path whose value becomes the record key: Text as is, an integer in decimal; implies required),
+// unknown_fields (ignore, the default, or reject), max_line_bytes (default 64 MiB).
 //
 // Exactly once: the byte offset and line number of the next line commit with the records of
 // each step, so after a crash the source resumes at the first line not yet committed. A line
-// that is not valid JSON for the payload struct goes to the dead-letter log with its line
-// number; blank lines are skipped.
+// that is not a valid JSON object for the payload struct (an empty line included) goes to the
+// dead-letter log with its line number and the reason ("line 12, field 'quantity': expected a
+// number, found a string"). A UTF-8 byte-order mark at the start of the file is skipped.
+//
+// Once the whole file was read, the source is done for good: run again, it reads nothing, and if
+// the file changed since (its size, its inode or its modification time differ from when it was
+// read), it says so (changed_since_done).
+//
+// The file is read in large chunks and never blocks the source's thread (a FIFO is opened
+// O_NONBLOCK; no data means an idle poll), so an orderly stop is honoured within about poll_ms.
+// A FIFO cannot be read twice: lines it delivered in a step that did not commit (a crash, a
+// failed commit) are lost, unlike a file's.
 #include "jsonl_source.hpp"
 
-#include <capnp/compat/json.h>
 #include <capnp/message.h>
 
-#include <cerrno>
-#include <cstring>
+#include <sys/stat.h>
+
 #include <stdexcept>
 
 namespace troupe {
 
+namespace {
+
+bool is_integer(capnp::schema::Type::Which t) {
+  using T = capnp::schema::Type;
+  switch (t) {
+    case T::INT8: case T::INT16: case T::INT32: case T::INT64:
+    case T::UINT8: case T::UINT16: case T::UINT32: case T::UINT64:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::vector<capnp::StructSchema::Field> resolve_key(const params& p, capnp::StructSchema s,
+                                                    const std::string& path) {
+  std::vector<capnp::StructSchema::Field> fields;
+  size_t start = 0;
+  for (;;) {
+    auto dot = path.find('.', start);
+    auto name = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    KJ_IF_MAYBE (f, s.findFieldByName(name)) {
+      fields.push_back(*f);
+    } else {
+      p.fail("key", "'" + path + "': " + s.getShortDisplayName().cStr() + " has no field '" +
+                      name + "'");
+    }
+    auto type = fields.back().getType();
+    if (dot == std::string::npos) {
+      if (type.which() != capnp::schema::Type::TEXT && !is_integer(type.which()))
+        p.fail("key", "'" + path + "' must be a Text or integer field to be the record key");
+      return fields;
+    }
+    if (type.which() != capnp::schema::Type::STRUCT)
+      p.fail("key", "'" + path + "': '" + name + "' is not a struct or group");
+    s = type.asStruct();
+    start = dot + 1;
+  }
+}
+
+} // namespace
+
 jsonl_source::jsonl_source(const params& p)
   : path_(p.get_path("path")),
     follow_(p.get_bool("follow", false)),
-    poll_ms_(static_cast<uint32_t>(p.get_u64("poll_ms", 200))) {
+    poll_ms_(static_cast<uint32_t>(p.get_u64("poll_ms", 200))),
+    max_line_(p.get_u64("max_line_bytes", 64u << 20)),
+    reader_(max_line_) {
   auto schema = p.output_schema("out"); // the struct of the edge it writes
   if (!schema)
-    p.fail("type", "jsonl_source needs a payload struct on its output edge (edges.<edge>.type "
+    p.fail("type", "jsonl_source needs the struct its output edge carries (edges.<edge>.type, "
                    "or schema.payload)");
   schema_ = *schema;
-}
-
-jsonl_source::~jsonl_source() {
-  if (file_)
-    std::fclose(file_);
+  if (max_line_ == 0)
+    p.fail("max_line_bytes", "must be at least 1");
+  json_decode_options options;
+  auto unknown = p.get_string("unknown_fields", "ignore");
+  if (unknown != "ignore" && unknown != "reject")
+    p.fail("unknown_fields", "expected ignore or reject, found '" + unknown + "'");
+  options.reject_unknown_fields = unknown == "reject";
+  options.required = p.get_strings("required");
+  try {
+    decoder_.emplace(schema_, options); // checks the required paths
+  } catch (const std::invalid_argument& e) {
+    p.fail("required", e.what());
+  }
+  if (p.has("key")) {
+    auto key = p.get_string("key");
+    key_path_ = resolve_key(p, schema_, key);
+    options.required.push_back(key); // a record without its key is dead-lettered
+    decoder_.emplace(schema_, options);
+  }
 }
 
 void jsonl_source::open(context& ctx) {
-  file_ = std::fopen(path_.c_str(), "rb");
-  if (!file_)
-    throw std::runtime_error("cannot open " + path_ + ": " + std::strerror(errno));
   offset_ = ctx.state().get_u64("offset").value_or(0);
   line_ = ctx.state().get_u64("line").value_or(0);
-  if (std::fseek(file_, static_cast<long>(offset_), SEEK_SET) != 0)
-    throw std::runtime_error("cannot seek in " + path_ + ": " + std::strerror(errno));
-}
-
-bool jsonl_source::read_line(std::string& out, bool at_end_is_line) {
-  out.clear();
-  auto start = std::ftell(file_);
-  int c;
-  while ((c = std::getc(file_)) != EOF) {
-    if (c == '\n')
-      return true;
-    out.push_back(static_cast<char>(c));
+  if (!reader_.open(path_)) {
+    if (!follow_)
+      throw permanent_error("cannot open " + path_ + ": no such file");
+    return; // follow: produce() waits for it to appear
   }
-  if (std::ferror(file_))
-    throw transient_error("cannot read " + path_ + ": " + std::strerror(errno));
-  if (!out.empty() && at_end_is_line)
-    return true;
-  // An incomplete last line: leave it for later (follow) and re-read it from its start.
-  std::clearerr(file_);
-  std::fseek(file_, start, SEEK_SET);
-  return false;
+  reader_.seek(offset_);
 }
 
 produce_result jsonl_source::produce(context& ctx, size_t max_items) {
+  if (!reader_.is_open() && !reader_.open(path_))
+    return produce_result::idle(poll_ms_); // follow, and the file is not there yet
   // Start at the committed position: a failed and retried step must not skip lines.
-  auto committed = ctx.state().get_u64("offset").value_or(0);
-  if (committed != offset_ || static_cast<uint64_t>(std::ftell(file_)) != committed) {
-    offset_ = committed;
-    line_ = ctx.state().get_u64("line").value_or(0);
-    if (std::fseek(file_, static_cast<long>(offset_), SEEK_SET) != 0)
-      throw std::runtime_error("cannot seek in " + path_ + ": " + std::strerror(errno));
-  }
-  capnp::JsonCodec codec;
-  std::string line;
-  size_t emitted = 0;
-  bool at_end = false;
-  while (emitted < max_items) {
-    if (!read_line(line, !follow_)) {
-      at_end = true;
+  offset_ = ctx.state().get_u64("offset").value_or(0);
+  line_ = ctx.state().get_u64("line").value_or(0);
+  reader_.seek(offset_);
+  uint64_t start = offset_;
+  size_t taken = 0;
+  line_reader::status st = line_reader::status::line;
+  while (taken < max_items) {
+    line_reader::line_view line;
+    st = reader_.next(line, !follow_);
+    if (st != line_reader::status::line)
       break;
-    }
     ++line_;
-    if (!line.empty() && line.back() == '\r')
-      line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos)
-      continue;
-    try {
-      capnp::MallocMessageBuilder scratch;
-      auto parsed = scratch.initRoot<capnp::DynamicStruct>(schema_);
-      codec.decode(kj::ArrayPtr<const char>(line.data(), line.size()), parsed);
-      ctx.emit("out").payload_any().setAs<capnp::DynamicStruct>(parsed.asReader());
-    } catch (const kj::Exception& e) {
-      ctx.dead_letter_raw(path_, line_, line,
-                          "line " + std::to_string(line_) + " is not a valid " +
-                            std::string{schema_.getShortDisplayName().cStr()} +
-                            " in JSON: " + e.getDescription().cStr());
-    }
-    ++emitted;
+    offset_ = line.end;
+    take_line(ctx, line);
+    ++taken;
   }
-  auto pos = std::ftell(file_);
-  if (pos < 0)
-    throw transient_error("cannot tell the position in " + path_ + ": " + std::strerror(errno));
-  if (static_cast<uint64_t>(pos) != offset_) { // an idle poll commits nothing
-    offset_ = static_cast<uint64_t>(pos);
+  if (offset_ != start) { // an idle poll commits nothing
     ctx.state().put_u64("offset", offset_);
     ctx.state().put_u64("line", line_);
   }
-  if (at_end)
-    return follow_ ? produce_result::idle(poll_ms_) : produce_result::done();
+  if (st == line_reader::status::end && !follow_) {
+    // What the file was when it was read to its end: changed_since_done compares.
+    struct stat info {};
+    if (::stat(path_.c_str(), &info) == 0) {
+      ctx.state().put_u64("inode", static_cast<uint64_t>(info.st_ino));
+      ctx.state().put_u64("mtime_ns", static_cast<uint64_t>(info.st_mtim.tv_sec) * 1000000000u +
+                                        static_cast<uint64_t>(info.st_mtim.tv_nsec));
+    }
+    return produce_result::done();
+  }
+  if (st != line_reader::status::line)
+    return produce_result::idle(poll_ms_);
   return produce_result::more();
+}
+
+void jsonl_source::take_line(context& ctx, const line_reader::line_view& line) {
+  std::string_view text = line.text;
+  size_t skipped = 0; // bytes before `text` in the line as it is in the file
+  if (line.start == 0 && text.substr(0, 3) == "\xEF\xBB\xBF") { // a byte-order mark
+    text.remove_prefix(3);
+    skipped = 3;
+  }
+  if (!text.empty() && text.back() == '\r')
+    text.remove_suffix(1);
+  auto where = "line " + std::to_string(line_);
+  if (line.too_long) {
+    ctx.dead_letter_raw(path_, line_, line.text,
+                        where + " is longer than max_line_bytes (" + std::to_string(max_line_) +
+                          " bytes); its first " + std::to_string(line.text.size()) +
+                          " bytes are kept here");
+    return;
+  }
+  capnp::DynamicStruct::Reader value;
+  if (auto err = decoder_->decode(text, value)) {
+    if (err->offset)
+      *err->offset += skipped;
+    ctx.dead_letter_raw(path_, line_, line.text,
+                        where + (err->field.empty() ? ": " : ", ") + err->to_string());
+    return;
+  }
+  auto out = ctx.emit("out");
+  out.source_position(line_);
+  if (!key_path_.empty())
+    out.key(key_of(value));
+  out.payload_any().setAs<capnp::DynamicStruct>(value);
+}
+
+std::string jsonl_source::key_of(capnp::DynamicStruct::Reader value) const {
+  for (size_t i = 0; i + 1 < key_path_.size(); ++i)
+    value = value.get(key_path_[i]).as<capnp::DynamicStruct>();
+  auto v = value.get(key_path_.back());
+  if (v.getType() == capnp::DynamicValue::TEXT) {
+    auto t = v.as<capnp::Text>();
+    return {t.cStr(), t.size()};
+  }
+  if (v.getType() == capnp::DynamicValue::INT)
+    return std::to_string(v.as<int64_t>());
+  return std::to_string(v.as<uint64_t>());
+}
+
+std::optional<std::string> jsonl_source::changed_since_done(context& ctx) {
+  struct stat info {};
+  if (::stat(path_.c_str(), &info) != 0)
+    return path_ + " no longer exists";
+  auto read = ctx.state().get_u64("offset").value_or(0);
+  auto size = static_cast<uint64_t>(info.st_size);
+  if (size > read)
+    return path_ + " has grown from " + std::to_string(read) + " to " + std::to_string(size) +
+           " bytes since it was read";
+  if (size < read)
+    return path_ + " is now " + std::to_string(size) + " bytes; it had " + std::to_string(read) +
+           " when it was read";
+  auto inode = ctx.state().get_u64("inode");
+  auto mtime = ctx.state().get_u64("mtime_ns");
+  uint64_t now_mtime = static_cast<uint64_t>(info.st_mtim.tv_sec) * 1000000000u +
+                       static_cast<uint64_t>(info.st_mtim.tv_nsec);
+  if ((inode && *inode != static_cast<uint64_t>(info.st_ino)) || (mtime && *mtime != now_mtime))
+    return path_ + " was replaced or modified since it was read (same size)";
+  return std::nullopt;
 }
 
 } // namespace troupe

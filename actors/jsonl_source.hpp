@@ -1,29 +1,37 @@
 #pragma once
 
+#include "line_reader.hpp"
+
+#include <troupe/json.hpp>
 #include <troupe/stage.hpp>
 
-#include <cstdio>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace troupe {
 
 class jsonl_source : public source {
 public:
   explicit jsonl_source(const params& p);
-  ~jsonl_source() override;
   void open(context& ctx) override;
   produce_result produce(context& ctx, size_t max_items) override;
+  std::optional<std::string> changed_since_done(context& ctx) override;
 
 private:
-  bool read_line(std::string& out, bool at_end_is_line);
+  void take_line(context& ctx, const line_reader::line_view& line);
+  std::string key_of(capnp::DynamicStruct::Reader value) const;
 
   std::string path_;
   bool follow_;
   uint32_t poll_ms_;
+  uint64_t max_line_;
   capnp::StructSchema schema_;
-  std::FILE* file_ = nullptr;
-  uint64_t offset_ = 0;
-  uint64_t line_ = 0; // lines consumed so far (the next line is line_ + 1)
+  std::vector<capnp::StructSchema::Field> key_path_; // empty: records get no key
+  std::optional<json_decoder> decoder_;
+  line_reader reader_;
+  uint64_t offset_ = 0; // offset of the next line
+  uint64_t line_ = 0;   // lines consumed so far (the next line is line_ + 1)
 };
 
 } // namespace troupe

@@ -8,8 +8,8 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils catch2
-  libyaml-cpp-dev libcli11-dev libfmt-dev libxxhash-dev
-  jq file
+  libyaml-cpp-dev libcli11-dev libfmt-dev libxxhash-dev libsimdjson-dev
+  jq file python3
 )
 
 missing=()

@@ -283,6 +283,9 @@ public:
   virtual bool get_bool(std::string_view key, bool fallback) const = 0;
   // A path, resolved relative to the directory of the YAML file.
   virtual std::string get_path(std::string_view key) const = 0;
+  // A list of strings (`[a, b]`; one string alone counts as a list of one); empty when the key
+  // is absent. Throws config_error for anything else.
+  virtual std::vector<std::string> get_strings(std::string_view key) const = 0;
   // The app's default payload struct (schema.payload), or nullopt when the app names none.
   virtual std::optional<capnp::StructSchema> payload_schema() const = 0;
   // The struct of the edge an output port writes (its `edges.<e>.type`, else the default, else

@@ -388,6 +388,13 @@ stage_draft app_loader::read_stage(const YAML::Node& n, const std::string& field
       v.what = yaml_params::value::kind::map;
     } else if (node.IsSequence()) {
       v.what = yaml_params::value::kind::list;
+      v.scalar_items = true;
+      for (const auto& item : node) {
+        if (!item.IsScalar())
+          v.scalar_items = false;
+        else
+          v.items.push_back(item.Scalar());
+      }
     }
     s.own.emplace(key, std::move(v)); // a key given twice is reported by check_keys
   }

@@ -77,6 +77,19 @@ std::optional<capnp::StructSchema> yaml_params::input_schema(std::string_view ed
   return i == structs_.inputs.end() ? std::nullopt : std::optional(i->second);
 }
 
+std::vector<std::string> yaml_params::get_strings(std::string_view key) const {
+  auto* v = find(key);
+  if (!v || v->what == value::kind::null)
+    return {};
+  if (v->what == value::kind::scalar)
+    return {v->text};
+  if (v->what != value::kind::list || !v->scalar_items)
+    throw_at(*v, key, "expected a list of strings, found " +
+                        (v->what == value::kind::list ? std::string("a list of other things")
+                                                      : describe(*v)));
+  return v->items;
+}
+
 void yaml_params::fail(std::string_view key, std::string_view message) const {
   if (auto i = values_.find(key); i != values_.end()) // any key: "type" is not a param
     throw_at(i->second, key, std::string(message));

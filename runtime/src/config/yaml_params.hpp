@@ -32,6 +32,8 @@ public:
   struct value {
     enum class kind { null, scalar, map, list } what = kind::null;
     std::string text; // the scalar's text
+    std::vector<std::string> items; // a list's elements, when all of them are scalars
+    bool scalar_items = false;
     int line = 0;
     int column = 0;
   };
@@ -60,6 +62,7 @@ public:
   double get_double(std::string_view key, double fallback) const override;
   bool get_bool(std::string_view key, bool fallback) const override;
   std::string get_path(std::string_view key) const override;
+  std::vector<std::string> get_strings(std::string_view key) const override;
   std::optional<capnp::StructSchema> payload_schema() const override { return structs_.fallback; }
   std::optional<capnp::StructSchema> output_schema(std::string_view port) const override;
   std::optional<capnp::StructSchema> input_schema(std::string_view edge) const override;
