@@ -309,70 +309,86 @@ std::vector<priced_order> price_orders(const std::string& input) {
 
 } // namespace
 
-TEST_CASE("the quickstart app prices its bundled orders", "[e2e]") {
-  temp_dir dir;
-  auto app = dir / "app.yaml", data = dir / "data", out = dir / "out/priced.jsonl";
-  auto log = dir / "troupe.log";
+// The quickstart's price stage keeps a running total per customer; the source keys orders by
+// customer, so each customer's orders go to one partition, in order, whatever the worker count.
+TEST_CASE("the quickstart app prices its bundled orders alike with 1, 2 and 4 workers", "[e2e]") {
   std::string qs = std::string(TROUPE_SOURCE_DIR) + "/apps/quickstart";
-  // apps/quickstart/app.yaml with absolute inputs and the output inside the temp dir.
-  write_file(app, "app: quickstart\n"
-                  "durability: process\n"
-                  "schema:\n"
-                  "  files: [" + qs + "/orders.capnp]\n"
-                  "  payload: Order\n"
-                  "plugins: [quickstart]\n"
-                  "edges:\n"
-                  "  priced: {type: PricedOrder}\n"
-                  "defaults:\n"
-                  "  batch: {max_items: 256}\n"
-                  "  retry: {max_attempts: 3, backoff: 20ms}\n"
-                  "stages:\n"
-                  "  - name: read\n"
-                  "    type: jsonl_source\n"
-                  "    path: " + qs + "/orders.jsonl\n"
-                  "    outputs: {out: orders}\n"
-                  "  - name: price\n"
-                  "    type: quickstart.price\n"
-                  "    inputs: [orders]\n"
-                  "    outputs: {out: priced}\n"
-                  "  - name: write\n"
-                  "    type: jsonl_sink\n"
-                  "    inputs: [priced]\n"
-                  "    path: out/priced.jsonl\n");
-  troupe_process node{app, data, log};
-  bool ended = node.wait_for_exit(2min);
-  INFO(tail_of(log));
-  REQUIRE(ended);
-  REQUIRE(describe_status(node.status()) == "exit 0");
-
   auto expected = price_orders(qs + "/orders.jsonl");
   REQUIRE(expected.size() == 998); // 1000 lines, line 250 malformed, order 500 has quantity 0
-  bool complete = true;
-  auto text = read_file(out);
-  auto lines = split_lines(text, complete);
-  CHECK(complete);
-  REQUIRE(lines.size() == expected.size());
-  size_t mismatches = 0;
-  std::string first;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    const auto& want = expected[i];
-    auto obj = parse_flat_json(lines[i]);
-    auto num = [&](const char* name) {
-      return obj && obj->count(name) ? json_double(obj->at(name)) : std::optional<double>(0.0);
-    };
-    bool ok = obj && obj->count("id") && json_u32(obj->at("id")) == want.id &&
-              obj->count("customer") && obj->at("customer").text == want.customer &&
-              num("total") == want.total && num("discount") == want.discount &&
-              num("customerTotal") == want.customer_total;
-    if (!ok && mismatches++ == 0) {
-      std::ostringstream m;
-      m.precision(17);
-      m << "line " << i + 1 << ": " << lines[i] << "\n  expected id " << want.id << ", customer "
-        << want.customer << ", total " << want.total << ", discount " << want.discount
-        << ", customerTotal " << want.customer_total;
-      first = m.str();
+  std::map<std::string, std::vector<uint32_t>> order_of; // each customer's orders, in order
+  for (const auto& o : expected)
+    order_of[o.customer].push_back(o.id);
+  for (int workers : {1, 2, 4}) {
+    INFO(workers << " workers");
+    temp_dir dir;
+    auto app = dir / "app.yaml", data = dir / "data", out = dir / "out/priced.jsonl";
+    auto log = dir / "troupe.log";
+    // apps/quickstart/app.yaml with absolute inputs, the output inside the temp dir, N workers.
+    write_file(app, "app: quickstart\n"
+                    "durability: process\n"
+                    "schema:\n"
+                    "  files: [" + qs + "/orders.capnp]\n"
+                    "  payload: Order\n"
+                    "plugins: [quickstart]\n"
+                    "edges:\n"
+                    "  priced: {type: PricedOrder}\n"
+                    "defaults:\n"
+                    "  batch: {max_items: 256}\n"
+                    "  retry: {max_attempts: 3, backoff: 20ms}\n"
+                    "stages:\n"
+                    "  - name: read\n"
+                    "    type: jsonl_source\n"
+                    "    path: " + qs + "/orders.jsonl\n"
+                    "    key: customer\n"
+                    "    outputs: {out: orders}\n"
+                    "  - name: price\n"
+                    "    type: quickstart.price\n"
+                    "    workers: " + std::to_string(workers) + "\n"
+                    "    inputs: [orders]\n"
+                    "    outputs: {out: priced}\n"
+                    "  - name: write\n"
+                    "    type: jsonl_sink\n"
+                    "    inputs: [priced]\n"
+                    "    path: out/priced.jsonl\n");
+    troupe_process node{app, data, log};
+    bool ended = node.wait_for_exit(2min);
+    INFO(tail_of(log));
+    REQUIRE(ended);
+    REQUIRE(describe_status(node.status()) == "exit 0");
+
+    bool complete = true;
+    auto text = read_file(out);
+    auto lines = split_lines(text, complete);
+    CHECK(complete);
+    REQUIRE(lines.size() == expected.size());
+    // The same lines as a set (by order id), and each customer's orders in the input's order.
+    std::map<uint32_t, const priced_order*> want;
+    for (const auto& o : expected)
+      want[o.id] = &o;
+    std::map<std::string, std::vector<uint32_t>> seen_order;
+    size_t mismatches = 0;
+    std::string first;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      auto obj = parse_flat_json(lines[i]);
+      auto num = [&](const char* name) {
+        return obj && obj->count(name) ? json_double(obj->at(name)) : std::optional<double>(0.0);
+      };
+      auto id = obj && obj->count("id") ? json_u32(obj->at("id")) : std::nullopt;
+      auto w = id ? want.find(*id) : want.end();
+      bool ok = w != want.end() && obj->count("customer") &&
+                obj->at("customer").text == w->second->customer &&
+                num("total") == w->second->total && num("discount") == w->second->discount &&
+                num("customerTotal") == w->second->customer_total;
+      if (ok) {
+        seen_order[w->second->customer].push_back(*id);
+        want.erase(w); // each once
+      } else if (mismatches++ == 0) {
+        first = "line " + std::to_string(i + 1) + ": " + std::string(lines[i]);
+      }
     }
+    INFO(mismatches << " mismatched lines" << (first.empty() ? "" : "; first: " + first));
+    CHECK(mismatches == 0);
+    CHECK(want.empty());
+    CHECK(seen_order == order_of);
   }
-  INFO(mismatches << " mismatched lines" << (first.empty() ? "" : "; first: " + first));
-  CHECK(mismatches == 0);
 }
