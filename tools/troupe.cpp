@@ -16,6 +16,7 @@
 #include "config/config_values.hpp"
 #include "node/node.hpp"
 #include "supervision/supervisor.hpp"
+#include "troupe_check.hpp"
 #include "troupe_reset.hpp"
 
 #include <caf/all.hpp>
@@ -25,6 +26,7 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
@@ -35,7 +37,7 @@ constexpr int exit_failed = 1;
 constexpr int exit_config = 2;
 constexpr int exit_usage = 64;
 
-const std::vector<std::string> commands = {"run", "lint", "reset"};
+const std::vector<std::string> commands = {"run", "lint", "check", "reset"};
 
 std::string plural(size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
@@ -74,6 +76,18 @@ int reset(const std::string& file, const troupe::load_options& options, bool yes
   if (!loaded)
     return exit_config;
   return troupe::cli::reset_app(*loaded->app, yes);
+}
+
+// A data dir as given, or the data dir of an app file.
+int check(const std::string& target, const troupe::load_options& options) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(target, ec))
+    return troupe::cli::check_dir(target);
+  troupe::registry reg;
+  auto loaded = load(target, reg, options);
+  if (!loaded)
+    return exit_config;
+  return troupe::cli::check_dir(loaded->app->data_dir);
 }
 
 // CLI11's own message for an unknown subcommand ("The following arguments were not expected")
@@ -177,6 +191,12 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--data-dir", options.data_dir, "where the node keeps its LMDB store");
   auto* lint_cmd = cli.add_subcommand("lint", "validate the app's YAML without running it");
   common(lint_cmd);
+  std::string check_target;
+  auto* check_cmd = cli.add_subcommand(
+    "check", "verify a data dir (every value's checksum, every log's chunks); read-only");
+  check_cmd->add_option("target", check_target, "a data dir, or an app's YAML file (its data dir)")
+    ->required();
+  check_cmd->add_option("--data-dir", options.data_dir, "the data dir, with an app file");
   auto* reset_cmd = cli.add_subcommand(
     "reset", "delete the app's store and the output files its sinks own, after confirmation");
   common(reset_cmd);
@@ -194,5 +214,7 @@ int main(int argc, char** argv) {
     return lint(file, options);
   if (reset_cmd->parsed())
     return reset(file, options, yes);
+  if (check_cmd->parsed())
+    return check(check_target, options);
   return run(file, options);
 }

@@ -36,7 +36,7 @@ caf::behavior supervision_log(caf::event_based_actor*, std::shared_ptr<const nod
     [=](gave_up_atom, const std::string& sup, const std::string& child,
         const std::string& reason) {
       log_event(log_level::error, sup,
-                child + " failed too often and stays stopped (the node runs on): " + reason);
+                child + " is given up and stays stopped (the node runs on): " + reason);
       if (auto i = stages.find(child); i != stages.end()) {
         ctx->failed->add(i->second.id);
         caf::anon_send(ctx->writer, wake_atom::value, i->second.outputs, true);
@@ -45,7 +45,8 @@ caf::behavior supervision_log(caf::event_based_actor*, std::shared_ptr<const nod
     },
     [](escalate_atom, const std::string& sup, const std::string& child, const std::string& reason) {
       log_event(log_level::error, sup,
-                "restart intensity exceeded by " + child + "; escalating: " + reason);
+                child + " is not restarted again; its supervisor stops and reports to the node: " +
+                  reason);
     },
   };
 }

@@ -166,6 +166,16 @@ bool is_permanent(const caf::error& reason) {
   return c == errc::permanent || c == errc::store_corrupt || c == errc::layout_mismatch;
 }
 
+// Why a child is not restarted, for the observer.
+std::string why_exhausted(sup_ptr self, const caf::error& reason) {
+  return (is_permanent(reason) ? "no restart can heal this: "
+                               : "restarted " + std::to_string(self->state.options.policy.max_restarts) +
+                                   " times within " +
+                                   std::to_string(self->state.options.policy.within.count() / 1000) +
+                                   " s: ") +
+         reason_text(self, reason);
+}
+
 // In the stopping and exiting modes: quit once no child is up.
 void quit_if_all_down(sup_ptr self) {
   auto& st = self->state;
@@ -261,11 +271,11 @@ void try_restart(sup_ptr self) {
       st.restarts.push_back(now);
       restarted.push_back(std::move(f));
     } else if (st.options.exhausted == on_exhausted::escalate) {
-      notify(self, escalate_atom::value, st.options.name, child, reason_text(self, f.reason));
+      notify(self, escalate_atom::value, st.options.name, child, why_exhausted(self, f.reason));
       begin_exit(self, f.reason, caf::exit_reason::user_shutdown);
       return;
     } else {
-      notify(self, gave_up_atom::value, st.options.name, child, reason_text(self, f.reason));
+      notify(self, gave_up_atom::value, st.options.name, child, why_exhausted(self, f.reason));
       st.children[f.index].status = child_status::given_up;
       st.given_up.push_back(std::move(f));
     }

@@ -1,0 +1,24 @@
+// Verifying a data dir without the app that wrote it (`troupe check DIR`): every value of every
+// database against its checksum and shape, every partition's chunks against its head and tail,
+// and the files LMDB needs, read-only (a running node may keep running).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace troupe {
+
+struct check_report {
+  uint64_t entries = 0;              // values verified
+  uint64_t records = 0;              // records in verified chunks
+  std::vector<std::string> problems; // one line each: where, and what is wrong
+  std::vector<std::string> notes;    // what was found, for the reader (edges, stages, sizes)
+  bool ok() const { return problems.empty(); }
+};
+
+// Walks the data dir `dir`. Problems that stop the walk (no data file, a file cut short, an
+// environment LMDB cannot open) are problems too.
+check_report check_data_dir(const std::string& dir);
+
+} // namespace troupe
