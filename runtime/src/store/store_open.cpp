@@ -384,7 +384,8 @@ caf::error store::load(MDB_txn* txn) {
     d.key.push_back('\1');
     MDB_val k = to_val(d.key), v;
     int rc = api.cursor_get(c, &k, &v, MDB_SET_RANGE);
-    rc = api.cursor_get(c, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+    if (rc == 0 || rc == MDB_NOTFOUND) // MDB_PREV after a failed seek would mean MDB_LAST
+      rc = api.cursor_get(c, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
     caf::error err;
     if (rc == 0 && k.mv_size == spec.name.size() + 9 &&
         to_view(k).substr(0, spec.name.size()) == spec.name &&

@@ -260,3 +260,39 @@ TEST_CASE("trimming by age removes chunks of consumed records once older than th
   REQUIRE(!at(t0 + 15000, {&late}));
   CHECK(time_index(*s, "aged") == entries{{t0 + 20000, {20, 7}}});
 }
+
+// Regression: age_limits() ignored a failed seek in `times` and stepped back from an unpositioned
+// cursor, which LMDB takes as "the last entry": the newest time-index entry, so records younger
+// than keep.age_ms were trimmed. (load() read the newest entry the same way.)
+TEST_CASE("a failing time-index seek while trimming by age is an error and trims nothing young",
+          "[runtime][store]") {
+  temp_dir dir;
+  store_layout l;
+  l.edges.push_back(edge("aged", {"g"}, 1, 0, 10000));
+  auto f = std::make_shared<faulty_lmdb>();
+  auto s = open_store(options(dir.path, uint64_t{64} << 20, durability::process, f), l);
+  const uint64_t t0 = 1'700'000'000'000;
+  auto a = outputs(0, 0, 0, 10), b = outputs(0, 0, 10, 10);
+  auto m = cursor_move(0, 0, 0, 20);
+  REQUIRE(!store_test_access::apply_at(*s, {&a}, t0));
+  REQUIRE(!store_test_access::apply_at(*s, {&b, &m}, t0 + 5000));
+  REQUIRE(time_index(*s, "aged").size() == 2);
+  // At t0 + 10001 only the records appended by t0 (seq < 10) are old enough.
+  f->fail(faulty_lmdb::call::cursor_get, EIO); // the first seek of the trim
+  auto n = store_test_access::trim_all_at(*s, t0 + 10001);
+  CHECK(f->failures(faulty_lmdb::call::cursor_get) == 1);
+  CHECK(!n);
+  CHECK(part(*s->reader(), 0, 0).tail == 0);
+  f->clear();
+  n = store_test_access::trim_all_at(*s, t0 + 10001);
+  REQUIRE(n);
+  CHECK(*n == 10);
+  CHECK(part(*s->reader(), 0, 0).tail == 10);
+
+  // Opening reads the newest entry the same way: a failed seek fails the open.
+  s.reset();
+  f->fail(faulty_lmdb::call::cursor_get, EIO); // no stages: the first is the seek
+  auto reopened = store::open(options(dir.path, uint64_t{64} << 20, durability::process, f), l);
+  CHECK(f->failures(faulty_lmdb::call::cursor_get) == 2);
+  CHECK(!reopened);
+}
