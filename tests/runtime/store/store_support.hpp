@@ -65,7 +65,8 @@ inline edge_spec edge(std::string name, std::vector<std::string> groups, uint32_
   return e;
 }
 
-inline stage_spec make_stage(std::string name, uint32_t workers = 1, std::vector<edge_id> inputs = {}) {
+inline stage_spec make_stage(std::string name, uint32_t workers = 1,
+                             std::vector<edge_id> inputs = {}) {
   stage_spec s;
   s.name = std::move(name);
   s.workers = workers;
@@ -257,6 +258,27 @@ struct raw_txn {
     return out;
   }
 };
+
+// Everything the environment holds: each named database (as listed by LMDB's main database)
+// with its entries, in order. Two equal dumps are two equal stores.
+inline std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>>
+dump(store& s) {
+  raw_txn t{s.env()};
+  std::vector<std::string> names;
+  MDB_dbi main_db;
+  REQUIRE(mdb_dbi_open(t.txn, nullptr, 0, &main_db) == 0);
+  MDB_cursor* c = nullptr;
+  REQUIRE(mdb_cursor_open(t.txn, main_db, &c) == 0);
+  MDB_val k, v;
+  for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+    names.emplace_back(static_cast<char*>(k.mv_data), k.mv_size);
+  mdb_cursor_close(c);
+  std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> out;
+  for (const auto& n : names)
+    out.emplace_back(n, t.all(n));
+  return out;
+}
 
 // The body of a sealed value (checksum checked), as the format page defines it.
 inline std::string doc_unseal(const std::string& key, const std::string& value) {
