@@ -13,9 +13,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <initializer_list>
 #include <string>
 #include <utility>
@@ -358,15 +360,36 @@ time_index(store& s, const std::string& edge_name) {
 
 // ---- the data file ----------------------------------------------------------------------------
 
+// Where the store's environment maps data.mdb, from /proc/self/maps (LMDB's me_mapaddr is only
+// set for MDB_FIXEDMAP). LMDB maps the whole file from offset 0.
+inline const char* map_base(store& s) {
+  auto path = std::filesystem::canonical(s.options().dir + "/data.mdb").string();
+  std::ifstream maps{"/proc/self/maps"};
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.size() < path.size() || line.compare(line.size() - path.size(), path.size(), path))
+      continue;
+    unsigned long long start = 0, end = 0, offset = 0;
+    char perms[8] = {};
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx", &start, &end, perms, &offset) == 4 &&
+        offset == 0)
+      return reinterpret_cast<const char*>(static_cast<uintptr_t>(start));
+  }
+  FAIL("data.mdb is not mapped: " << path);
+  return nullptr;
+}
+
 // Where in data.mdb the value stored under `key` in database `db` lies, as the store's
 // environment maps it (the map is the file, page for page).
 inline uint64_t file_offset_of(store& s, const std::string& db, std::string_view key) {
   raw_txn t{s.env()};
   MDB_val k{key.size(), const_cast<char*>(key.data())}, v;
   REQUIRE(mdb_get(t.txn, t.db(db), &k, &v) == 0);
-  MDB_envinfo info;
-  REQUIRE(mdb_env_info(s.env(), &info) == 0);
-  return static_cast<uint64_t>(static_cast<char*>(v.mv_data) - static_cast<char*>(info.me_mapaddr));
+  auto at = static_cast<const char*>(v.mv_data) - map_base(s);
+  REQUIRE(at > 0);
+  REQUIRE(static_cast<uint64_t>(at) + v.mv_size <=
+          std::filesystem::file_size(s.options().dir + "/data.mdb"));
+  return static_cast<uint64_t>(at);
 }
 
 // Flips the bits of one byte of a file in place (the page cache LMDB maps sees it at once).
