@@ -472,28 +472,30 @@ caf::error store::apply_at(const std::vector<const step_delta*>& deltas,
                           "room (raise store.map_size to give it more)");
   if (auto err = d.begin(env_))
     return err;
+  // A failure inside the transaction: abort it. A full map (most often met by a put, before the
+  // commit) keeps intake off until the writer measures room, as a failed commit does below.
+  auto refuse = [&](caf::error err) {
+    d.abort();
+    if (code_of(err) == errc::store_full)
+      pressure_ = impl_->pressure = true;
+    return err;
+  };
   for (const auto* delta : deltas) {
     if (!delta)
       continue;
-    if (auto err = d.apply_delta(*delta)) {
-      d.abort();
-      return err;
-    }
+    if (auto err = d.apply_delta(*delta))
+      return refuse(std::move(err));
   }
   // One chunk per partition for the whole group (more only past the chunk caps), before
   // trimming: a cursor may already have consumed records of this very commit.
   for (auto id : d.touched_edges)
     for (auto p : d.e[id].touched_parts)
-      if (auto err = d.append_chunks(id, p)) {
-        d.abort();
-        return err;
-      }
+      if (auto err = d.append_chunks(id, p))
+        return refuse(std::move(err));
   uint64_t budget = trim_budget, removed = 0;
   for (size_t i = 0; i < d.touched_edges.size(); ++i) // finish_edge touches no further edges
-    if (auto err = d.finish_edge(d.touched_edges[i], now_ms, budget, removed)) {
-      d.abort();
-      return err;
-    }
+    if (auto err = d.finish_edge(d.touched_edges[i], now_ms, budget, removed))
+      return refuse(std::move(err));
   auto touched = d.touched_edges;
   for (auto id : touched) {
     if (appended && d.e[id].appended)
