@@ -495,9 +495,11 @@ caf::error store::update_pressure() {
   uint64_t capacity = options_.map_size / st.ms_psize;
   uint64_t file_pages = static_cast<uint64_t>(info.me_last_pgno) + 1;
   uint64_t used = file_pages - std::min(file_pages, free_pages);
-  // Intake stops with a reserve of a sixteenth of the map (at least 4 MiB) left for the steps that
-  // free room; it resumes once twice that is free again.
-  uint64_t reserve = std::max<uint64_t>(capacity / 16, (uint64_t{4} << 20) / st.ms_psize);
+  // Intake stops with a reserve of a sixteenth of the map (at least 4 MiB, but never more than an
+  // eighth of the map, or a small map would never leave pressure) left for the steps that free
+  // room; it resumes once twice that is free again.
+  uint64_t floor = std::min<uint64_t>((uint64_t{4} << 20) / st.ms_psize, capacity / 8);
+  uint64_t reserve = std::max<uint64_t>(capacity / 16, floor);
   if (!pressure_ && used + reserve >= capacity)
     pressure_ = true;
   else if (pressure_ && used + 2 * reserve < capacity)

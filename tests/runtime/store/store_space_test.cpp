@@ -228,3 +228,35 @@ TEST_CASE("a full file system is disk_full, naming the mount point, and the stor
   auto s = open_store(data, one_edge(), uint64_t{64} << 20);
   CHECK(check_intact(*s) == committed * 50);
 }
+
+// Regression: the reserve was at least 4 MiB whatever the map, so a map of 4 MiB or less was in
+// pressure from its first measurement and one of 8 MiB or less never left it: intake stopped for
+// good (tests/runtime/scenarios/regression_test.cpp runs a node with a 4 MiB map).
+TEST_CASE("a small map enters pressure only when nearly full, and leaves it once consumers make "
+          "room",
+          "[runtime][store]") {
+  for (uint64_t mib : {1, 2, 4, 8}) {
+    INFO(mib << " MiB map");
+    temp_dir dir;
+    auto s = open_store(dir.path, one_edge(1, 1'000'000'000), mib << 20);
+    REQUIRE(!s->update_pressure());
+    CHECK(!s->under_pressure()); // empty
+    uint64_t batches = 0;
+    for (; batches < 1000 && !s->under_pressure(); ++batches) {
+      auto d = big_batch(batches);
+      auto err = apply(*s, {&d});
+      INFO(text_of(err));
+      REQUIRE(!err);
+      REQUIRE(!s->update_pressure());
+    }
+    REQUIRE(s->under_pressure());
+    CHECK(batches * 50 * 1000 > (mib << 20) / 2); // it took more than half the map
+    step_delta all;
+    all.cursors.push_back({0, 0, 0, batches * 50, big_bytes(0, batches * 50)});
+    REQUIRE(!apply(*s, {&all}));
+    REQUIRE(!s->update_pressure());
+    CHECK(!s->under_pressure());
+    auto d = big_batch(batches);
+    CHECK(!apply(*s, {&d}));
+  }
+}
