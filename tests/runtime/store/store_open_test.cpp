@@ -273,6 +273,17 @@ TEST_CASE("a data file cut short is refused with a message, not read into a SIGB
   SECTION("by 12,345 bytes") {
     fs::resize_file(dir.data_file(), size - 12345);
   }
+  SECTION("to 6,000 bytes (inside the second meta page)") {
+    fs::resize_file(dir.data_file(), 6000);
+  }
+  SECTION("to 2,000 bytes (inside the first meta page): LMDB itself refuses it") {
+    fs::resize_file(dir.data_file(), 2000);
+    auto account = open_in_child(dir.path, sample_layout());
+    INFO(account);
+    CHECK(account.rfind("refused store_io: ", 0) == 0);
+    CHECK(account.find("File is not an LMDB file") != std::string::npos);
+    return;
+  }
   auto account = open_in_child(dir.path, sample_layout());
   INFO(account);
   CHECK(account.rfind("refused store_corrupt: ", 0) == 0);

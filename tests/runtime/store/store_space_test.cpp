@@ -135,6 +135,13 @@ TEST_CASE("a nearly full map refuses intake, lets consumers go on, trims regardl
   CHECK(part(*s->reader(), 0, 0).head == heads[0]);
   CHECK(part(*s->reader(), 0, 0).bytes_head == big_bytes(0, heads[0]));
 
+  // The refusal takes the group commit whole: a consuming step committed beside an intake one
+  // is refused with it (the writer must commit it apart).
+  auto consume_some = cursor_move(0, 0, 1, 1);
+  consume_some.cursors.back().bytes = big_bytes(0, 1);
+  CHECK(code_of(apply(*s, {&consume_some, &more})) == errc::store_pressure);
+  CHECK(must(s->reader()->cursor(0, "sink", 1)) == std::optional<cursor_pos>{});
+
   // A step that consumes is no intake, even if it emits; nor is a step that only keeps state.
   step_delta state_only;
   state_only.stage = 1;
@@ -142,7 +149,9 @@ TEST_CASE("a nearly full map refuses intake, lets consumers go on, trims regardl
   REQUIRE(!apply(*s, {&state_only}));
   step_delta consume;
   consume.cursors.push_back({0, 0, 0, 100, big_bytes(0, 100)});
+  add_output(consume, 0, 1, std::string(1000, 'p') + std::to_string(heads[1]));
   REQUIRE(!apply(*s, {&consume}));
+  ++heads[1];
   // Trimmed although retention keeps a billion records: the consumed chunks (two of 50) went.
   CHECK(part(*s->reader(), 0, 0).tail == 100);
   REQUIRE(!s->update_pressure());
