@@ -288,7 +288,9 @@ caf::expected<std::vector<uint64_t>> store::impl::age_limits(edge_id id, uint64_
   time_key(key, name, cutoff_ms);
   MDB_val k = to_val(key), v;
   int rc = api->cursor_get(c, &k, &v, MDB_SET_RANGE);
-  rc = api->cursor_get(c, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+  // A failed seek leaves the cursor unpositioned, and MDB_PREV from there means MDB_LAST.
+  if (rc == 0 || rc == MDB_NOTFOUND)
+    rc = api->cursor_get(c, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
   caf::error err;
   if (rc == 0 && k.mv_size == name.size() + 9 && to_view(k).substr(0, name.size()) == name &&
       static_cast<const char*>(k.mv_data)[name.size()] == '\0') {

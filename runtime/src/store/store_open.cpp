@@ -385,7 +385,8 @@ caf::error store::load(MDB_txn* txn) {
     d.key.push_back('\1');
     MDB_val k = to_val(d.key), v;
     int rc = api.cursor_get(c, &k, &v, MDB_SET_RANGE);
-    rc = api.cursor_get(c, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+    if (rc == 0 || rc == MDB_NOTFOUND) // MDB_PREV after a failed seek would mean MDB_LAST
+      rc = api.cursor_get(c, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
     caf::error err;
     if (rc == 0 && k.mv_size == spec.name.size() + 9 &&
         to_view(k).substr(0, spec.name.size()) == spec.name &&
@@ -496,9 +497,11 @@ caf::error store::update_pressure() {
   uint64_t capacity = options_.map_size / st.ms_psize;
   uint64_t file_pages = static_cast<uint64_t>(info.me_last_pgno) + 1;
   uint64_t used = file_pages - std::min(file_pages, free_pages);
-  // Intake stops with a reserve of a sixteenth of the map (at least 16 pages) left for the steps
-  // that free room; it resumes once twice that is free again.
-  uint64_t reserve = std::max<uint64_t>(capacity / 16, 16);
+  // Intake stops with a reserve of a sixteenth of the map (at least 4 MiB, but never more than an
+  // eighth of the map, or a small map would never leave pressure) left for the steps that free
+  // room; it resumes once twice that is free again.
+  uint64_t floor = std::min<uint64_t>((uint64_t{4} << 20) / st.ms_psize, capacity / 8);
+  uint64_t reserve = std::max<uint64_t>(capacity / 16, floor);
   bool was = pressure_;
   if (!pressure_ && used + reserve >= capacity)
     pressure_ = true;

@@ -168,11 +168,12 @@ bool is_permanent(const caf::error& reason) {
 
 // Why a child is not restarted, for the observer.
 std::string why_exhausted(sup_ptr self, const caf::error& reason) {
-  return (is_permanent(reason) ? "no restart can heal this: "
-                               : "restarted " + std::to_string(self->state.options.policy.max_restarts) +
-                                   " times within " +
-                                   std::to_string(self->state.options.policy.within.count() / 1000) +
-                                   " s: ") +
+  const auto& policy = self->state.options.policy;
+  auto n = policy.max_restarts;
+  auto window = std::to_string(policy.within.count() / 1000) + " s";
+  return (is_permanent(reason) ? std::string{"no restart can heal this: "}
+                               : "failed again after " + std::to_string(n) +
+                                   (n == 1 ? " restart" : " restarts") + " within " + window + ": ") +
          reason_text(self, reason);
 }
 

@@ -30,6 +30,7 @@ using troupe::test::wait_until;
 namespace {
 
 using boom_atom = caf::atom_constant<caf::atom("boom")>;     // crash with stage_failed
+using doom_atom = caf::atom_constant<caf::atom("doom")>;     // crash with errc::permanent
 using finish_atom = caf::atom_constant<caf::atom("finish")>; // exit normally
 using leave_atom = caf::atom_constant<caf::atom("leave")>;   // exit with user_shutdown
 
@@ -120,6 +121,7 @@ caf::behavior test_child(caf::event_based_actor* self, probe_ptr p, std::string 
   });
   return {
     [=](boom_atom) { end(make_error(errc::stage_failed, name + " boom")); },
+    [=](doom_atom) { end(make_error(errc::permanent, name + " doom")); },
     [=](finish_atom) { end(caf::error{}); },
     [=](leave_atom) { end(caf::exit_reason::user_shutdown); },
     [=](stop_atom) { end(caf::error{}); },
@@ -391,7 +393,7 @@ TEST_CASE("exceeding the restart intensity escalates with the child's error",
   auto events = p->seen();
   CHECK(events.back().kind == "escalate");
   CHECK(events.back().child == "a");
-  CHECK(events.back().reason == "stage_failed: a boom");
+  CHECK(events.back().reason == "failed again after 2 restarts within 60 s: stage_failed: a boom");
 }
 
 TEST_CASE("give_up stops the failing child and keeps the others", "[runtime][supervisor]") {
@@ -408,7 +410,7 @@ TEST_CASE("give_up stops the failing child and keeps the others", "[runtime][sup
   f.tell("a", boom_atom::value);
   REQUIRE(wait_until([&] { return p->count_events("gave_up") == 1; }));
   CHECK(p->seen().back().child == "a");
-  CHECK(p->seen().back().reason == "stage_failed: a boom");
+  CHECK(p->seen().back().reason == "failed again after 1 restart within 60 s: stage_failed: a boom");
   CHECK(p->instance("a") == 2);
   CHECK_FALSE(p->has("end b 1"));
   caf::actor a_now;
@@ -648,4 +650,52 @@ TEST_CASE("a nested supervisor that escalates is restarted by its parent as a wh
   CHECK(p->has("end p 1"));
   CHECK(p->has("end x 2"));
   CHECK(p->has("end y 2"));
+}
+
+TEST_CASE("a permanent failure is given up at once, without a restart", "[runtime][supervisor]") {
+  fixture f;
+  auto p = f.p;
+  auto sup = f.supervise("s", fast_policy(restart_strategy::one_for_one),
+                         {child(p, "a"), child(p, "b")}, on_exhausted::give_up);
+  REQUIRE(wait_until([&] { return p->has("start b 1"); }));
+  f.tell("a", doom_atom::value);
+  REQUIRE(wait_events(p, "gave_up", 1));
+  CHECK(p->count_events("restart") == 0);
+  CHECK(p->instance("a") == 1);
+  CHECK(p->seen().back().reason == "no restart can heal this: permanent: a doom");
+  CHECK_FALSE(p->has("end b 1")); // the others run on
+}
+
+TEST_CASE("a permanent failure makes a stage supervisor escalate at once", "[runtime][supervisor]") {
+  fixture f;
+  auto p = f.p;
+  auto sup = f.supervise("s", fast_policy(restart_strategy::one_for_one), {child(p, "a")});
+  caf::scoped_actor self{f.sys};
+  self->monitor(sup);
+  REQUIRE(wait_until([&] { return p->has("start a 1"); }));
+  f.tell("a", doom_atom::value);
+  caf::error reason;
+  self->receive([&](caf::down_msg& dm) { reason = dm.reason; });
+  CHECK(code_of(reason) == errc::permanent); // its own supervisor gives up at once too
+  CHECK(p->instance("a") == 1);
+}
+
+TEST_CASE("a stop while a failed child waits for its restart reports the child",
+          "[runtime][supervisor]") {
+  fixture f;
+  auto p = f.p;
+  auto policy = fast_policy(restart_strategy::one_for_one);
+  policy.backoff_min = policy.backoff_max = std::chrono::hours(1); // the restart never comes
+  auto sup = f.supervise("s", policy, {child(p, "a"), child(p, "b")});
+  caf::scoped_actor self{f.sys};
+  self->monitor(sup);
+  REQUIRE(wait_until([&] { return p->has("start b 1"); }));
+  f.tell("a", boom_atom::value);
+  REQUIRE(wait_events(p, "restart", 1));
+  self->send(sup, stop_atom::value);
+  caf::error reason;
+  self->receive([&](caf::down_msg& dm) { reason = dm.reason; });
+  CHECK(code_of(reason) == errc::stage_failed);
+  CHECK(describe(reason).find("a had failed and was not running when the stop came") !=
+        std::string::npos);
 }
