@@ -10,7 +10,7 @@
 // stream is the same whatever the crashes.
 #include "generator.hpp"
 
-#include "envelope.capnp.h"
+#include <troupe/builtin_schemas.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -99,9 +99,7 @@ produce_result generator::produce(context& ctx, size_t max_items) {
     if (schema_) {
       fill_dynamic(out.init_payload_dynamic(), index, body_);
     } else {
-      auto g = out.init_payload<schema::Generated>();
-      g.setIndex(index);
-      g.setBody(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(body_.data()), body_.size()));
+      init_generated(out, index, body_);
     }
   }
   next_ += n;

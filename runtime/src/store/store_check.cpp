@@ -200,7 +200,7 @@ check_report check_data_dir(const std::string& dir) {
     mdb_env_close(env);
     return report;
   }
-  walker w{report};
+  walker w{report, nullptr, {}};
   if ((rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &w.txn)) != 0) {
     report.problems.push_back("cannot begin a read transaction: " + rc_text(rc));
     mdb_env_close(env);
