@@ -10,17 +10,30 @@ cd "$(dirname "$0")/.."
 tools/install-deps.sh
 jobs=$(nproc)
 
+# Test cases are found by running each test executable (catch_discover_tests): an executable
+# that cannot even list its cases (a sanitizer refusing to start it, say) would silently
+# contribute none. So every build must list as many cases as the test sources hold.
+cases_listed() { ctest --test-dir "$1" -N | sed -n 's/^Total Tests: //p'; }
+
 build_and_test() { # dir, extra cmake args...
   local dir=$1; shift
   if [ ! -f "$dir/CMakeCache.txt" ]; then
     cmake -S . -B "$dir" "$@" >/dev/null
   fi
   cmake --build "$dir" -j"$jobs" -- --no-print-directory >/dev/null
+  local listed
+  listed=$(cases_listed "$dir")
+  if [ -n "${expected_cases:-}" ] && [ "$listed" != "$expected_cases" ]; then
+    echo "error: $dir lists $listed test cases, the release build $expected_cases:" \
+         "some test executable fails before it runs (see its --list-test-names-only)" >&2
+    exit 1
+  fi
   ctest --test-dir "$dir" -j"$jobs" --output-on-failure --timeout 900
 }
 
 echo "== release build"
 build_and_test build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+expected_cases=$(cases_listed build)
 
 if [ "${TROUPE_TEST_SANITIZE:-1}" != 0 ]; then
   echo "== sanitizer build (address, undefined)"

@@ -98,11 +98,13 @@ std::vector<worker_spec> worker_specs(const app_config& app, const store& db, si
 } // namespace
 
 node_outcome run_node(caf::actor_system& sys, const app_config& app,
-                      const std::function<void(caf::actor)>& on_started) {
+                      const std::function<void(caf::actor)>& on_started,
+                      const node_options& node_opts) {
   store_options opts;
   opts.dir = app.data_dir;
   opts.map_size = app.map_size;
   opts.mode = app.mode;
+  opts.lmdb = node_opts.lmdb;
   auto opened = store::open(opts, layout_of(app));
   if (!opened)
     return {1, "cannot open the store in " + app.data_dir + ": " + describe(opened.error())};

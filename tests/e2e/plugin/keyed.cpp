@@ -4,11 +4,13 @@
 //   is partitioned by bucket and e2e.running's per-bucket state lives with its partition.
 // e2e.bomb: forwards each Item, except that it aborts the whole process (SIGABRT) on the item
 //   whose index is the `poison` param: a record no exception handler can catch.
+// e2e.broken: a sink that can never start (its open() throws), to see it given up.
 #include "e2e.capnp.h"
 
 #include <troupe/stage.hpp>
 
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 
 namespace {
@@ -36,9 +38,17 @@ private:
   uint64_t poison_;
 };
 
+class broken_stage : public troupe::stage {
+public:
+  explicit broken_stage(const troupe::params&) {}
+  void open(troupe::context&) override { throw std::runtime_error("the disk it needs is gone"); }
+  void process(troupe::context&, const troupe::record&) override {}
+};
+
 } // namespace
 
 void register_keyed_stages(troupe::registry& reg) {
   reg.add_operator<rekey_stage>("e2e.rekey").reads<e2e::Item>().emits<e2e::Item>("out");
   reg.add_operator<bomb_stage>("e2e.bomb").params({"poison"}).reads<e2e::Item>();
+  reg.add_sink<broken_stage>("e2e.broken");
 }
