@@ -44,8 +44,9 @@ namespace troupe {
 // the whole node; sent to node_context::node.
 using fatal_atom = caf::atom_constant<caf::atom("fatal")>;
 
-// Stages the node supervisor gave up on in this run. Their consumers stop once they consumed
-// what there is, without marking themselves done (a later run picks up where they stopped).
+// Stages that produce nothing more in this run: given up by the node supervisor, or stopped
+// because a stage they depend on was. Their consumers stop once they consumed what there is,
+// without marking themselves done (a later run picks up where they stopped).
 class failed_stages {
 public:
   void add(stage_id s) {

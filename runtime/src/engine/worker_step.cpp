@@ -8,6 +8,7 @@
 #include "base/log.hpp"
 #include "engine/crash_blame.hpp"
 #include "supervision/supervisor.hpp"
+#include "writer/writer.hpp"
 
 #include <caf/all.hpp>
 #include <kj/exception.h>
@@ -253,6 +254,17 @@ void commit_start_marker(self_ptr self) {
   st.at = phase::waiting;
 }
 
+// The worker stops for the rest of this run because a stage it depends on failed: its own
+// consumers then stop once drained too (and its producers once their log to it is full),
+// instead of waiting for records that cannot come.
+void stop_for_good(self_ptr self) {
+  auto& st = self->state;
+  st.node->failed->add(st.spec.stage);
+  caf::anon_send(st.node->writer, wake_atom::value, st.spec.outputs, true);
+  caf::anon_send(st.node->writer, wake_atom::value, st.spec.inputs, false);
+  try_stop(self);
+}
+
 void run_consumer_step(self_ptr self) {
   auto& st = self->state;
   st.step.begin(*st.delta);
@@ -286,7 +298,7 @@ void run_consumer_step(self_ptr self) {
         log_event(log_level::warn, st.who,
                   "stops: everything available is consumed and a stage upstream failed");
         st.step.abandon();
-        try_stop(self);
+        stop_for_good(self);
         return;
       case upstream::running:
         st.step.abandon();
@@ -431,7 +443,7 @@ void run_step(self_ptr self) {
     case outputs::full_and_consumer_failed:
       log_event(log_level::warn, st.who,
                 "stops: an output log is full and a stage reading it failed");
-      try_stop(self);
+      stop_for_good(self);
       return;
   }
   if (st.src)

@@ -61,7 +61,7 @@ TEST_CASE("LMDB reads that fail while a node runs fail their steps, which are re
           "output is exact",
           "[runtime][scenario]") {
   temp_dir dir;
-  const uint32_t n = 20000;
+  const uint32_t n = 200000;
   auto loaded = load_yaml(dir, app_yaml(n), register_fault_stages);
   const auto& app = loaded->app();
   auto faults = std::make_shared<faulty_lmdb>();
@@ -83,7 +83,7 @@ TEST_CASE("LMDB reads that fail while a node runs fail their steps, which are re
   for (int round = 0; round < 6 && !done; ++round) {
     auto which = round % 2 == 0 ? faulty_lmdb::call::get : faulty_lmdb::call::cursor_get;
     auto before = faults->failures(which);
-    faults->fail(which, EIO, 1, 300 + 97 * round);
+    faults->fail(which, EIO, 1, 50 + 37 * round);
     if (wait_until([&] { return done || faults->failures(which) > before; },
                    std::chrono::seconds(60)) &&
         faults->failures(which) > before)
