@@ -83,6 +83,7 @@ public:
   std::string_view bytes() const;
 
 private:
+  friend class context; // forward() passes the record on without decoding it
   void check_payload(capnp::StructSchema wanted) const;
 
   const detail::record_impl* impl_;

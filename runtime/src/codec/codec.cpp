@@ -59,6 +59,34 @@ caf::error envelope_decoder::decode(std::string_view bytes) {
   }
 }
 
+caf::error check_framing(std::string_view bytes) {
+  if (bytes.size() > max_record_bytes)
+    return make_error(errc::decode_failed,
+                      "record of " + std::to_string(bytes.size()) + " bytes exceeds the limit");
+  if (bytes.size() < sizeof(capnp::word) || bytes.size() % sizeof(capnp::word) != 0)
+    return make_error(errc::decode_failed, "record of " + std::to_string(bytes.size()) +
+                                             " bytes is not a whole number of 8-byte words");
+  auto u32 = [&](size_t i) {
+    uint32_t v;
+    std::memcpy(&v, bytes.data() + 4 * i, 4);
+    return v;
+  };
+  uint64_t words = bytes.size() / sizeof(capnp::word);
+  uint64_t segments = uint64_t{u32(0)} + 1;
+  uint64_t table_words = (segments + 2) / 2;
+  if (segments > 512 || table_words > words)
+    return make_error(errc::decode_failed, "malformed record: a segment table of " +
+                                             std::to_string(segments) + " segments");
+  uint64_t total = table_words;
+  for (uint64_t i = 0; i < segments; ++i)
+    total += u32(1 + i);
+  if (total != words)
+    return make_error(errc::decode_failed,
+                      "malformed record: its segments hold " + std::to_string(total) +
+                        " words, the record " + std::to_string(words));
+  return {};
+}
+
 void append_flat(capnp::MessageBuilder& message, std::string& out) {
   auto segments = message.getSegmentsForOutput();
   auto size = capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word);

@@ -48,6 +48,11 @@ private:
   schema::Envelope::Reader root_;
 };
 
+// The cheap part of decode(): a whole number of words within the size limit, and a segment table
+// whose segments add up to exactly the bytes given. A record that passes may still fail to
+// decode (a bad pointer); one that fails this would never decode.
+caf::error check_framing(std::string_view bytes);
+
 // Serializes a finished message to flat-array bytes, appended to `out`.
 void append_flat(capnp::MessageBuilder& message, std::string& out);
 

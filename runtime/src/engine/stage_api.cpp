@@ -29,7 +29,7 @@ uint32_t partition_of(std::string_view key, uint32_t partitions) {
 
 namespace {
 schema::Envelope::Reader env(const record_impl* r) {
-  return r->decoder->root();
+  return r->envelope();
 }
 std::string_view view(capnp::Text::Reader t) {
   return {t.cStr(), t.size()};
@@ -170,7 +170,7 @@ void step_impl::start_output(edge_id e) {
   out->id_partition = current ? current->partition : owned.front();
   auto env = out->message->initRoot<schema::Envelope>();
   if (current) {
-    auto in = current->decoder->root();
+    auto in = current->envelope();
     env.setKey(in.getKey());
     env.setEventTime(in.getEventTime());
     env.setSourcePosition(in.getSourcePosition());
@@ -226,12 +226,16 @@ void step_impl::flush_pending() {
   out->close();
 }
 
-void step_impl::add_forward(edge_id e, std::string_view bytes, std::string_view key, uint64_t seq) {
+void step_impl::add_forward(edge_id e, const record_impl& r) {
   flush_pending();
-  auto part = output_partition(key, seq, edge_partitions[e]);
+  partition_id part = 0;
+  if (edge_partitions[e] > 1) { // only then is its key needed (and the record decoded)
+    auto env = r.envelope();
+    part = output_partition(view(env.getKey()), env.getId().getSeq(), edge_partitions[e]);
+  }
   auto start = delta->arena.size();
-  delta->arena.append(bytes);
-  delta->outputs.push_back({e, part, start, static_cast<uint32_t>(bytes.size())});
+  delta->arena.append(r.bytes);
+  delta->outputs.push_back({e, part, start, static_cast<uint32_t>(r.bytes.size())});
 }
 
 void step_impl::discard_pending() {
@@ -358,7 +362,7 @@ record_builder context::emit(std::string_view port) {
 
 void context::forward(std::string_view port, const record& r) {
   check_forward(port, r);
-  step_->add_forward(step_->port(port), r.bytes(), r.key(), r.seq());
+  step_->add_forward(step_->port(port), *r.impl_);
 }
 
 void context::dead_letter(const record& r, std::string_view reason) {

@@ -27,6 +27,10 @@ namespace troupe::detail {
 
 struct step_impl;
 
+// A record of the batch in hand. Its Envelope is decoded on first use: a stage that only
+// forwards or counts records never pays for decoding them. (Framing was checked when it was read;
+// a record that fails to decode when used fails the step like an exception of the stage's, and
+// is dead-lettered after its retries.)
 struct record_impl {
   std::string_view bytes;       // the Envelope, as read (a view into the LMDB snapshot)
   const std::string* input;     // edge name
@@ -35,6 +39,18 @@ struct record_impl {
   uint32_t extra_attempts = 0;  // failed attempts of this step so far
   envelope_decoder* decoder = nullptr;
   const step_impl* step = nullptr;
+  mutable bool decoded = false;
+
+  // The decoded Envelope; throws std::invalid_argument when the bytes do not decode.
+  schema::Envelope::Reader envelope() const {
+    if (!decoded) {
+      if (auto err = decoder->decode(bytes))
+        throw std::invalid_argument("record " + std::to_string(position) + " of " + *input +
+                                    " cannot be decoded: " + describe(err));
+      decoded = true;
+    }
+    return decoder->root();
+  }
 };
 
 // User-space state writes, keyed by the store's state key (scope, index, space, key).
@@ -115,7 +131,7 @@ struct step_impl {
   void flush_pending();
   void discard_pending(); // drops the output being built (its payload was refused)
   edge_id port(std::string_view name) const; // throws std::invalid_argument
-  void add_forward(edge_id e, std::string_view bytes, std::string_view key, uint64_t seq);
+  void add_forward(edge_id e, const record_impl& r);
 
   // The state partition for the record in hand; throws std::logic_error without one.
   partition_id current_partition() const;

@@ -53,15 +53,16 @@ caf::error read_batch(worker_state& st, size_t max, bool fixed_order) {
         st.decoders.push_back(std::make_unique<envelope_decoder>());
       auto& dec = *st.decoders[idx];
       pos = {seq + 1, pos.bytes + bytes.size()};
-      if (auto err = dec.decode(bytes)) {
-        // A record that does not decode cannot be processed by anyone: dead-letter it with
-        // whatever this step commits.
+      if (auto err = check_framing(bytes)) {
+        // A record that is not even framed as a message cannot be processed by anyone:
+        // dead-letter it with whatever this step commits.
         log_event(log_level::warn, st.who,
                   "record " + std::to_string(seq) + " of " + name + " (partition " +
                     std::to_string(p) + ") goes to the dead-letter log: " + describe(err));
+        auto why = describe(err); // info holds views: the text must outlive it
         dead_letter_info info;
         info.stage = st.spec.config->name;
-        info.error = describe(err);
+        info.error = why;
         info.input = name;
         info.partition = p;
         info.input_seq = seq;

@@ -70,7 +70,7 @@ std::string where(const record_impl& r) {
   auto text = "record " + std::to_string(r.position) + " of " + *r.input;
   if (r.partition > 0 || r.step->partitions > 1)
     text += " (partition " + std::to_string(r.partition) + ")";
-  auto env = r.decoder->root();
+  auto env = r.envelope();
   if (auto line = env.getSourcePosition(); line > 0)
     text += " from line " + std::to_string(line) + " of " +
             std::string{env.getId().getOrigin().cStr()} + "'s input";
@@ -85,11 +85,11 @@ void dead_letter_in_hand(self_ptr self, const std::string& why, uint32_t attempt
   dead_letter_info info;
   info.stage = st.spec.config->name;
   info.error = why;
-  info.attempts = r.decoder->root().getAttempt() + attempts;
+  info.attempts = r.envelope().getAttempt() + attempts;
   info.input = *r.input;
   info.partition = r.partition;
   info.input_seq = r.position;
-  info.source_position = r.decoder->root().getSourcePosition();
+  info.source_position = r.envelope().getSourcePosition();
   info.record = r.bytes;
   st.delta->dead.push_back({make_dead_letter(info)});
   add_bookkeeping(st);
