@@ -254,7 +254,7 @@ void app_loader::read_edges(const YAML::Node& edges) {
     }
     if (edge_overrides_.count(key.Scalar()))
       continue; // reported as given twice
-    edge_override e{{}, field, key.Mark()};
+    edge_override e{{}, field, key.Mark(), {}, {}, {}};
     e.spec.name = key.Scalar();
     auto& at = edge_overrides_.emplace(e.spec.name, std::move(e)).first->second;
     read_edge(entry.second, field, at.spec);

@@ -2,6 +2,7 @@
 // uncommitted state across pipelined steps, where emitted records go (partitions by key), and
 // record ids that do not depend on the worker count.
 #include "node_fixture.hpp"
+#include "test_stages.hpp"
 
 #include <troupe/partition.hpp>
 
