@@ -115,7 +115,10 @@ void send_step(self_ptr self, bool finishing, bool marker) {
     st.delta = std::move(st.spare.back());
     st.spare.pop_back();
   } else {
+    // A new delta starts as big as the last one was, so a full step does not grow it by copies.
     st.delta = std::make_shared<step_delta>();
+    st.delta->arena.reserve(delta->arena.capacity());
+    st.delta->outputs.reserve(delta->outputs.capacity());
   }
   st.delta->incarnation = delta->incarnation;
   if (!st.resend_pending) // else the resend sends it, after its predecessors
