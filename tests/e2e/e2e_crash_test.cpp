@@ -24,17 +24,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool small_scale() {
-  const char* scale = std::getenv("TROUPE_E2E_SCALE");
-  return scale && std::string_view(scale) == "small";
-}
-
-uint64_t pick_seed() {
-  if (const char* s = std::getenv("TROUPE_E2E_SEED"))
-    return std::strtoull(s, nullptr, 10);
-  return std::random_device{}();
-}
-
 // What e2e.running must have written for record i, computed by a plain loop.
 struct item {
   uint32_t index, bucket, running;

@@ -150,9 +150,7 @@ TEST_CASE("a damaged data dir is refused with a message, and no wrong record is 
     CHECK(judge(c.out).total == before.total);
   }
   SECTION("64 bits flipped at a seed") {
-    uint64_t seed = std::random_device{}();
-    if (const char* s = std::getenv("TROUPE_E2E_SEED"))
-      seed = std::strtoull(s, nullptr, 10);
+    auto seed = pick_seed();
     INFO("seed " << seed << " (TROUPE_E2E_SEED repeats it)");
     damaged_copy c{base};
     {

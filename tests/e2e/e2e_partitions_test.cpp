@@ -26,17 +26,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool small_scale() {
-  const char* scale = std::getenv("TROUPE_E2E_SCALE");
-  return scale && std::string_view(scale) == "small";
-}
-
-uint64_t pick_seed() {
-  if (const char* s = std::getenv("TROUPE_E2E_SEED"))
-    return std::strtoull(s, nullptr, 10);
-  return std::random_device{}();
-}
-
 std::string keyed_app(uint32_t n, uint32_t workers, const std::string& out) {
   std::ostringstream y;
   y << "app: keyed\n"

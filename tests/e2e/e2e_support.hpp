@@ -15,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -25,6 +26,19 @@
 extern char** environ;
 
 namespace troupe::test {
+
+// TROUPE_E2E_SCALE=small (the sanitizer build) shrinks the record counts, never the kills.
+inline bool small_scale() {
+  const char* scale = std::getenv("TROUPE_E2E_SCALE");
+  return scale && std::string_view(scale) == "small";
+}
+
+// The seed of a test's random choices: TROUPE_E2E_SEED repeats a run (each test prints its seed).
+inline uint64_t pick_seed() {
+  if (const char* s = std::getenv("TROUPE_E2E_SEED"))
+    return std::strtoull(s, nullptr, 10);
+  return std::random_device{}();
+}
 
 // "exit 0", "killed by signal 9 (Killed)", ... for a waitpid status.
 inline std::string describe_status(int status) {

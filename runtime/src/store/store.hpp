@@ -188,6 +188,11 @@ private:
   caf::error lock_dir();
   caf::error open_env();
   caf::error check_file_size();
+  struct geometry {
+    uint64_t file_pages = 0; // pages up to the last one in use (LMDB's meta says)
+    uint64_t page_size = 0;
+  };
+  caf::expected<geometry> map_geometry() const;
   caf::error load(MDB_txn* txn);
   caf::error apply_at(const std::vector<const step_delta*>& deltas, std::vector<edge_id>* appended,
                       std::vector<edge_id>* consumed, uint64_t now_ms);

@@ -198,18 +198,25 @@ caf::error store::open_env() {
   return {};
 }
 
-// LMDB maps the data file and would die of SIGBUS reading a page past its end: a file cut short
-// (a copy that stopped half-way) is refused here instead.
-caf::error store::check_file_size() {
+caf::expected<store::geometry> store::map_geometry() const {
   MDB_envinfo info;
   MDB_stat st;
   if (int rc = lmdb_->env_info(env_, &info); rc != 0)
     return lmdb_error(rc, "store: reading the environment's info");
   if (int rc = lmdb_->env_stat(env_, &st); rc != 0)
     return lmdb_error(rc, "store: reading the environment's page size");
+  return geometry{static_cast<uint64_t>(info.me_last_pgno) + 1, st.ms_psize};
+}
+
+// LMDB maps the data file and would die of SIGBUS reading a page past its end: a file cut short
+// (a copy that stopped half-way) is refused here instead.
+caf::error store::check_file_size() {
+  auto g = map_geometry();
+  if (!g)
+    return g.error();
   bool exists = false;
   auto size = file_size(options_.dir + "/data.mdb", exists);
-  uint64_t needed = (static_cast<uint64_t>(info.me_last_pgno) + 1) * st.ms_psize;
+  uint64_t needed = g->file_pages * g->page_size;
   if (size < needed)
     return damaged("store: " + options_.dir + "/data.mdb holds " + std::to_string(size) +
                    " bytes but its last page ends at byte " + std::to_string(needed) +
@@ -469,12 +476,9 @@ caf::error store::io_error(caf::error err) const {
 }
 
 caf::error store::update_pressure() {
-  MDB_envinfo info;
-  MDB_stat st;
-  if (int rc = lmdb_->env_info(env_, &info); rc != 0)
-    return lmdb_error(rc, "store: reading the environment's info");
-  if (int rc = lmdb_->env_stat(env_, &st); rc != 0)
-    return lmdb_error(rc, "store: reading the environment's page size");
+  auto g = map_geometry();
+  if (!g)
+    return g.error();
   // Free pages inside the file: the free list (database 0) maps transaction ids to lists of page
   // numbers, each list a size_t count followed by that many page numbers.
   MDB_txn* txn = nullptr;
@@ -494,13 +498,13 @@ caf::error store::update_pressure() {
   mdb_txn_abort(txn);
   if (rc != 0 && rc != MDB_NOTFOUND)
     return lmdb_error(rc, "store: reading the free list");
-  uint64_t capacity = options_.map_size / st.ms_psize;
-  uint64_t file_pages = static_cast<uint64_t>(info.me_last_pgno) + 1;
+  uint64_t capacity = options_.map_size / g->page_size;
+  uint64_t file_pages = g->file_pages;
   uint64_t used = file_pages - std::min(file_pages, free_pages);
   // Intake stops with a reserve of a sixteenth of the map (at least 4 MiB, but never more than an
   // eighth of the map, or a small map would never leave pressure) left for the steps that free
   // room; it resumes once twice that is free again.
-  uint64_t floor = std::min<uint64_t>((uint64_t{4} << 20) / st.ms_psize, capacity / 8);
+  uint64_t floor = std::min<uint64_t>((uint64_t{4} << 20) / g->page_size, capacity / 8);
   uint64_t reserve = std::max<uint64_t>(capacity / 16, floor);
   bool was = pressure_;
   if (!pressure_ && used + reserve >= capacity)
