@@ -42,14 +42,13 @@ void init(self_ptr self) {
   st.depth = std::max<uint32_t>(1, cfg.batch.in_flight);
   st.blame_path = blame_file(st.node->app->data_dir, cfg.name, st.spec.worker);
   const auto& owned = st.spec.owned;
-  st.committed.clear();
+  st.sent.clear();
   for (size_t i = 0; i < st.spec.inputs.size(); ++i)
     for (auto p : owned) {
       auto c = take(st.reader->cursor(st.spec.inputs[i], cfg.name, p));
-      st.committed.push_back(c.value_or(cursor_pos{}));
+      st.sent.push_back(c.value_or(cursor_pos{})); // nothing is in flight yet
     }
-  st.sent = st.committed;
-  st.batch_end = st.committed;
+  st.batch_end = st.sent;
 
   auto& step = st.step;
   step.stage_name = cfg.name;

@@ -62,7 +62,6 @@ struct worker_state {
 
   // Positions, one per (input, owned partition): input i, k-th owned partition at
   // [i * owned.size() + k].
-  std::vector<cursor_pos> committed; // after the last committed step
   std::vector<cursor_pos> sent;      // after the last sent step (where the next step reads)
   std::vector<cursor_pos> batch_end; // of the step in hand
   size_t rotation = 0;               // which (input, partition) a step reads first
@@ -86,7 +85,6 @@ struct worker_state {
   bool delayed_once = false; // a partial batch already waited max_delay
   bool finishing = false;    // a sent step marks this worker done
   bool stopping = false;
-  std::chrono::milliseconds after_step{0}; // delay before the next step (an idle source)
   uint32_t transient_failures = 0;
 
   // Crash protection (see stage_actor.hpp).

@@ -24,7 +24,6 @@ void on_acked(self_ptr self, uint64_t step) {
   if (!entry || entry->acked)
     return; // a resent step answered twice cannot happen; be safe
   entry->acked = true;
-  st.committed = entry->end;
   st.resend_attempts = 0;
   if (st.waiting_reported) {
     log_event(log_level::info, st.who, "the store accepts writes again; resuming");
@@ -32,19 +31,17 @@ void on_acked(self_ptr self, uint64_t step) {
   }
   if (entry->marker)
     st.marker_settled = true;
-  if (unacked(st) > 0)
-    return;
-  if (st.finishing) {
-    log_event(log_level::info, st.who,
-              st.src ? "finished: the source is drained" : "finished: all input consumed");
+  if (st.finishing || st.stopping) {
+    if (unacked(st) > 0)
+      return; // the last acknowledgement ends the worker
+    if (st.finishing)
+      log_event(log_level::info, st.who,
+                st.src ? "finished: the source is drained" : "finished: all input consumed");
     stop_now(self);
     return;
   }
-  if (st.stopping) {
-    stop_now(self);
-    return;
-  }
-  if (st.at == phase::waiting)
+  // A step waiting for room in flight goes as soon as there is room (run_step checks again).
+  if (st.at == phase::waiting && !st.resend_pending)
     schedule_step(self);
 }
 
