@@ -74,6 +74,10 @@ struct node_context {
   // Workers ("<stage>/<worker>") whose code killed the last run with a signal; nullopt when no
   // worker is known to (then every worker inside a step counts the death). See crash_blame.hpp.
   std::optional<std::set<std::string>> blamed;
+  // This run (this node process), and the last run that stopped in order (0 if none): crash
+  // markers tell deaths of the process from restarts and stops with them.
+  uint64_t run_id = 0;
+  uint64_t clean_run = 0;
 };
 
 struct worker_spec {

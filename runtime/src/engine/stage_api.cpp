@@ -118,6 +118,7 @@ void step_impl::begin(step_delta& d) {
   delta->worker = worker;
   overlay.clear();
   current = nullptr;
+  store_error = caf::error{};
   first_id = next_id;
 }
 
@@ -252,8 +253,11 @@ std::optional<std::string> step_impl::read_state(state_scope scope, uint32_t ind
       if (auto i = o->find(scratch_key); i != o->end())
         return i->second;
   auto v = reader->state(stage, scope, index, state_space::user, key);
-  if (!v)
+  if (!v) {
+    if (!store_error)
+      store_error = v.error();
     throw store_failure(v.error());
+  }
   return std::move(*v);
 }
 
@@ -370,14 +374,15 @@ void context::dead_letter(const record& r, std::string_view reason) {
             "record " + std::to_string(r.position()) + " of " + std::string{r.input()} +
               " goes to the dead-letter log: " + std::string{reason});
   step_->flush_pending();
+  auto facts = r.impl_->describe_for_dead_letter(); // also for a record that does not decode
   detail::dead_letter_info info;
   info.stage = step_->stage_name;
   info.error = reason;
-  info.attempts = r.attempt();
+  info.attempts = facts.attempt + r.impl_->extra_attempts;
   info.input = r.input();
   info.partition = r.partition();
   info.input_seq = r.position();
-  info.source_position = r.source_position();
+  info.source_position = facts.source_position;
   info.record = r.bytes();
   step_->delta->dead.push_back({detail::make_dead_letter(info)});
 }

@@ -51,6 +51,23 @@ struct record_impl {
     }
     return decoder->root();
   }
+
+  // What a dead letter and a log line say of the record. Never throws: a record that does not
+  // decode (or whose fields do not read) is described by its position alone.
+  struct facts {
+    bool decodes = false;
+    uint32_t attempt = 0;
+    uint64_t source_position = 0;
+    std::string origin;
+  };
+  facts describe_for_dead_letter() const noexcept {
+    try {
+      auto env = envelope();
+      return {true, env.getAttempt(), env.getSourcePosition(), env.getId().getOrigin().cStr()};
+    } catch (...) {
+      return {};
+    }
+  }
 };
 
 // User-space state writes, keyed by the store's state key (scope, index, space, key).
@@ -107,6 +124,10 @@ struct step_impl {
 
   // Per step.
   step_delta* delta = nullptr;
+  // A store read of this step that failed. Kept even when the stage's code caught the
+  // store_failure thrown for it: the step then fails all the same (a failed read must never
+  // become a committed step).
+  mutable caf::error store_error;
   // The record in hand (the last one handed out), for the key, time and partition of emits.
   mutable const record_impl* current = nullptr;
   state_overlay overlay;

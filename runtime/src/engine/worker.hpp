@@ -38,12 +38,14 @@ struct sent_step {
 };
 
 // Where a worker starts, as its crash marker records it: the fingerprint of its positions, how
-// many starts there began a step that never committed, and how many records of record-by-record
-// isolation are left.
+// many starts there began a step that never committed, how many records of record-by-record
+// isolation are left, and the run (node process) that wrote it: a marker of the current run was
+// left by an actor restart, and one of a run that stopped in order by a stop, not by a death.
 struct crash_marker {
   uint64_t fingerprint = 0;
   uint32_t starts = 0;
   uint32_t isolate = 0;
+  uint64_t run = 0;
   std::string encode() const;
   static std::optional<crash_marker> decode(std::string_view bytes);
 };

@@ -33,7 +33,7 @@ void leave_marker(worker_state& st) {
   if (!st.marker_in_store)
     return;
   if (st.crash_isolate > 1) {
-    crash_marker next{fingerprint(st.batch_end), 1, st.crash_isolate - 1};
+    crash_marker next{fingerprint(st.batch_end), 1, st.crash_isolate - 1, st.node->run_id};
     st.delta->state.push_back({state_scope::worker, st.spec.worker, state_space::runtime,
                                marker_key, next.encode()});
   } else {
@@ -66,30 +66,31 @@ void after_send(worker_state& st) {
     st.isolating = false;
 }
 
-std::string where(const record_impl& r) {
+std::string where(const record_impl& r, const record_impl::facts& f) {
   auto text = "record " + std::to_string(r.position) + " of " + *r.input;
   if (r.partition > 0 || r.step->partitions > 1)
     text += " (partition " + std::to_string(r.partition) + ")";
-  auto env = r.envelope();
-  if (auto line = env.getSourcePosition(); line > 0)
-    text += " from line " + std::to_string(line) + " of " +
-            std::string{env.getId().getOrigin().cStr()} + "'s input";
+  if (!f.decodes)
+    text += " (which does not decode)";
+  else if (f.source_position > 0)
+    text += " from line " + std::to_string(f.source_position) + " of " + f.origin + "'s input";
   return text;
 }
 
 void dead_letter_in_hand(self_ptr self, const std::string& why, uint32_t attempts) {
   auto& st = self->state;
   const auto& r = st.records.front();
-  log_event(log_level::warn, st.who, where(r) + " goes to the dead-letter log: " + why);
+  auto facts = r.describe_for_dead_letter(); // a record that does not decode is dead-lettered too
+  log_event(log_level::warn, st.who, where(r, facts) + " goes to the dead-letter log: " + why);
   st.step.begin(*st.delta);
   dead_letter_info info;
   info.stage = st.spec.config->name;
   info.error = why;
-  info.attempts = r.envelope().getAttempt() + attempts;
+  info.attempts = facts.attempt + attempts;
   info.input = *r.input;
   info.partition = r.partition;
   info.input_seq = r.position;
-  info.source_position = r.envelope().getSourcePosition();
+  info.source_position = facts.source_position;
   info.record = r.bytes;
   st.delta->dead.push_back({make_dead_letter(info)});
   add_bookkeeping(st);
@@ -166,6 +167,8 @@ bool run_stage_code(self_ptr self, F&& code) {
     blame_scope blame{st.blame_path};
     context ctx{st.step};
     code(ctx);
+    if (st.step.store_error) // the code caught the failure of a read: the step fails anyway
+      throw store_failure(st.step.store_error);
     st.step.finish();
     st.transient_failures = 0;
     return true;
@@ -220,28 +223,31 @@ void commit_start_marker(self_ptr self) {
   auto& st = self->state;
   const auto max = st.spec.config->retry.max_attempts;
   auto fp = fingerprint(st.sent);
-  crash_marker m{fp, 1, 0};
+  crash_marker m{fp, 1, 0, st.node->run_id};
   if (st.found_marker && st.found_marker->fingerprint == fp) {
     const auto& found = *st.found_marker;
-    // Every start here began an attempt that died with the process; the last one is not held
-    // against our records when another worker's code is known to have killed it.
-    const auto& blamed = st.node->blamed;
-    bool bystander = blamed && !blamed->count(st.spec.config->name + "/" +
-                                              std::to_string(st.spec.worker));
-    uint32_t deaths = bystander && found.starts > 0 ? found.starts - 1 : found.starts;
+    // Every earlier start here began an attempt that did not commit. The last one is not held
+    // against our records when it did not die with the process (an actor restart in this run,
+    // or an orderly stop of the run that wrote the marker), or when another worker's code is
+    // known to have killed the process.
+    const auto& node = *st.node;
+    bool bystander = node.blamed && !node.blamed->count(st.spec.config->name + "/" +
+                                                        std::to_string(st.spec.worker));
+    bool no_death = found.run == node.run_id || (node.clean_run && found.run == node.clean_run);
+    uint32_t deaths = (bystander || no_death) && found.starts > 0 ? found.starts - 1 : found.starts;
     if (found.isolate > 0) { // isolating record by record when the process died
       st.crash_isolate = found.isolate;
       st.crashes_here = deaths;
-      m = {fp, deaths + 1, found.isolate};
+      m = {fp, deaths + 1, found.isolate, node.run_id};
     } else if (deaths >= max) {
       log_event(log_level::warn, st.who,
                 "the process died " + std::to_string(deaths) +
                   " times in a row while this stage worked on the records from here; trying "
                   "them one at a time to find the one that kills it");
       st.crash_isolate = std::max<uint32_t>(1, st.spec.config->batch.max_items);
-      m = {fp, 1, st.crash_isolate};
+      m = {fp, 1, st.crash_isolate, node.run_id};
     } else {
-      m = {fp, deaths + 1, 0};
+      m = {fp, deaths + 1, 0, node.run_id};
     }
   }
   st.found_marker.reset(); // decided once per start
@@ -343,18 +349,19 @@ void run_consumer_step(self_ptr self) {
 } // namespace
 
 std::string crash_marker::encode() const {
-  std::string s(16, '\0');
+  std::string s(24, '\0');
   put_le64(&s[0], fingerprint);
   put_le32(&s[8], starts);
   put_le32(&s[12], isolate);
+  put_le64(&s[16], run);
   return s;
 }
 
 std::optional<crash_marker> crash_marker::decode(std::string_view bytes) {
-  if (bytes.size() != 16)
+  if (bytes.size() != 24)
     return std::nullopt;
   return crash_marker{get_le64(bytes.data()), get_le32(bytes.data() + 8),
-                      get_le32(bytes.data() + 12)};
+                      get_le32(bytes.data() + 12), get_le64(bytes.data() + 16)};
 }
 
 void schedule_step(self_ptr self, std::chrono::milliseconds delay) {

@@ -10,6 +10,7 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <random>
 #include <map>
 #include <set>
 
@@ -126,6 +127,10 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   ctx->app = &app;
   detail::install_crash_handlers();
   ctx->blamed = detail::collect_blame(app.data_dir);
+  ctx->run_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32) | 1;
+  if (auto reader = db->reader(); !reader->refresh())
+    if (auto clean = reader->meta("clean_stop"); clean && *clean)
+      ctx->clean_run = std::strtoull((*clean)->c_str(), nullptr, 10);
   std::map<std::string, stage_ref> refs;
   for (size_t i = 0; i < app.stages.size(); ++i) {
     auto specs = worker_specs(app, *db, i);
@@ -208,6 +213,9 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
                   "stage " + cfg.name + " holds " + std::to_string(*n) +
                     (*n == 1 ? " dead letter" : " dead letters"));
   }
+  // The process did not die: the crash markers this run left are stops, not deaths.
+  if (auto err = db->put_meta("clean_stop", std::to_string(ctx->run_id)))
+    log_event(log_level::warn, "node", "cannot record the orderly stop: " + describe(err));
   outcome.commits = db->stats().commits;
   outcome.flushes = db->stats().flushes;
   db.reset();

@@ -16,11 +16,18 @@ void faulty_lmdb::fail(call c, int rc, int count, int skip) {
   f.remaining = count;
 }
 
+void faulty_lmdb::fail_get_of(std::string needle, int rc, int count) {
+  get_needle_ = std::move(needle);
+  get_of_.rc = rc;
+  get_of_.remaining = count;
+}
+
 void faulty_lmdb::clear() {
   for (auto& f : faults_) {
     f.remaining = 0;
     f.skip = 0;
   }
+  get_of_.remaining = 0;
 }
 
 int faulty_lmdb::inject(call c) {
@@ -75,6 +82,13 @@ int faulty_lmdb::stat(MDB_txn* txn, MDB_dbi dbi, MDB_stat* stat) {
 int faulty_lmdb::get(MDB_txn* txn, MDB_dbi dbi, MDB_val* key, MDB_val* data) {
   if (int rc = inject(call::get))
     return rc;
+  if (get_of_.remaining.load() > 0 && !get_needle_.empty() &&
+      std::string_view{static_cast<const char*>(key->mv_data), key->mv_size}.find(get_needle_) !=
+        std::string_view::npos &&
+      get_of_.remaining.fetch_sub(1) > 0) {
+    ++slot(call::get).failed;
+    return get_of_.rc.load();
+  }
   return lmdb_api::get(txn, dbi, key, data);
 }
 int faulty_lmdb::put(MDB_txn* txn, MDB_dbi dbi, MDB_val* key, MDB_val* data, unsigned flags) {

@@ -12,6 +12,7 @@
 #include <array>
 #include <atomic>
 #include <memory>
+#include <string>
 
 namespace troupe {
 
@@ -74,6 +75,9 @@ public:
     cursor_open, cursor_get, cursor_put, cursor_del, stat, count_
   };
   void fail(call c, int rc, int count = 1, int skip = 0);
+  // Only `get` calls whose key contains `needle` fail (the next `count` of them), e.g. the reads
+  // of one state key. Set before the store runs; clear() removes it.
+  void fail_get_of(std::string needle, int rc, int count);
   void clear();
   int failures(call c) const { return slot(c).failed.load(); } // calls failed so far
 
@@ -102,6 +106,8 @@ private:
   int inject(call c);
 
   std::array<fault, static_cast<size_t>(call::count_)> faults_;
+  std::string get_needle_; // empty: gets fail by count alone
+  fault get_of_;
 };
 
 } // namespace troupe

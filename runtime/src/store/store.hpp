@@ -163,6 +163,10 @@ public:
   caf::error update_pressure();
   bool under_pressure() const { return pressure_; }
 
+  // Writer thread only (or once no writer runs): meta[key] = value (ASCII), in a transaction of
+  // its own.
+  caf::error put_meta(std::string_view key, std::string_view value);
+
   std::unique_ptr<store_reader> reader();
 
   // The unconsumed records and bytes of an edge as last committed (summed over partitions; per

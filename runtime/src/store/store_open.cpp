@@ -516,19 +516,28 @@ caf::error store::update_pressure() {
     // LMDB reuses the pages a transaction freed only once a later transaction committed (the
     // previous meta page may still point at them). When everything waited on the full map, the
     // last commit was the one that freed room: commit a small one, so intake can use that room.
-    auto& d = *impl_;
-    if (auto err = d.begin(env_))
-      return err;
     auto stamp = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                                   std::chrono::system_clock::now().time_since_epoch()).count());
-    MDB_val k = to_val("room_made_at"), v = to_val(stamp);
-    if (int rc = lmdb_->put(d.txn, d.meta, &k, &v, 0); rc != 0) {
-      d.abort();
-      return lmdb_error(rc, "store: writing meta room_made_at");
-    }
-    if (auto err = d.commit())
+    if (auto err = put_meta("room_made_at", stamp))
       return err;
   }
+  return {};
+}
+
+caf::error store::put_meta(std::string_view key, std::string_view value) {
+  if (failed_)
+    return failed_;
+  auto& d = *impl_;
+  if (auto err = d.begin(env_))
+    return err;
+  MDB_val k = to_val(key), v = to_val(value);
+  if (int rc = lmdb_->put(d.txn, d.meta, &k, &v, 0); rc != 0) {
+    d.abort();
+    return lmdb_error(rc, "store: writing meta " + std::string{key});
+  }
+  if (auto err = d.commit())
+    return err;
+  count_commit();
   return {};
 }
 

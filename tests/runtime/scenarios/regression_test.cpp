@@ -206,6 +206,41 @@ TEST_CASE("an undecodable record keeps its dead letter when a poison record is i
   CHECK(must(reader->dead_letter_count(*db->find_stage("middle"))) == 2); // the garbage and index 5
 }
 
+TEST_CASE("a framed record with a bad root pointer is dead-lettered, and the stage goes on",
+          "[runtime][regression]") {
+  // Its framing is right (one segment of one word), so it is read; its root pointer points
+  // outside the segment, so it fails only when a stage looks inside. Describing it for the
+  // dead-letter log once threw again and killed the stage for good.
+  temp_dir dir;
+  auto loaded = load_yaml(dir,
+                          "app: badpointer\n"
+                          "defaults: {retry: {max_attempts: 1, backoff: 1ms}}\n"
+                          "stages:\n"
+                          "  - {name: gen, type: generator, count: 20, payload_size: 8, output: raw}\n"
+                          "  - {name: middle, type: test.poison, poison: 5, input: raw, output: out}\n"
+                          "  - {name: sink, type: test.null, input: out}\n",
+                          register_stages);
+  {
+    auto db = open_store(loaded->app());
+    step_delta d;
+    d.stage = *db->find_stage("gen");
+    std::string bad(16, '\0');
+    bad[4] = 1;                                  // segment table: 1 segment of 1 word
+    uint64_t pointer = (uint64_t{1} << 32) | (uint64_t{0x1000} << 2); // 1 data word, far away
+    std::memcpy(&bad[8], &pointer, 8);
+    d.add_output(*db->find_edge("raw"), 0, bad);
+    REQUIRE_FALSE(db->apply({&d}));
+  }
+  auto outcome = run_app(loaded->app());
+  INFO(outcome.message);
+  REQUIRE(outcome.exit_code == 0);
+  auto db = open_store(loaded->app());
+  CHECK(indexes_in(*db, "out").size() == 19); // all but poison 5
+  auto reader = db->reader();
+  REQUIRE_FALSE(reader->refresh());
+  CHECK(must(reader->dead_letter_count(*db->find_stage("middle"))) == 2); // the bad one and 5
+}
+
 TEST_CASE("a JSON-lines sink refuses more than one worker", "[runtime][regression]") {
   temp_dir dir;
   registry reg;

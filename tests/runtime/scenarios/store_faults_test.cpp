@@ -5,6 +5,7 @@
 #include "node_fixture.hpp"
 #include "wait.hpp"
 
+#include "base/log.hpp"
 #include "store/lmdb_api.hpp"
 
 #include <caf/all.hpp>
@@ -111,4 +112,53 @@ TEST_CASE("LMDB reads that fail while a node runs fail their steps, which are re
   uint64_t count = 0;
   std::memcpy(&count, seen->data(), 8);
   CHECK(count == n); // no step counted twice, none lost
+}
+
+TEST_CASE("a worker restarted again and again in a running process does not count as a death: "
+          "no record is dead-lettered for it",
+          "[runtime][scenario]") {
+  // Each failed read restarts the worker at the same position after committing its crash
+  // marker; those restarts happen inside the process and must not be taken for the process
+  // dying on the records (which would isolate them and dead-letter the first).
+  temp_dir dir;
+  const uint32_t n = 300;
+  auto loaded = load_yaml(dir,
+                          "app: restarts\n"
+                          "schema: {file: " TROUPE_SOURCE_DIR "/tests/e2e/plugin/e2e.capnp, "
+                          "payload: Item}\n"
+                          "supervision: {max_restarts: 50, within: 60s, backoff: {min: 1ms, max: 5ms}}\n"
+                          "defaults: {retry: {max_attempts: 2, backoff: 1ms}, batch: {max_items: 1}}\n"
+                          "stages:\n"
+                          "  - {name: gen, type: generator, count: " + std::to_string(n) +
+                            ", payload_size: 4, output: items}\n"
+                            "  - {name: pass, type: test.counting_pass, input: items, output: passed}\n"
+                            "  - {name: write, type: jsonl_sink, input: passed, path: out.jsonl}\n",
+                          register_fault_stages);
+  auto faults = std::make_shared<faulty_lmdb>();
+  node_options options;
+  options.lmdb = faults;
+  // The pass stage's reads of its state key "seen" fail six times: it dies inside its step (after
+  // its start's crash marker committed) and restarts at the same position, six times.
+  faults->fail_get_of("seen", EIO, 6);
+  std::atomic<int> deaths_reported{0};
+  set_log_observer([&](log_level, std::string_view, std::string_view what) {
+    if (what.find("the process died") != std::string_view::npos)
+      ++deaths_reported;
+  });
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", 2);
+  caf::actor_system sys{cfg};
+  auto outcome = run_node(sys, loaded->app(), {}, options);
+  set_log_observer({});
+  INFO(outcome.message);
+  REQUIRE(outcome.exit_code == 0);
+  CHECK(faults->failures(faulty_lmdb::call::get) == 6);
+  CHECK(deaths_reported == 0); // restarts are not deaths of the process
+  auto got = indexes_written(dir / "out.jsonl");
+  CHECK(got.size() == n);
+  auto db = open_store(loaded->app());
+  auto reader = db->reader();
+  REQUIRE_FALSE(reader->refresh());
+  for (const auto* stage : {"gen", "pass", "write"})
+    CHECK(must(reader->dead_letter_count(*db->find_stage(stage))) == 0);
 }
