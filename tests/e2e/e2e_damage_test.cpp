@@ -134,10 +134,18 @@ TEST_CASE("a damaged data dir is refused with a message, and no wrong record is 
     int status = c.run();
     auto log = read_file(c.log);
     INFO(log);
-    CHECK(describe_status(status) == "exit 1");
-    CHECK(log.find("cut short") != std::string::npos);
+    // A node killed mid-commit leaves pages past the last one in use at the end of the file;
+    // when the cut takes only those, nothing is lost and the run must end exactly right.
+    // Otherwise the open must refuse the file. Never a wrong line.
     CHECK(judge(c.out).bad == 0);
-    CHECK(judge(c.out).total == before.total);
+    if (describe_status(status) == "exit 0") {
+      CHECK(judge(c.out).total == records);
+      CHECK(c.check().first == 0);
+    } else {
+      CHECK(describe_status(status) == "exit 1");
+      CHECK(log.find("cut short") != std::string::npos);
+      CHECK(judge(c.out).total == before.total);
+    }
   }
   SECTION("data.mdb deleted") {
     damaged_copy c{base};
