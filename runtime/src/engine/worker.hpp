@@ -94,6 +94,7 @@ struct worker_state {
   bool marker_settled = false;              // this start's marker is committed (or not needed)
   bool marker_in_store = false;             // a marker of ours is (being) committed
   uint32_t crash_isolate = 0;               // records left to isolate because of crashes
+  std::vector<cursor_pos> crash_end;        // and the positions isolation stops at
   uint32_t crashes_here = 0;                // deaths recorded at the current position
   std::string blame_path;                   // crash_blame.hpp: this worker's file
 
@@ -104,7 +105,7 @@ using self_ptr = caf::stateful_actor<worker_state>*;
 using step_atom = caf::atom_constant<caf::atom("step")>;
 
 // worker_input.cpp
-caf::error read_batch(worker_state& st, size_t max, bool fixed_order);
+caf::error read_batch(worker_state& st, size_t max, const std::vector<cursor_pos>* below);
 enum class outputs { free, full, full_and_consumer_failed };
 outputs output_state(worker_state& st);
 enum class upstream { running, done, failed };

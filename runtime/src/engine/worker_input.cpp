@@ -23,10 +23,12 @@ std::vector<partition_id> owned_partitions(uint32_t w, uint32_t workers, uint32_
 namespace detail {
 
 // Reads up to `max` records of the worker's partitions into st.records and st.batch_end. Pairs
-// of (input, partition) take turns being read first; with `fixed_order` the first pair with a
-// record comes first whatever the turn, so the record picked depends only on the positions (as
-// record-by-record isolation across restarts needs).
-caf::error read_batch(worker_state& st, size_t max, bool fixed_order) {
+// of (input, partition) take turns being read first. With `below` (isolating record by record),
+// only records below those positions are read, and the first pair with one comes first whatever
+// the turn, so the record picked depends only on the positions (as isolation across restarts
+// needs) and newer records of other partitions cannot starve the ones being isolated.
+caf::error read_batch(worker_state& st, size_t max, const std::vector<cursor_pos>* below) {
+  bool fixed_order = below != nullptr;
   st.records.clear();
   st.undecodable.clear();
   st.batch_end = st.sent;
@@ -44,9 +46,11 @@ caf::error read_batch(worker_state& st, size_t max, bool fixed_order) {
     auto& pos = st.batch_end[slot];
     if (pos.next < info->tail) // trimmed below us: a group new to the edge starts at the tail
       pos = {info->tail, info->bytes_tail};
-    if (pos.next >= info->head)
+    auto end = below ? std::min(info->head, (*below)[slot].next) : info->head;
+    if (pos.next >= end)
       continue;
-    auto visited = st.reader->read(edge, p, pos.next, max - st.records.size(),
+    auto visited = st.reader->read(edge, p, pos.next,
+                                   std::min<uint64_t>(max - st.records.size(), end - pos.next),
                                    [&](uint64_t seq, std::string_view bytes) {
       auto idx = st.records.size() + st.undecodable.size();
       if (st.decoders.size() <= idx)

@@ -235,6 +235,12 @@ void commit_start_marker(self_ptr self) {
                                                         std::to_string(st.spec.worker));
     bool no_death = found.run == node.run_id || (node.clean_run && found.run == node.clean_run);
     uint32_t deaths = (bystander || no_death) && found.starts > 0 ? found.starts - 1 : found.starts;
+    // Isolation stops once every partition moved max_items past where it starts (a crashed
+    // batch held no more), or after that many records per partition in all.
+    auto per_pair = std::max<uint32_t>(1, st.spec.config->batch.max_items);
+    st.crash_end = st.sent;
+    for (auto& p : st.crash_end)
+      p.next += per_pair;
     if (found.isolate > 0) { // isolating record by record when the process died
       st.crash_isolate = found.isolate;
       st.crashes_here = deaths;
@@ -244,7 +250,8 @@ void commit_start_marker(self_ptr self) {
                 "the process died " + std::to_string(deaths) +
                   " times in a row while this stage worked on the records from here; trying "
                   "them one at a time to find the one that kills it");
-      st.crash_isolate = std::max<uint32_t>(1, st.spec.config->batch.max_items);
+      st.crash_isolate = static_cast<uint32_t>(
+        std::min<uint64_t>(uint64_t{per_pair} * st.sent.size(), 0xffffffffu));
       m = {fp, 1, st.crash_isolate, node.run_id};
     } else {
       m = {fp, deaths + 1, 0, node.run_id};
@@ -275,13 +282,31 @@ void run_consumer_step(self_ptr self) {
   auto& st = self->state;
   st.step.begin(*st.delta);
   const auto& batch_cfg = st.spec.config->batch;
-  bool one_by_one = st.isolating || st.crash_isolate > 0;
-  size_t max = one_by_one ? 1 : batch_cfg.max_items;
-  if (auto err = read_batch(st, max, one_by_one)) {
+  const std::vector<cursor_pos>* below =
+    st.isolating ? &st.isolation_end : st.crash_isolate > 0 ? &st.crash_end : nullptr;
+  size_t max = below ? 1 : batch_cfg.max_items;
+  if (auto err = read_batch(st, max, below)) {
     fail(self, err);
     return;
   }
   bool moved = st.batch_end != st.sent;
+  if (st.records.empty() && !moved && below) {
+    // Nothing left below the isolation's end: isolation is over, the batch goes on as usual.
+    st.isolating = false;
+    if (st.crash_isolate > 0) {
+      st.crash_isolate = 1; // leave_marker erases the marker with this step
+      leave_marker(st);
+      st.crash_isolate = 0;
+      if (!st.delta->empty()) {
+        send_step(self, false);
+        schedule_step(self);
+        return;
+      }
+    }
+    st.step.abandon();
+    schedule_step(self);
+    return;
+  }
   if (st.records.empty()) {
     if (moved) { // only undecodable records
       add_bookkeeping(st);

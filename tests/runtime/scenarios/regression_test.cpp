@@ -49,9 +49,15 @@ private:
   uint64_t at_;
 };
 
+std::atomic<uint64_t> poison_steps{0}; // batches test.poison was given
+
 class poison_stage : public stage {
 public:
   explicit poison_stage(const params& p) : poison_(p.get_u64("poison", 0)) {}
+  void process_batch(context& ctx, const batch& records) override {
+    ++poison_steps;
+    stage::process_batch(ctx, records);
+  }
   void process(context& ctx, const record& r) override {
     if (r.payload<schema::Generated>().getIndex() == poison_)
       throw std::runtime_error("poison");
@@ -239,6 +245,30 @@ TEST_CASE("a framed record with a bad root pointer is dead-lettered, and the sta
   auto reader = db->reader();
   REQUIRE_FALSE(reader->refresh());
   CHECK(must(reader->dead_letter_count(*db->find_stage("middle"))) == 2); // the bad one and 5
+}
+
+TEST_CASE("isolating a failed batch record by record takes only that batch's records",
+          "[runtime][regression]") {
+  // The batch that failed is retried one record at a time; records of other partitions that
+  // came after it are not. Isolation used to take every partition's backlog one record per step
+  // (8,655 single-record steps of 8,833 here) before it reached the failing partition.
+  temp_dir dir;
+  poison_steps = 0;
+  auto loaded = load_yaml(dir,
+                          "app: isolation\n"
+                          "defaults: {retry: {max_attempts: 1, backoff: 1ms}, batch: {max_items: 64}}\n"
+                          "edges: {raw: {partitions: 2}}\n"
+                          "stages:\n"
+                          "  - {name: gen, type: generator, count: 20000, payload_size: 8, output: raw}\n"
+                          "  - {name: middle, type: test.poison, poison: 15000, input: raw, output: out}\n"
+                          "  - {name: sink, type: test.null, input: out}\n",
+                          register_stages);
+  REQUIRE(run_app(loaded->app()).exit_code == 0);
+  auto db = open_store(loaded->app());
+  CHECK(indexes_in(*db, "out").size() == 19999);
+  // About 20000 / 64 batches, and at most one batch's 64 records alone.
+  INFO(poison_steps.load() << " steps");
+  CHECK(poison_steps < 20000 / 64 * 2 + 64);
 }
 
 TEST_CASE("a JSON-lines sink refuses more than one worker", "[runtime][regression]") {
