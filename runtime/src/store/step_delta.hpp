@@ -75,9 +75,6 @@ struct step_delta {
   bool empty() const {
     return outputs.empty() && state.empty() && cursors.empty() && dead.empty() && wake.empty();
   }
-  // Whether the step only adds records (a source's step): the first thing refused when the
-  // store runs short of space, since it frees nothing.
-  bool is_intake() const { return !outputs.empty() && cursors.empty(); }
   void clear() {
     arena.clear();
     outputs.clear();

@@ -162,6 +162,9 @@ public:
   // The writer calls it every interval.
   caf::error update_pressure();
   bool under_pressure() const { return pressure_; }
+  // Writer thread only: whether a step adds no more record bytes than its cursor moves consume
+  // (against the committed positions): what may still commit under pressure.
+  bool frees_room(const step_delta& d) const;
 
   // Writer thread only (or once no writer runs): meta[key] = value (ASCII), in a transaction of
   // its own.

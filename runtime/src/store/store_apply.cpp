@@ -466,7 +466,7 @@ caf::error store::apply_at(const std::vector<const step_delta*>& deltas,
   auto& d = *impl_;
   if (pressure_)
     for (const auto* delta : deltas)
-      if (delta && delta->is_intake())
+      if (delta && !frees_room(*delta))
         return make_error(errc::store_pressure,
                           "store: the map is nearly full; intake waits while consumers free "
                           "room (raise store.map_size to give it more)");
@@ -546,6 +546,22 @@ caf::expected<uint64_t> store::trim_all_at(uint64_t now_ms) {
     if (budget > 0) // everything trimmable went in this transaction
       return total;
   }
+}
+
+bool store::frees_room(const step_delta& d) const {
+  if (d.outputs.empty())
+    return true;
+  uint64_t added = 0, consumed = 0;
+  for (const auto& o : d.outputs)
+    added += o.size;
+  for (const auto& c : d.cursors) {
+    if (c.edge >= impl_->e.size() || c.partition >= impl_->e[c.edge].parts.size())
+      continue;
+    const auto& pos = impl_->e[c.edge].parts[c.partition].pos;
+    if (c.group < pos.size() && c.bytes > pos[c.group].bytes)
+      consumed += c.bytes - pos[c.group].bytes;
+  }
+  return added <= consumed;
 }
 
 void store::publish_backlog(edge_id id) {

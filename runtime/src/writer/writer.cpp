@@ -110,9 +110,10 @@ void flush(self_ptr self) {
       results[i] = out_of_order(*d);
       continue;
     }
-    // Near a full map, intake waits (and so do its worker's later steps, refused as out of
-    // order); the steps that consume still commit, in a transaction of their own, to make room.
-    if (d->is_intake() && st.db->under_pressure()) {
+    // Near a full map, steps that add more than they consume wait (and so do their worker's
+    // later steps, refused as out of order): intake, a stage that fans out. The others still
+    // commit, to make room.
+    if (st.db->under_pressure() && !st.db->frees_room(*d)) {
       results[i] = make_error(errc::store_pressure,
                               "store: the map is nearly full; intake waits while consumers "
                               "free room (raise store.map_size to give it more)");

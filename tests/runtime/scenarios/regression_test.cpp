@@ -68,7 +68,29 @@ private:
   uint64_t poison_;
 };
 
+// Emits ten copies of each input: a stage that adds more than it consumes.
+std::atomic<uint64_t> fanned_in{0};
+class fanout_stage : public stage {
+public:
+  explicit fanout_stage(const params&) {}
+  void process(context& ctx, const record& r) override {
+    for (int i = 0; i < 10; ++i)
+      ctx.forward("out", r);
+  }
+};
+class counting_sink : public stage { // slow, so that the fan-out fills the map before it
+public:
+  explicit counting_sink(const params&) {}
+  void process_batch(context&, const batch& records) override {
+    for (size_t i = 0; i < records.size(); ++i)
+      busy_work();
+    fanned_in += records.size();
+  }
+};
+
 void register_stages(registry& reg) {
+  reg.add_operator<fanout_stage>("test.fanout");
+  reg.add_sink<counting_sink>("test.counting");
   reg.add_sink<null_sink>("test.null");
   reg.add_sink<slow_sink>("test.slow");
   reg.add_sink<never_opens>("test.never_opens");
@@ -269,6 +291,30 @@ TEST_CASE("isolating a failed batch record by record takes only that batch's rec
   // About 20000 / 64 batches, and at most one batch's 64 records alone.
   INFO(poison_steps.load() << " steps");
   CHECK(poison_steps < 20000 / 64 * 2 + 64);
+}
+
+TEST_CASE("near a full map a stage that fans out waits while its consumer makes room, and the "
+          "run completes",
+          "[runtime][regression]") {
+  // Under pressure only steps that add no more than they consume commit; one that fans out 1:10
+  // was admitted too, filled the map, and then nothing could commit at all.
+  temp_dir dir;
+  fanned_in = 0;
+  auto loaded = load_yaml(dir,
+                          "app: fanout\n"
+                          "store: {map_size: 8MiB}\n"
+                          "defaults: {batch: {max_items: 16}}\n"
+                          "edges: {raw: {retention: {count: 1}},\n"
+                          "        many: {retention: {count: 1}, max_bytes: 1GiB, max_records: 10000000}}\n"
+                          "stages:\n"
+                          "  - {name: gen, type: generator, count: 3000, payload_size: 1000, output: raw}\n"
+                          "  - {name: fan, type: test.fanout, input: raw, output: many}\n"
+                          "  - {name: sink, type: test.counting, input: many}\n",
+                          register_stages);
+  run_in_thread node{loaded->app()};
+  REQUIRE(wait_until([&] { return node.done.load(); }, std::chrono::seconds(120)));
+  CHECK(node.outcome.exit_code == 0);
+  CHECK(fanned_in == 30000);
 }
 
 TEST_CASE("a JSON-lines sink refuses more than one worker", "[runtime][regression]") {
