@@ -5,8 +5,9 @@
 // Steps are pipelined: the worker runs the next step while earlier ones commit (at most
 // `batch.in_flight` of them), reading its own uncommitted state; the writer commits a worker's
 // steps in order and refuses the successors of a step that failed, which the worker then sends
-// again, in order. A restarted worker first waits until the writer committed whatever its
-// predecessor sent, then resumes exactly after the last committed step.
+// again, in order. A restarted worker first waits until the writer has settled whatever its
+// predecessor sent (committed before the barrier, or refused after it as stale), then resumes
+// exactly after the last committed step.
 //
 // Partitions: each input edge has P partitions; worker w of N owns the contiguous range
 // [w*P/N, (w+1)*P/N) and reads only those, each in order. The consumer group is the stage: its

@@ -205,7 +205,11 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
     self->send(writer, shutdown_atom::value);
     self->receive([](caf::down_msg&) {});
   }
+  // The events actor holds the node context, and with it the store: wait until it is gone, so
+  // that the store is closed (and its lock released) when run_node returns.
+  self->monitor(events);
   self->send_exit(events, caf::exit_reason::user_shutdown);
+  self->receive([](caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [] {});
   if (auto reader = db->reader(); !reader->refresh()) {
     for (const auto& cfg : app.stages)
       if (auto n = reader->dead_letter_count(*db->find_stage(cfg.name)); n && *n > 0)

@@ -1,12 +1,18 @@
-// `troupe check`: see store_check.hpp. Read-only: the environment is opened with MDB_RDONLY and
-// walked in one read transaction, so what it reports is one consistent state of the store.
+// `troupe check`: see store_check.hpp. Read-only: the environment is opened with MDB_RDONLY.
+// Each database is read in a read transaction of its own (LMDB fails a transaction for good once
+// it met a bad page, and the walk goes on), so on a node that is running, heads and logs may
+// come from different commits: check a stopped node's data dir (`troupe check` says so when the
+// node's lock is held).
 #include "store/store_check.hpp"
 
 #include "store/format.hpp"
 #include "store/store_impl.hpp"
 
+#include <fcntl.h>
 #include <lmdb.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <map>
@@ -167,6 +173,20 @@ check_report check_data_dir(const std::string& dir) {
     report.problems.push_back(dir + " is not a directory");
     return report;
   }
+  // A shared hold of the node's lock keeps a node from starting while we read; when a node
+  // holds it already, the report says so.
+  auto lock_path = (fs::path(dir) / "troupe.lock").string();
+  int lock_fd = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (lock_fd >= 0 && ::flock(lock_fd, LOCK_SH | LOCK_NB) != 0)
+    report.notes.push_back("a node has this data dir open: its databases are read at slightly "
+                           "different commits, so stop the node for an exact report");
+  struct lock_holder {
+    int fd;
+    ~lock_holder() {
+      if (fd >= 0)
+        ::close(fd);
+    }
+  } hold{lock_fd};
   if (!fs::exists(data, ec) || fs::file_size(data, ec) == 0) {
     report.problems.push_back(data.string() + " is " +
                               (fs::exists(data, ec) ? "empty" : "missing") +

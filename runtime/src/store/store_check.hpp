@@ -1,6 +1,7 @@
 // Verifying a data dir without the app that wrote it (`troupe check DIR`): every value of every
 // database against its checksum and shape, every partition's chunks against its head and tail,
-// and the files LMDB needs, read-only (a running node may keep running).
+// and the files LMDB needs, read-only. Meant for a stopped node's data dir: on a running node the
+// databases are read at slightly different commits, and the report says the dir is in use.
 #pragma once
 
 #include <cstdint>

@@ -235,8 +235,9 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
       return caf::delegated<caf::ok_atom>{};
     },
     [=](barrier_atom, stage_id stage, uint32_t worker) -> caf::result<uint64_t> {
-      // From here on only the new incarnation's steps commit; the ones queued before the
-      // barrier (its predecessor's) commit first, with the flush that answers it.
+      // From here on only the new incarnation's steps commit: its predecessor's steps still
+      // queued are refused as stale by the flush that answers the barrier (they never commit;
+      // the new worker reads what was committed before them).
       auto incarnation = ++self->state.incarnations[{stage, worker}];
       self->state.expected[{stage, worker}] = 1;
       auto rp = self->make_response_promise();
