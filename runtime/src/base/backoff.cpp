@@ -29,7 +29,7 @@ std::chrono::milliseconds backoff_delay(std::chrono::milliseconds base, std::chr
 
 std::chrono::milliseconds backoff_delay(std::chrono::milliseconds base, std::chrono::milliseconds cap,
                                         uint32_t n) {
-  std::mt19937_64 unused;
+  static thread_local std::mt19937_64 unused; // never drawn from at jitter 0
   return backoff_delay(base, cap, n, 0.0, unused);
 }
 

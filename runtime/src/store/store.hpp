@@ -198,6 +198,7 @@ private:
   struct geometry {
     uint64_t file_pages = 0; // pages up to the last one in use (LMDB's meta says)
     uint64_t page_size = 0;
+    uint64_t map_size = 0;   // as LMDB uses it (raised to the file's size if that is larger)
   };
   caf::expected<geometry> map_geometry() const;
   caf::error load(MDB_txn* txn);

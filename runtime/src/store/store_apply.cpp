@@ -1,14 +1,13 @@
-// The writer's transaction: applying step deltas, appending chunks, indexing append times and
-// trimming by retention (runtime/STORE_FORMAT.md, "Commits" and "Trimming").
+// Applying step deltas in the writer's transaction (runtime/STORE_FORMAT.md, "Commits"): outputs,
+// state, cursors and dead letters, then one chunk per partition for the whole group commit.
 //
 // An edge's partitions each hold chunks of consecutive records, one LMDB entry each: apply()
 // gathers a group commit's outputs per partition and appends them as one chunk (split at
-// chunk_max_records / chunk_max_bytes), and trimming deletes whole chunks.
+// chunk_max_records / chunk_max_bytes), and trimming (store_trim.cpp) deletes whole chunks.
 #include "store/store_impl.hpp"
 
 #include <algorithm>
 #include <cassert>
-#include <chrono>
 
 namespace troupe {
 
@@ -16,149 +15,12 @@ using namespace store_format;
 
 namespace {
 
-constexpr uint64_t time_index_step_ms = 1000; // at most one time-index entry per edge per second
 // A chunk holds at most chunk_max_records records, and more than one record only while its value
 // (header included) stays within chunk_max_bytes; a bigger record gets a chunk of its own.
 constexpr size_t chunk_max_records = 4096;
 constexpr size_t chunk_max_bytes = size_t{1} << 20;
-// Chunks deleted per transaction at most. A chunk frees up to chunk_max_bytes of pages, so this
-// bounds the transaction's free list at about 1 GiB of pages (2 MiB of page numbers).
-constexpr uint64_t trim_budget = 1024;
-
-uint64_t wall_clock_ms() {
-  using namespace std::chrono;
-  return static_cast<uint64_t>(
-    duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
-}
 
 } // namespace
-
-// ---- the transaction ----------------------------------------------------------------------------
-
-edge_rt& store::impl::touch(edge_id id) {
-  auto& r = e[id];
-  if (!r.touched) {
-    r.touched = true;
-    r.appended = r.consumed = false;
-    r.p_index_ms = r.index_ms;
-    r.p_index_heads = r.index_heads;
-    r.touched_parts.clear();
-    touched_edges.push_back(id);
-  }
-  return r;
-}
-
-part_rt& store::impl::touch(edge_id id, partition_id p) {
-  auto& r = touch(id);
-  auto& part = r.parts[p];
-  if (!part.touched) {
-    part.touched = true;
-    part.p_at = part.at;
-    part.p_pos = part.pos;
-    part.p_records.clear();
-    r.touched_parts.push_back(p);
-  }
-  return part;
-}
-
-stage_rt& store::impl::touch_stage(stage_id id) {
-  auto& r = s[id];
-  if (!r.touched) {
-    r.touched = true;
-    r.p_dead_head = r.dead_head;
-    touched_stages.push_back(id);
-  }
-  return r;
-}
-
-caf::error store::impl::begin(MDB_env* env) {
-  touched_edges.clear();
-  touched_stages.clear();
-  dirty = false;
-  if (int rc = api->txn_begin(env, nullptr, 0, &txn); rc != 0) {
-    txn = nullptr;
-    return lmdb_error(rc, "store: beginning a write transaction");
-  }
-  return {};
-}
-
-void store::impl::close_cursors() {
-  for (auto id : touched_edges)
-    if (e[id].cur) {
-      mdb_cursor_close(e[id].cur);
-      e[id].cur = nullptr;
-    }
-}
-
-void store::impl::forget_pending() {
-  for (auto id : touched_edges) {
-    auto& r = e[id];
-    for (auto p : r.touched_parts) {
-      r.parts[p].touched = false;
-      r.parts[p].p_records.clear();
-    }
-    r.touched = false;
-  }
-  for (auto id : touched_stages)
-    s[id].touched = false;
-}
-
-void store::impl::abort() {
-  close_cursors();
-  if (txn)
-    mdb_txn_abort(txn);
-  txn = nullptr;
-  forget_pending();
-}
-
-caf::error store::impl::commit() {
-  close_cursors();
-  int rc = api->txn_commit(txn); // frees the transaction even when it fails
-  txn = nullptr;
-  if (rc != 0) {
-    forget_pending();
-    return lmdb_error(rc, "store: committing");
-  }
-  for (auto id : touched_edges) {
-    auto& r = e[id];
-    for (auto p : r.touched_parts) {
-      auto& part = r.parts[p];
-      part.at = part.p_at;
-      part.pos.swap(part.p_pos);
-      part.touched = false;
-    }
-    r.index_ms = r.p_index_ms;
-    r.index_heads.swap(r.p_index_heads);
-    r.touched = false;
-  }
-  for (auto id : touched_stages) {
-    s[id].dead_head = s[id].p_dead_head;
-    s[id].touched = false;
-  }
-  return {};
-}
-
-caf::error store::impl::put_sealed(MDB_dbi dbi, std::string_view k, std::string_view body,
-                                   const char* what) {
-  seal(value, k, body);
-  MDB_val kv = to_val(k), vv = to_val(value);
-  if (int rc = api->put(txn, dbi, &kv, &vv, 0); rc != 0)
-    return lmdb_error(rc, std::string{"store: "} + what);
-  dirty = true;
-  return {};
-}
-
-caf::error store::impl::open_cursor(edge_rt& r, const std::string& name) {
-  if (r.cur)
-    return {};
-  if (int rc = api->cursor_open(txn, r.log, &r.cur); rc != 0) {
-    r.cur = nullptr;
-    return lmdb_error(rc, "store: opening log/" + name);
-  }
-  return {};
-}
-
-// ---- deltas -------------------------------------------------------------------------------------
 
 caf::error store::impl::apply_delta(const step_delta& d) {
   const auto& edges = layout->edges;
@@ -275,180 +137,6 @@ caf::error store::impl::append_chunks(edge_id id, partition_id p) {
   return {};
 }
 
-// ---- time index and trimming --------------------------------------------------------------------
-
-// Every partition's head as of the newest time-index entry older than cutoff_ms (records below it
-// were appended before the cutoff); zeros when there is none.
-caf::expected<std::vector<uint64_t>> store::impl::age_limits(edge_id id, uint64_t cutoff_ms) {
-  const auto& name = layout->edges[id].name;
-  std::vector<uint64_t> heads(e[id].parts.size(), 0);
-  MDB_cursor* c = nullptr;
-  if (int rc = api->cursor_open(txn, times, &c); rc != 0)
-    return lmdb_error(rc, "store: opening `times`");
-  time_key(key, name, cutoff_ms);
-  MDB_val k = to_val(key), v;
-  int rc = api->cursor_get(c, &k, &v, MDB_SET_RANGE);
-  // A failed seek leaves the cursor unpositioned, and MDB_PREV from there means MDB_LAST.
-  if (rc == 0 || rc == MDB_NOTFOUND)
-    rc = api->cursor_get(c, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
-  caf::error err;
-  if (rc == 0 && k.mv_size == name.size() + 9 && to_view(k).substr(0, name.size()) == name &&
-      static_cast<const char*>(k.mv_data)[name.size()] == '\0') {
-    auto body = unseal(to_view(k), to_view(v));
-    if (!body || body->size() != 8 * heads.size())
-      err = damaged("store: a time-index entry of edge '" + name + "'");
-    else
-      for (size_t p = 0; p < heads.size(); ++p)
-        heads[p] = get_le64(body->data() + 8 * p);
-  } else if (rc != 0 && rc != MDB_NOTFOUND) {
-    err = lmdb_error(rc, "store: reading the time index of edge '" + name + "'");
-  }
-  mdb_cursor_close(c);
-  if (err)
-    return err;
-  return heads;
-}
-
-caf::error store::impl::index_time(edge_id id, uint64_t now_ms) {
-  auto& r = e[id];
-  const auto& spec = layout->edges[id];
-  bool moved = false;
-  for (size_t p = 0; p < r.parts.size(); ++p) {
-    auto head = r.parts[p].touched ? r.parts[p].p_at.head : r.parts[p].at.head;
-    moved = moved || head > r.p_index_heads[p];
-  }
-  // Entries only move forward in time, so a clock stepping back delays trimming instead of
-  // trimming early.
-  if (spec.keep.age_ms == 0 || !moved ||
-      (r.p_index_ms != 0 && now_ms < r.p_index_ms + time_index_step_ms))
-    return {};
-  std::string body;
-  for (size_t p = 0; p < r.parts.size(); ++p) {
-    r.p_index_heads[p] = r.parts[p].touched ? r.parts[p].p_at.head : r.parts[p].at.head;
-    append_le64(body, r.p_index_heads[p]);
-  }
-  time_key(key2, spec.name, now_ms);
-  if (auto err = put_sealed(times, key2, body, "indexing append times"))
-    return err;
-  r.p_index_ms = now_ms;
-  return {};
-}
-
-caf::error store::impl::trim_partition(edge_id id, partition_id p, uint64_t age_limit,
-                                       uint64_t& budget, uint64_t& removed) {
-  auto& r = e[id];
-  const auto& spec = layout->edges[id];
-  auto& part = r.parts[p];
-  const auto& at = part.touched ? part.p_at : part.at;
-  const auto& pos = part.touched ? part.p_pos : part.pos;
-  uint64_t consumed_to = at.head; // the slowest group's position: nothing at or above it goes
-  for (const auto& c : pos)
-    consumed_to = std::min(consumed_to, c.next);
-  uint64_t limit = at.tail;
-  if (pressure)
-    limit = std::max(limit, consumed_to);
-  if (spec.keep.count > 0 && consumed_to > spec.keep.count)
-    limit = std::max(limit, consumed_to - spec.keep.count);
-  if (spec.keep.age_ms > 0)
-    limit = std::max(limit, std::min(age_limit, consumed_to));
-  if (limit <= at.tail || budget == 0)
-    return {};
-  // Whole chunks go, from the front, while their last record is below the limit; the first
-  // chunk that stays sets the tail. So a chunk's trimmable records may outlive `limit`.
-  auto& w = touch(id, p);
-  if (auto err = open_cursor(r, spec.name))
-    return err;
-  char kb[log_key_size];
-  log_key(kb, p, w.p_at.tail);
-  MDB_val k{log_key_size, kb}, v;
-  int rc = api->cursor_get(r.cur, &k, &v, MDB_SET_RANGE);
-  while (rc == 0 && k.mv_size == log_key_size && log_key_partition(k.mv_data) == p) {
-    uint64_t first = log_key_seq(k.mv_data);
-    chunk_view chunk;
-    // Only the count and sizes are needed to delete it; damage is reported by readers.
-    if (chunk.parse(to_view(k), to_view(v), /*verify=*/false) != chunk_view::status::ok)
-      return damaged("store: trim: the chunk at " + std::to_string(first) + " of partition " +
-                     std::to_string(p) + " of log/" + spec.name);
-    if (first != w.p_at.tail)
-      return damaged("store: trim: partition " + std::to_string(p) + " of log/" + spec.name +
-                     " has a chunk at " + std::to_string(first) + " where its tail " +
-                     std::to_string(w.p_at.tail) + " should be");
-    if (first + chunk.count() > limit || budget == 0)
-      break; // the rest stays, or goes next time when the budget ran out
-    uint64_t count = chunk.count(), bytes = chunk.record_bytes(); // `v` is gone after the delete
-    if ((rc = api->cursor_del(r.cur, 0)) != 0)
-      break;
-    --budget;
-    removed += count;
-    w.p_at.tail += count;
-    w.p_at.bytes_tail += bytes;
-    dirty = true;
-    rc = api->cursor_get(r.cur, &k, &v, MDB_NEXT); // after a delete: the chunk that followed
-  }
-  if (rc != 0 && rc != MDB_NOTFOUND)
-    return lmdb_error(rc, "store: trimming log/" + spec.name);
-  return {};
-}
-
-// After the deltas: index the append time, trim, record heads, drop spent time-index entries.
-caf::error store::impl::finish_edge(edge_id id, uint64_t now_ms, uint64_t& budget,
-                                    uint64_t& removed) {
-  auto& r = e[id];
-  const auto& spec = layout->edges[id];
-  if (auto err = index_time(id, now_ms))
-    return err;
-  std::vector<uint64_t> ages(r.parts.size(), 0);
-  if (spec.keep.age_ms > 0 && now_ms > spec.keep.age_ms) {
-    auto limits = age_limits(id, now_ms - spec.keep.age_ms);
-    if (!limits)
-      return limits.error();
-    ages = std::move(*limits);
-  }
-  for (partition_id p = 0; p < r.parts.size(); ++p)
-    if (auto err = trim_partition(id, p, ages[p], budget, removed))
-      return err;
-  bool tail_moved = false;
-  for (auto p : r.touched_parts) {
-    const auto& part = r.parts[p];
-    if (part.p_at.head == part.at.head && part.p_at.tail == part.at.tail)
-      continue;
-    tail_moved = tail_moved || part.p_at.tail != part.at.tail;
-    head_key(key, spec.name, p);
-    if (auto err = put_sealed(heads, key, encode(part.p_at), "recording a partition's head"))
-      return err;
-  }
-  if (!tail_moved || spec.keep.age_ms == 0)
-    return {};
-  // Time-index entries at or below every partition's tail say nothing any more.
-  MDB_cursor* c = nullptr;
-  if (int rc = api->cursor_open(txn, times, &c); rc != 0)
-    return lmdb_error(rc, "store: opening `times`");
-  time_key(key, spec.name, 0);
-  MDB_val k = to_val(key), v;
-  int rc = api->cursor_get(c, &k, &v, MDB_SET_RANGE);
-  auto prefix = std::string_view{key}.substr(0, spec.name.size() + 1); // "<edge>\0"
-  while (rc == 0 && k.mv_size == spec.name.size() + 9 && to_view(k).substr(0, prefix.size()) == prefix) {
-    auto body = unseal(to_view(k), to_view(v));
-    if (!body || body->size() != 8 * r.parts.size())
-      break; // damaged entries are left for `troupe check` to report
-    bool spent = true;
-    for (size_t p = 0; p < r.parts.size() && spent; ++p) {
-      const auto& part = r.parts[p];
-      spent = get_le64(body->data() + 8 * p) <= (part.touched ? part.p_at.tail : part.at.tail);
-    }
-    if (!spent || (rc = api->cursor_del(c, 0)) != 0)
-      break;
-    dirty = true;
-    rc = api->cursor_get(c, &k, &v, MDB_NEXT);
-  }
-  mdb_cursor_close(c);
-  if (rc != 0 && rc != MDB_NOTFOUND)
-    return lmdb_error(rc, "store: trimming the time index of edge '" + spec.name + "'");
-  return {};
-}
-
-// ---- store ---------------------------------------------------------------------------------------
-
 caf::error store::apply(const std::vector<const step_delta*>& deltas,
                         std::vector<edge_id>* appended, std::vector<edge_id>* consumed) {
   return apply_at(deltas, appended, consumed, wall_clock_ms());
@@ -514,40 +202,6 @@ caf::error store::apply_at(const std::vector<const step_delta*>& deltas,
   return {};
 }
 
-caf::expected<uint64_t> store::trim_all() { return trim_all_at(wall_clock_ms()); }
-
-caf::expected<uint64_t> store::trim_all_at(uint64_t now_ms) {
-  if (failed_)
-    return failed_;
-  auto& d = *impl_;
-  uint64_t total = 0;
-  for (;;) {
-    if (auto err = d.begin(env_))
-      return err;
-    uint64_t budget = trim_budget, removed = 0;
-    for (edge_id id = 0; id < d.e.size(); ++id) {
-      d.touch(id);
-      if (auto err = d.finish_edge(id, now_ms, budget, removed)) {
-        d.abort();
-        return err;
-      }
-    }
-    if (!d.dirty) {
-      d.abort(); // nothing to write: no commit, no fsync
-      return total;
-    }
-    auto touched = d.touched_edges;
-    if (auto err = d.commit())
-      return io_error(err);
-    count_commit();
-    for (auto id : touched)
-      publish_backlog(id);
-    total += removed;
-    if (budget > 0) // everything trimmable went in this transaction
-      return total;
-  }
-}
-
 bool store::frees_room(const step_delta& d) const {
   if (d.outputs.empty())
     return true;
@@ -588,5 +242,6 @@ backlog_info store::backlog(edge_id e) const {
   return {backlog_records_[e].load(std::memory_order_relaxed),
           backlog_bytes_[e].load(std::memory_order_relaxed)};
 }
+
 
 } // namespace troupe

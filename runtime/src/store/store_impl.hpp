@@ -12,6 +12,7 @@
 
 #include <lmdb.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -29,6 +30,17 @@ inline uint64_t get_native64(const MDB_val& v) { // MDB_INTEGERKEY keys may be u
   std::memcpy(&x, v.mv_data, sizeof x);
   return x;
 }
+// Chunks deleted per transaction at most. A chunk frees up to 1 MiB of pages, so this bounds a
+// transaction's free list at about 1 GiB of pages (2 MiB of page numbers).
+inline constexpr uint64_t trim_budget = 1024;
+
+// Wall-clock milliseconds since the Unix epoch: the time index's clock.
+inline uint64_t wall_clock_ms() {
+  using namespace std::chrono;
+  return static_cast<uint64_t>(
+    duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
+
 inline caf::error invalid(std::string what) {
   return make_error(errc::config_invalid, std::move(what));
 }
