@@ -1,4 +1,4 @@
-// What the store's files share (store_open.cpp, store_apply.cpp, store_reader.cpp): the writer's
+// What the store's files share (store_*.cpp): the writer's
 // in-memory view of the store, which readers consult for database handles, and the open write
 // transaction. Private to the store.
 //
