@@ -36,7 +36,7 @@ std::string app_yaml(const std::string& out) {
 }
 
 // How many leading lines of `path` are exactly what e2e.running must write; `bad` counts the
-// lines that are not (any, anywhere, is a wrong record).
+// whole lines that are not (any, anywhere, is a wrong record).
 struct verdict {
   size_t good = 0, bad = 0, total = 0;
 };
@@ -45,6 +45,10 @@ verdict judge(const std::string& path) {
   bool complete = true;
   auto text = read_file(path);
   auto lines = split_lines(text, complete);
+  // A node SIGKILLed while its sink wrote leaves a last line cut short past the committed length
+  // (the next start cuts the file back to that length): it is not a record, so it is not judged.
+  if (!complete && !lines.empty())
+    lines.pop_back();
   uint32_t running[16] = {};
   for (uint32_t i = 0; i < lines.size(); ++i) {
     running[i % 16] += i % 1000;
@@ -58,8 +62,6 @@ verdict judge(const std::string& path) {
     (ok && v.bad == 0 ? v.good : v.bad) += 1;
   }
   v.total = lines.size();
-  if (!complete)
-    ++v.bad;
   return v;
 }
 

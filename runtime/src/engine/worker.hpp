@@ -2,7 +2,8 @@
 // what a worker does). Private to runtime/src/engine:
 //   stage_actor.cpp   the actor: start, init, messages, stop
 //   worker_input.cpp  partitions, reading a batch, upstream and downstream status
-//   worker_step.cpp   running steps, failures, isolation, crash markers
+//   worker_step.cpp   running steps, failures, isolation
+//   worker_crash.cpp  crash markers: deaths of the process counted across starts
 //   worker_flight.cpp steps in flight: sending, acks, refusals, resends
 #pragma once
 
@@ -119,6 +120,10 @@ unsigned unacked(const worker_state& st);
 void send_step(self_ptr self, bool finishing, bool marker = false);
 void settle(worker_state& st); // after a refresh: forget acknowledged steps
 void resend(self_ptr self);
+
+// worker_crash.cpp
+void leave_marker(worker_state& st);
+void commit_start_marker(self_ptr self);
 
 // worker_step.cpp
 void run_step(self_ptr self);
