@@ -27,6 +27,11 @@ namespace troupe::detail {
 
 struct step_impl;
 
+inline std::string_view view(capnp::Text::Reader t) { return {t.cStr(), t.size()}; }
+inline std::string_view view(capnp::Data::Reader d) {
+  return {reinterpret_cast<const char*>(d.begin()), d.size()};
+}
+
 // A record of the batch in hand. Its Envelope is decoded on first use: a stage that only
 // forwards or counts records never pays for decoding them. (Framing was checked when it was read;
 // a record that fails to decode when used fails the step like an exception of the stage's, and
@@ -150,6 +155,7 @@ struct step_impl {
   capnp::MessageBuilder& pending_message();
   schema::Envelope::Builder pending_envelope();
   void flush_pending();
+  void add_header(std::string_view name, std::string_view value); // to the output being built
   void discard_pending(); // drops the output being built (its payload was refused)
   edge_id port(std::string_view name) const; // throws std::invalid_argument
   void add_forward(edge_id e, const record_impl& r);
