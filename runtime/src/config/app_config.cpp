@@ -214,17 +214,20 @@ void app_loader::read_settings(const YAML::Node& root) {
       app_.mode = *d;
 
   if (const YAML::Node store = root["store"]; open_map(r_, store, "store")) {
-    check_keys(r_, store, "store", {"map_size", "flush_interval"});
+    check_keys(r_, store, "store", {"map_size", "flush_interval", "stall_timeout"});
     if (auto v = store["map_size"]; v.IsDefined()) {
       auto size = v.IsScalar() ? parse_size(v.Scalar()) : std::nullopt;
-      if (!size || *size == 0)
-        r_.expected(v, "store.map_size", "a size > 0 such as 4096, 512MiB or 1GiB");
+      if (!size || *size < (uint64_t{4} << 20))
+        r_.expected(v, "store.map_size", "a size of at least 4MiB such as 512MiB or 1GiB");
       else
         app_.map_size = *size;
     }
     if (auto v = store["flush_interval"]; v.IsDefined())
       if (auto d = read_duration(r_, v, "store.flush_interval", true))
         app_.flush_interval = *d;
+    if (auto v = store["stall_timeout"]; v.IsDefined())
+      if (auto d = read_duration(r_, v, "store.stall_timeout", true))
+        app_.stall_timeout = *d;
   }
 
   read_supervision(r_, root["supervision"], "supervision", app_.node_supervision);

@@ -97,6 +97,7 @@ struct app_config {
   durability mode = durability::process;
   uint64_t map_size = uint64_t{1} << 30;
   std::chrono::milliseconds flush_interval{1000}; // at `process`: mdb_env_sync this often
+  std::chrono::milliseconds stall_timeout{60000}; // steps waiting for room that cannot end: stop
   std::vector<std::string> plugins;               // resolved plugin paths
   std::vector<std::string> schema_files;           // resolved; empty when none
   std::string payload_type;                        // the default struct, as the YAML names it

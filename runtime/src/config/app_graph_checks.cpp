@@ -137,12 +137,14 @@ void app_loader::check_graph() {
     }
     app_.edges.push_back(std::move(spec));
   }
-  // Backlog caps in bytes that fit the map: three quarters of it shared by the edges, so that an
-  // edge backs up into its producers before the store as a whole runs short of room.
+  // Backlog caps in bytes that fit the map: three eighths of it shared by the edges (a record
+  // takes up to about twice its bytes in the store, with keys, framing and half-full pages), so
+  // that edges back up into their producers before the store as a whole runs short of room, and
+  // the consumers always find room to write what they make of their input.
   for (auto& spec : app_.edges)
     if (spec.max_bytes == 0)
-      spec.max_bytes = std::max<uint64_t>(app_.map_size / 4 * 3 / std::max<size_t>(1, app_.edges.size()),
-                                          uint64_t{1} << 20);
+      spec.max_bytes = std::max<uint64_t>(
+        app_.map_size / 8 * 3 / std::max<size_t>(1, app_.edges.size()), uint64_t{64} << 10);
 }
 
 // A cycle would circulate records for ever: a stage that reads its own output writes without

@@ -171,7 +171,9 @@ caf::behavior stage_worker(self_ptr self, std::shared_ptr<const node_context> no
     [=](resend_atom) { resend(self); },
     [=](wake_atom) {
       auto& st = self->state;
-      if (st.at == phase::idle)
+      if (st.resend_pending) // there may be room now: send the refused steps again at once
+        resend(self);
+      else if (st.at == phase::idle)
         schedule_step(self);
     },
     [=](stop_atom) {

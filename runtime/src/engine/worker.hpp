@@ -78,6 +78,9 @@ struct worker_state {
   uint32_t depth = 4;                    // most steps unacknowledged at once
   bool resend_pending = false;           // a refused step (full store) will be sent again
   uint32_t resend_attempts = 0;
+  // Since when this worker's steps are refused for room (epoch: they are not); a wait for room is
+  // logged once it lasted a while (the writer logs the map's pressure itself).
+  std::chrono::steady_clock::time_point waiting_since{};
   bool waiting_reported = false;
 
   phase at = phase::starting;

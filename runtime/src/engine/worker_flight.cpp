@@ -25,6 +25,7 @@ void on_acked(self_ptr self, uint64_t step) {
     return; // a resent step answered twice cannot happen; be safe
   entry->acked = true;
   st.resend_attempts = 0;
+  st.waiting_since = {};
   if (st.waiting_reported) {
     log_event(log_level::info, st.who, "the store accepts writes again; resuming");
     st.waiting_reported = false;
@@ -61,8 +62,14 @@ void on_refused(self_ptr self, uint64_t step, caf::error& err) {
   }
   if (st.resend_pending)
     return;
-  if (!st.waiting_reported) {
-    log_event(log_level::error, st.who,
+  // Waiting for room in the map is flow control, reported by the writer; a stage says so only
+  // when its own wait lasts. A full disk is news at once.
+  auto now = std::chrono::steady_clock::now();
+  if (st.waiting_since == std::chrono::steady_clock::time_point{})
+    st.waiting_since = now;
+  bool lasting = now - st.waiting_since >= std::chrono::seconds{5};
+  if (!st.waiting_reported && (lasting || code_of(err) == errc::disk_full)) {
+    log_event(code_of(err) == errc::disk_full ? log_level::error : log_level::warn, st.who,
               describe(err) + "; this stage's steps wait and are sent again (step " +
                 std::to_string(step) + " and after)");
     st.waiting_reported = true;

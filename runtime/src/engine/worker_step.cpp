@@ -374,6 +374,7 @@ void run_step(self_ptr self) {
   bool serial = !st.marker_settled || st.crash_isolate > 0;
   if (in_flight >= st.depth || (serial && in_flight > 0)) {
     st.at = phase::waiting;
+    st.reader->release(); // a snapshot held while waiting pins pages the writer could reuse
     return;
   }
   switch (output_state(st)) {

@@ -117,7 +117,7 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
               app.data_dir + ", durability " +
               (app.mode == durability::sync ? "sync" : "process"));
 
-  auto writer = spawn_writer(sys, *db, app.flush_interval);
+  auto writer = spawn_writer(sys, *db, app.flush_interval, app.stall_timeout);
   caf::scoped_actor self{sys}; // waits for the tree below; workers report fatal failures to it
   auto ctx = std::make_shared<node_context>();
   ctx->node = caf::actor{self};

@@ -162,9 +162,21 @@ public:
   // The writer calls it every interval.
   caf::error update_pressure();
   bool under_pressure() const { return pressure_; }
-  // Writer thread only: whether a step adds no more record bytes than its cursor moves consume
-  // (against the committed positions): what may still commit under pressure.
-  bool frees_room(const step_delta& d) const;
+  // Whether the records committed since the last update_pressure could have used a quarter of
+  // the reserve it keeps (counting twice their bytes, for keys, framing and half-full pages): the
+  // writer measures again then, so that fast intake between two ticks cannot fill the map.
+  bool measure_due() const { return 2 * grown_since_measure_ >= reserve_bytes_ / 4; }
+  // Writer thread only: whether a step may commit under pressure, and if so charges it. A step
+  // that writes nothing, or adds no more record bytes than its cursor moves consume (against the
+  // committed positions), always may; pure intake (outputs, no cursor moves) never does; a step
+  // that consumes but adds more (a stage that fans out or enlarges) may while the room measured
+  // by the last update_pressure, less half the reserve, covers it, so the stages between intake
+  // and the sinks keep moving without filling the map.
+  bool admit_under_pressure(const step_delta& d);
+  uint64_t growth_budget() const { return growth_budget_; }
+  // Writer thread only: commits a small transaction, so that the pages the last commit freed can
+  // be used (LMDB keeps them for one more commit). update_pressure does it when pressure clears.
+  caf::error recycle_freed();
 
   // Writer thread only (or once no writer runs): meta[key] = value (ASCII), in a transaction of
   // its own.
@@ -217,6 +229,9 @@ private:
   int lock_fd_ = -1; // holds an exclusive flock on <dir>/troupe.lock while open
   caf::error failed_; // sticky: a flush to disk failed
   bool pressure_ = false;
+  uint64_t growth_budget_ = 0; // bytes steps that add more than they consume may still add
+  uint64_t grown_since_measure_ = 0; // record bytes committed since update_pressure
+  uint64_t reserve_bytes_ = 0;       // the reserve update_pressure keeps, in bytes
   std::unique_ptr<std::atomic<uint64_t>[]> backlog_records_, backlog_bytes_;
   std::atomic<uint64_t> commits_{0}, flushes_{0};
   void count_commit() {

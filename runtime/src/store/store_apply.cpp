@@ -16,9 +16,9 @@ using namespace store_format;
 namespace {
 
 // A chunk holds at most chunk_max_records records, and more than one record only while its value
-// (header included) stays within chunk_max_bytes; a bigger record gets a chunk of its own.
+// (header included) stays within impl::chunk_bytes (1 MiB, less in a small map: see
+// store_open.cpp); a bigger record gets a chunk of its own.
 constexpr size_t chunk_max_records = 4096;
-constexpr size_t chunk_max_bytes = size_t{1} << 20;
 
 } // namespace
 
@@ -117,7 +117,7 @@ caf::error store::impl::append_chunks(edge_id id, partition_id p) {
     size_t n = 0, area = 0;
     while (i + n < recs.size() && n < chunk_max_records) {
       size_t grown = area + align8(recs[i + n].size());
-      if (n > 0 && chunk_header_size(n + 1) + grown > chunk_max_bytes)
+      if (n > 0 && chunk_header_size(n + 1) + grown > chunk_bytes)
         break;
       area = grown;
       ++n;
@@ -154,7 +154,7 @@ caf::error store::apply_at(const std::vector<const step_delta*>& deltas,
   auto& d = *impl_;
   if (pressure_)
     for (const auto* delta : deltas)
-      if (delta && !frees_room(*delta))
+      if (delta && !delta->outputs.empty() && delta->cursors.empty())
         return make_error(errc::store_pressure,
                           "store: the map is nearly full; intake waits while consumers free "
                           "room (raise store.map_size to give it more)");
@@ -199,12 +199,18 @@ caf::error store::apply_at(const std::vector<const step_delta*>& deltas,
   count_commit();
   for (auto id : touched)
     publish_backlog(id);
+  for (const auto* delta : deltas)
+    if (delta)
+      for (const auto& o : delta->outputs)
+        grown_since_measure_ += o.size;
   return {};
 }
 
-bool store::frees_room(const step_delta& d) const {
+bool store::admit_under_pressure(const step_delta& d) {
   if (d.outputs.empty())
     return true;
+  if (d.cursors.empty())
+    return false; // intake waits
   uint64_t added = 0, consumed = 0;
   for (const auto& o : d.outputs)
     added += o.size;
@@ -215,7 +221,15 @@ bool store::frees_room(const step_delta& d) const {
     if (c.group < pos.size() && c.bytes > pos[c.group].bytes)
       consumed += c.bytes - pos[c.group].bytes;
   }
-  return added <= consumed;
+  if (added <= consumed)
+    return true;
+  // Charged twice its record bytes: keys, chunk framing and the pages a copy-on-write touches.
+  // What it consumes is freed only once trimmed and two commits later, so it is not credited.
+  uint64_t cost = 2 * added;
+  if (cost > growth_budget_)
+    return false;
+  growth_budget_ -= cost;
+  return true;
 }
 
 void store::publish_backlog(edge_id id) {

@@ -90,6 +90,9 @@ struct store::impl {
   std::map<std::string, stage_id, std::less<>> stage_names;
   const store_layout* layout = nullptr;
   bool pressure = false; // trim consumed records regardless of retention
+  // The most bytes a chunk of several records takes: 1 MiB, less in a smaller map (store_open.cpp
+  // says why).
+  size_t chunk_bytes = size_t{1} << 20;
 
   // The open write transaction and what it touched.
   MDB_txn* txn = nullptr;

@@ -42,11 +42,30 @@ uint64_t file_size(const std::string& path, bool& exists) {
 
 } // namespace
 
+namespace {
+
+// The most bytes a chunk of several records takes (see store::impl::chunk_bytes). A chunk bigger
+// than half a page is an LMDB value on a run of contiguous overflow pages (8-aligned, so records
+// are read in place). Once a map's file reached the end of the map, every page comes from the free
+// list, where long runs are rare: a small map would fill with free pages no chunk can use, and
+// stall. So in a map below 256 MiB a chunk takes at most one overflow page (the page less its
+// 16-byte header); a larger map keeps most of its room as never-used pages at its end for long,
+// and gets chunks of a 2048th of it (128 KiB to 1 MiB).
+size_t chunk_cap(uint64_t map_size) {
+  if (map_size < (uint64_t{256} << 20))
+    return static_cast<size_t>(sysconf(_SC_PAGESIZE)) - 16; // LMDB's page size, less its header
+  return static_cast<size_t>(
+    std::clamp<uint64_t>(map_size / 2048, uint64_t{128} << 10, uint64_t{1} << 20));
+}
+
+} // namespace
+
 store::store(store_options options, store_layout layout)
   : options_(std::move(options)), layout_(std::move(layout)), impl_(std::make_unique<impl>()) {
   lmdb_ = options_.lmdb ? options_.lmdb : default_lmdb();
   impl_->api = lmdb_.get();
   impl_->layout = &layout_;
+  impl_->chunk_bytes = chunk_cap(options_.map_size);
   auto n = layout_.edges.size();
   backlog_records_ = std::make_unique<std::atomic<uint64_t>[]>(n);
   backlog_bytes_ = std::make_unique<std::atomic<uint64_t>[]>(n);

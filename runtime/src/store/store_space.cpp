@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <filesystem>
 
 namespace fs = std::filesystem;
@@ -67,6 +69,28 @@ caf::error store::io_error(caf::error err) const {
                       "was lost (" + describe(err) + ")");
 }
 
+namespace {
+
+// The oldest transaction a reader of this environment still reads (SIZE_MAX: none). LMDB tells it
+// only as text: a header line, then "pid thread txnid" per reader slot, txnid "-" when idle.
+size_t oldest_reader(MDB_env* env) {
+  size_t oldest = SIZE_MAX;
+  mdb_reader_list(
+    env,
+    [](const char* line, void* ctx) -> int {
+      auto* out = static_cast<size_t*>(ctx);
+      unsigned long long pid = 0, txnid = 0;
+      char thread[32];
+      if (std::sscanf(line, "%llu %31s %llu", &pid, thread, &txnid) == 3)
+        *out = std::min<size_t>(*out, static_cast<size_t>(txnid));
+      return 0;
+    },
+    &oldest);
+  return oldest;
+}
+
+} // namespace
+
 caf::error store::update_pressure() {
   auto g = map_geometry();
   if (!g)
@@ -76,15 +100,24 @@ caf::error store::update_pressure() {
   MDB_txn* txn = nullptr;
   if (int rc = lmdb_->txn_begin(env_, nullptr, MDB_RDONLY, &txn); rc != 0)
     return lmdb_error(rc, "store: beginning a read transaction");
+  // The pages the last commit freed are listed under its id; the next write transaction cannot use
+  // them yet (LMDB keeps them for one more commit: see recycle_freed), so they are not room for
+  // the steps about to commit.
+  // So are the pages freed since the oldest snapshot a reader still holds.
+  size_t last_txn = std::min<size_t>(mdb_txn_id(txn), oldest_reader(env_));
   MDB_cursor* c = nullptr;
-  uint64_t free_pages = 0;
+  uint64_t free_pages = 0, pending_pages = 0;
   int rc = lmdb_->cursor_open(txn, 0, &c);
   if (rc == 0) {
     MDB_val k, v;
     for (rc = lmdb_->cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-         rc = lmdb_->cursor_get(c, &k, &v, MDB_NEXT))
-      if (v.mv_size >= sizeof(size_t))
-        free_pages += get_native64(v);
+         rc = lmdb_->cursor_get(c, &k, &v, MDB_NEXT)) {
+      if (v.mv_size < sizeof(size_t))
+        continue;
+      free_pages += get_native64(v);
+      if (k.mv_size == sizeof(size_t) && get_native64(k) >= last_txn)
+        pending_pages += get_native64(v);
+    }
     mdb_cursor_close(c);
   }
   mdb_txn_abort(txn);
@@ -104,16 +137,22 @@ caf::error store::update_pressure() {
   else if (pressure_ && used + 2 * reserve < capacity)
     pressure_ = false;
   impl_->pressure = pressure_;
-  if (was && !pressure_) {
-    // LMDB reuses the pages a transaction freed only once a later transaction committed (the
-    // previous meta page may still point at them). When everything waited on the full map, the
-    // last commit was the one that freed room: commit a small one, so intake can use that room.
-    auto stamp = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  std::chrono::system_clock::now().time_since_epoch()).count());
-    if (auto err = put_meta("room_made_at", stamp))
-      return err;
-  }
+  uint64_t room = capacity - std::min(capacity, used + pending_pages);
+  reserve_bytes_ = reserve * g->page_size;
+  grown_since_measure_ = 0;
+  growth_budget_ = room > reserve / 2 ? (room - reserve / 2) * g->page_size : 0;
+  if (was && !pressure_)
+    return recycle_freed();
   return {};
+}
+
+caf::error store::recycle_freed() {
+  // LMDB reuses the pages a transaction freed only once a later transaction committed (the
+  // previous meta page may still point at them). When everything waited on the full map, the last
+  // commit was the one that freed room: a small commit makes that room usable.
+  auto stamp = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch()).count());
+  return put_meta("room_made_at", stamp);
 }
 
 caf::error store::put_meta(std::string_view key, std::string_view value) {

@@ -1,5 +1,7 @@
 #include "writer/writer.hpp"
 
+#include "writer/room_watch.hpp"
+
 #include "base/log.hpp"
 #include "store/store.hpp"
 
@@ -21,6 +23,7 @@ namespace {
 
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using room_atom = caf::atom_constant<caf::atom("room")>;
 
 // Where LMDB mapped the data file into this process.
 struct mapped_range {
@@ -32,6 +35,7 @@ struct waiting {
   step_delta_ptr delta; // null for a barrier
   caf::response_promise promise;
   uint64_t incarnation = 0; // for a barrier: the answer
+  caf::strong_actor_ptr sender; // who sent the step (woken when there is room again)
 };
 
 struct writer_state {
@@ -47,6 +51,13 @@ struct writer_state {
   mapped_range map; // the data file's map, found on first use
   std::map<std::pair<stage_id, uint32_t>, uint64_t> incarnations; // current one per worker
   std::map<std::pair<stage_id, uint32_t>, uint64_t> expected;     // next step, per worker
+  room_watch room{std::chrono::seconds{60}}; // set by spawn_writer
+  // Workers whose steps wait for room (a full or nearly full map): woken as soon as consumers
+  // committed or the pressure is off, so they send their steps again without waiting out their
+  // backoff.
+  std::set<caf::strong_actor_ptr> room_waiters;
+  bool room_check_scheduled = false;
+  bool committed_since_check = false; // something committed since the last room check
   static const char* name;
 };
 const char* writer_state::name = "troupe.writer";
@@ -86,6 +97,45 @@ caf::error out_of_order(const step_delta& d) {
                     "step " + std::to_string(d.step) + " refused: an earlier step was refused");
 }
 
+void wake_room_waiters(self_ptr self) {
+  auto& st = self->state;
+  for (const auto& w : st.room_waiters)
+    self->send(caf::actor_cast<caf::actor>(w), wake_atom::value);
+  st.room_waiters.clear();
+}
+
+// Steps were refused for room. Room may come without any further commit: the pages the last
+// commits freed become usable after one more, and the measurement that admits growing steps is
+// taken again. Soon, not at the next tick, or a map at its limit stalls for an interval each time.
+void schedule_room_check(self_ptr self) {
+  auto& st = self->state;
+  if (st.room_check_scheduled)
+    return;
+  st.room_check_scheduled = true;
+  self->delayed_send(self, std::chrono::milliseconds{20}, room_atom::value);
+}
+
+void room_check(self_ptr self) {
+  auto& st = self->state;
+  st.room_check_scheduled = false;
+  if (st.room_waiters.empty())
+    return;
+  auto& db = *st.db;
+  bool was = db.under_pressure();
+  auto budget = db.growth_budget();
+  if (st.committed_since_check) {
+    st.committed_since_check = false;
+    if (auto err = db.recycle_freed())
+      log_event(log_level::error, "writer", "making freed room usable failed: " + describe(err));
+  }
+  if (auto err = db.update_pressure())
+    log_event(log_level::error, "writer", "measuring the map failed: " + describe(err));
+  // Wake the waiters only when something changed, or a stage waiting on a consumer that holds no
+  // room would be woken, refused and checked again in a loop.
+  if (!db.under_pressure() || (was && db.growth_budget() > budget))
+    wake_room_waiters(self);
+}
+
 void flush(self_ptr self) {
   auto& st = self->state;
   st.flush_scheduled = false;
@@ -110,10 +160,10 @@ void flush(self_ptr self) {
       results[i] = out_of_order(*d);
       continue;
     }
-    // Near a full map, steps that add more than they consume wait (and so do their worker's
-    // later steps, refused as out of order): intake, a stage that fans out. The others still
-    // commit, to make room.
-    if (st.db->under_pressure() && !st.db->frees_room(*d)) {
+    // Near a full map intake waits, and so does a step that adds more than it consumes once the
+    // room measured last is spent (their worker's later steps are refused as out of order). The
+    // others still commit, to make room.
+    if (st.db->under_pressure() && !st.db->admit_under_pressure(*d)) {
       results[i] = make_error(errc::store_pressure,
                               "store: the map is nearly full; intake waits while consumers "
                               "free room (raise store.map_size to give it more)");
@@ -136,7 +186,7 @@ void flush(self_ptr self) {
     st.expected = std::move(next);
     for (auto* d : st.batch)
       note_wakes(*d);
-  } else if (is_waitable(err) || st.batch.size() == 1) {
+  } else if ((is_waitable(err) && code_of(err) != errc::store_full) || st.batch.size() == 1) {
     for (auto i : applied)
       results[i] = err;
     // Steps queued behind a refused one must wait for it: refuse them too.
@@ -144,7 +194,8 @@ void flush(self_ptr self) {
       if (queue[i].delta && !results[i])
         results[i] = out_of_order(*queue[i].delta);
   } else {
-    // One bad step must not fail the others: apply them one by one, each worker's in order.
+    // One bad step must not fail the others, and in a full map a smaller transaction may still
+    // fit: apply them one by one, each worker's in order.
     std::set<worker_key> refused;
     std::vector<edge_id> appended, consumed;
     for (size_t i = 0; i < queue.size(); ++i) {
@@ -172,13 +223,36 @@ void flush(self_ptr self) {
   }
   // Everything needed from the deltas is read: once answered, their stages reuse them.
   st.batch.clear();
+  // Near a full map, what consumers freed may be room enough already: measure again now rather
+  // than at the next tick, and let the waiting workers try at once.
+  if (!st.consumed.empty() && (st.db->under_pressure() || !st.room_waiters.empty())) {
+    if (st.db->under_pressure())
+      (void)st.db->update_pressure();
+    wake_room_waiters(self);
+  } else if (st.db->measure_due()) {
+    (void)st.db->update_pressure(); // fast intake: measure before it fills the map
+  }
+  st.room.observe(*st.db);
   for (size_t i = 0; i < queue.size(); ++i) {
-    if (!queue[i].delta)
+    if (!queue[i].delta) {
       queue[i].promise.deliver(queue[i].incarnation); // answered once all before it is settled
-    else if (results[i])
+    } else if (results[i]) {
+      auto c = code_of(results[i]);
+      if (c == errc::store_full || c == errc::store_pressure) {
+        st.room.refused(*queue[i].delta);
+        schedule_room_check(self);
+      }
+      if (is_waitable(results[i]) || c == errc::out_of_order)
+        if (queue[i].sender)
+          st.room_waiters.insert(queue[i].sender);
       queue[i].promise.deliver(results[i]);
-    else
+    } else {
+      if (!queue[i].delta->empty()) {
+        st.room.committed();
+        st.committed_since_check = true;
+      }
       queue[i].promise.deliver(caf::ok_atom::value);
+    }
   }
   std::set<caf::actor> woken;
   wake(self, st.append_watchers, st.appended, woken);
@@ -213,7 +287,9 @@ void drop_mapped_pages(writer_state& st) {
     ::madvise(st.map.start, st.map.size, MADV_DONTNEED);
 }
 
-caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interval) {
+caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interval,
+                     std::chrono::milliseconds stall_limit) {
+  self->state.room = room_watch{stall_limit};
   self->state.db = db;
   self->state.interval = interval;
   self->delayed_send(self, interval, tick_atom::value);
@@ -230,7 +306,7 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
   return {
     [=](commit_atom, const step_delta_ptr& delta) -> caf::result<caf::ok_atom> {
       auto rp = self->make_response_promise();
-      self->state.queue.push_back({delta, rp});
+      self->state.queue.push_back({delta, rp, 0, self->current_sender()});
       schedule_flush(self);
       return caf::delegated<caf::ok_atom>{};
     },
@@ -241,7 +317,7 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
       auto incarnation = ++self->state.incarnations[{stage, worker}];
       self->state.expected[{stage, worker}] = 1;
       auto rp = self->make_response_promise();
-      self->state.queue.push_back({nullptr, rp, incarnation});
+      self->state.queue.push_back({nullptr, rp, incarnation, nullptr});
       schedule_flush(self);
       return caf::delegated<uint64_t>{};
     },
@@ -251,6 +327,7 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
       self->monitor(a);
     },
     [=](flush_atom) { flush(self); },
+    [=](room_atom) { room_check(self); },
     [=](wake_atom, const std::vector<edge_id>& edges, bool consumers) {
       // A stage failed for good: its consumers (or producers) re-check what they wait for.
       std::set<caf::actor> woken;
@@ -271,14 +348,15 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
           self->quit(err); // sticky: the node stops
           return;
         }
-      bool was = db.under_pressure();
       if (auto err = db.update_pressure())
         log_event(log_level::error, "writer", "measuring the map failed: " + describe(err));
-      else if (db.under_pressure() != was)
-        log_event(was ? log_level::info : log_level::warn, "writer",
-                  was ? "the map has room again: intake resumes"
-                      : "the map is nearly full (store.map_size): intake stops and consumed "
-                        "records are trimmed until consumers make room");
+      if (!db.under_pressure())
+        wake_room_waiters(self);
+      if (auto err = self->state.room.at_tick(db)) {
+        log_event(log_level::error, "writer", describe(err));
+        self->quit(err); // the node stops: waiting cannot end
+        return;
+      }
       if (auto trimmed = db.trim_all(); !trimmed)
         log_event(log_level::error, "writer", "trimming failed: " + describe(trimmed.error()));
       drop_mapped_pages(self->state);
@@ -290,8 +368,9 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
 } // namespace
 
 caf::actor spawn_writer(caf::actor_system& sys, store& db,
-                        std::chrono::milliseconds flush_interval) {
-  return sys.spawn<caf::detached>(writer, &db, flush_interval);
+                        std::chrono::milliseconds flush_interval,
+                        std::chrono::milliseconds stall_limit) {
+  return sys.spawn<caf::detached>(writer, &db, flush_interval, stall_limit);
 }
 
 } // namespace troupe

@@ -15,7 +15,8 @@
 // (consumers) or whose cursors moved (producers waiting on backpressure).
 //
 // Every interval it trims all edges by retention (so age limits apply to idle edges too),
-// measures how full the map is (intake stops short of full, see store::update_pressure), and at
+// measures how full the map is (intake stops short of full, see store::update_pressure; what it
+// logs and when waiting cannot end: room_watch.hpp), and at
 // `process` durability forces the OS buffers to disk. A failed flush to disk ends the writer
 // (the node then stops): what it acknowledged may no longer be on disk.
 #pragma once
@@ -48,8 +49,11 @@ using wake_atom = caf::atom_constant<caf::atom("wake")>;
 // (shutdown_atom): commit what is queued, flush to disk, exit. Send it after every stage is down.
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 
-// `db` must outlive the writer. The writer closes nothing; the node owns the store.
-caf::actor spawn_writer(caf::actor_system& sys, store& db, std::chrono::milliseconds flush_interval);
+// `db` must outlive the writer. The writer closes nothing; the node owns the store. When steps
+// wait for room for `stall_limit` and no consumer can make any (see room_watch.hpp), the writer
+// ends with errc::store_full and the node stops.
+caf::actor spawn_writer(caf::actor_system& sys, store& db, std::chrono::milliseconds flush_interval,
+                        std::chrono::milliseconds stall_limit = std::chrono::seconds{60});
 
 } // namespace troupe
 

@@ -306,7 +306,7 @@ TEST_CASE("bad numbers, sizes, durations and enums say what was expected", "[run
   check_issue(l, "app", 1, 6, "expected an app name made of letters, digits");
   check_issue(l, "durability", 2, 13, "expected one of process | sync, found 'fast'");
   check_issue(l, "store.map_size", 4, 13,
-              "expected a size > 0 such as 4096, 512MiB or 1GiB, found '1GB'");
+              "expected a size of at least 4MiB such as 512MiB or 1GiB, found '1GB'");
   check_issue(l, "store.flush_interval", 5, 19, "expected a duration > 0 such as 250ms");
   check_issue(l, "supervision.strategy", 7, 13,
               "expected one of one_for_one | one_for_all | rest_for_one, found 'one_for_none' "

@@ -170,7 +170,7 @@ TEST_CASE("a full map stops intake without losing anything, and a bigger map res
   temp_dir dir;
   auto loaded = load_yaml(dir,
                           "app: mapfull\n"
-                          "store: {map_size: 2MiB}\n"
+                          "store: {map_size: 4MiB}\n"
                           "defaults: {batch: {max_items: 64}}\n"
                           "stages:\n"
                           "  - {name: gen, type: generator, count: 4000, payload_size: 2000, output: raw}\n"
@@ -178,7 +178,7 @@ TEST_CASE("a full map stops intake without losing anything, and a bigger map res
                           register_flow_stages);
   std::atomic<bool> full_reported{false};
   set_log_observer([&](log_level, std::string_view, std::string_view what) {
-    if (what.find("store_full") != std::string_view::npos &&
+    if (what.find("nearly full") != std::string_view::npos &&
         what.find("store.map_size") != std::string_view::npos)
       full_reported = true;
   });

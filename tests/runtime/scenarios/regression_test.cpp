@@ -296,8 +296,9 @@ TEST_CASE("isolating a failed batch record by record takes only that batch's rec
 TEST_CASE("near a full map a stage that fans out waits while its consumer makes room, and the "
           "run completes",
           "[runtime][regression]") {
-  // Under pressure only steps that add no more than they consume commit; one that fans out 1:10
-  // was admitted too, filled the map, and then nothing could commit at all.
+  // Under pressure a step that adds more than it consumes commits only while the room measured
+  // last lasts; one that fans out 1:10 was once admitted without a bound, filled the map, and then
+  // nothing could commit at all.
   temp_dir dir;
   fanned_in = 0;
   auto loaded = load_yaml(dir,

@@ -165,8 +165,13 @@ TEST_CASE("a nearly full map refuses intake, lets consumers go on, trims regardl
   all1.cursors.push_back({0, 0, 1, info1.head / 2, big_bytes(0, info1.head / 2)});
   REQUIRE(!apply(*s, {&all0}));
   REQUIRE(!apply(*s, {&all1}));
+  REQUIRE(s->trim_all()); // a commit trims a bounded number of chunks; trim_all the rest
   CHECK(part(*s->reader(), 0, 0).tail == heads[0]);
-  CHECK(part(*s->reader(), 0, 1).tail == heads[1] / 2 / 50 * 50);
+  // Whole chunks go: the tail is at the start of the chunk holding the first unconsumed record
+  // (a few records each in a map this small).
+  auto tail1 = part(*s->reader(), 0, 1).tail;
+  CHECK(tail1 <= heads[1] / 2);
+  CHECK(tail1 + 8 > heads[1] / 2);
   CHECK(s->backlog(0).records == heads[1] - heads[1] / 2);
   CHECK(s->backlog(0).bytes == big_bytes(heads[1] / 2, heads[1]));
   check_intact(*s, 1);

@@ -411,7 +411,7 @@ TEST_CASE("a commit's records are split into chunks at 4096 records or 1 MiB", "
   store_layout l;
   l.edges.push_back(edge("many", {"g"}, 2));
   l.edges.push_back(edge("large", {"g"}));
-  auto s = open_store(dir.path, l, uint64_t{256} << 20);
+  auto s = open_store(dir.path, l, uint64_t{2} << 30); // from 2 GiB up, chunks of 1 MiB
 
   auto many = outputs(0, 1, 0, 10000);
   REQUIRE(!apply(*s, {&many}));
@@ -446,4 +446,36 @@ TEST_CASE("a commit's records are split into chunks at 4096 records or 1 MiB", "
     return true;
   }));
   CHECK(back == large);
+}
+
+TEST_CASE("in a map below 256 MiB a chunk takes one overflow page at most, or one record",
+          "[runtime][store]") {
+  // A chunk on several contiguous pages needs a run of free pages, which a small map at its
+  // limit seldom has: it would stall with free pages no chunk can use.
+  temp_dir dir;
+  store_layout l;
+  l.edges.push_back(edge("small", {"g"}));
+  auto s = open_store(dir.path, l, uint64_t{16} << 20);
+  auto page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  step_delta d;
+  std::vector<std::string> recs;
+  for (int i = 0; i < 200; ++i)
+    recs.push_back(std::string(100 + i % 7, static_cast<char>('a' + i % 26)));
+  recs.push_back(std::string(3 * page, 'L')); // alone: bigger than a page
+  for (const auto& x : recs)
+    add_output(d, 0, 0, x);
+  REQUIRE(!apply(*s, {&d}));
+  auto chunks = raw_chunks(*s, "small", 0);
+  REQUIRE(chunks.size() > 5);
+  std::vector<std::string> all;
+  for (const auto& c : chunks) {
+    size_t bytes = 0;
+    for (const auto& r : c.records)
+      bytes += (r.size() + 7) / 8 * 8;
+    if (c.records.size() > 1)
+      CHECK(bytes < page);
+    all.insert(all.end(), c.records.begin(), c.records.end());
+  }
+  CHECK(chunks.back().records.size() == 1);
+  CHECK(all == recs);
 }
