@@ -7,7 +7,8 @@
 // Exactly once, in order, after any number of crashes: the file's length commits in the same
 // step as the input cursor. A step first cuts the file back to the committed length (undoing a
 // step that wrote but never committed), then appends its lines, then (at `sync` durability)
-// fdatasyncs before the step commits. On open the file is cut back the same way.
+// fdatasyncs before the step commits. On open the file is cut back the same way. The sink holds
+// an exclusive flock on the file while open: a second node writing it is refused.
 //
 // A record the codec cannot write (Text that is not UTF-8, a set AnyPointer) fails its step: it
 // is retried and dead-lettered like any record a stage throws on, and never reaches the file.
@@ -18,6 +19,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <stdexcept>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -67,6 +69,20 @@ void jsonl_sink::open(context& ctx) {
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0)
     throw io_error("cannot open", path_);
+  // Another node (another data dir) writing the file would cut it back to its own length. A
+  // transient error: an instance of this very stage that has not quite gone yet lets go soon;
+  // another node does not, and this stage is given up with the message.
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    ::close(fd_);
+    fd_ = -1;
+    if (e == EWOULDBLOCK)
+      throw transient_error(path_ + " is being written by another troupe node (another data "
+                            "dir or another app writes the same file); give each sink a file "
+                            "of its own");
+    errno = e;
+    throw io_error("cannot lock", path_);
+  }
   auto committed = ctx.worker_state().get_u64("length").value_or(0);
   struct stat st {};
   if (::fstat(fd_, &st) != 0)
@@ -113,7 +129,7 @@ void jsonl_sink::process_batch(context& ctx, const batch& records) {
       append_string(buffer_, r.origin(), "origin");
       buffer_ += ",\"seq\":";
       buffer_ += std::to_string(r.seq());
-      if (!r.key().empty()) {
+      if (r.has_key()) {
         buffer_ += ",\"key\":";
         append_string(buffer_, r.key(), "key");
       }

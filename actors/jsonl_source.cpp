@@ -15,6 +15,11 @@
 // dead-letter log with its line number and the reason ("line 12, field 'quantity': expected a
 // number, found a string"). A UTF-8 byte-order mark at the start of the file is skipped.
 //
+// The offset means something only in the file it was taken in: the file's inode commits with the
+// first step, and a source that resumes (offset > 0) in another file at the same path, or in a
+// file shorter than what it already read (replaced, rotated, truncated), fails for good with a
+// message instead of reading from the middle of a line of a different file.
+//
 // Once the whole file was read, the source is done for good: run again, it reads nothing, and if
 // the file changed since (its size, its inode or its modification time differ from when it was
 // read), it says so (changed_since_done).
@@ -114,12 +119,36 @@ void jsonl_source::open(context& ctx) {
       throw permanent_error("cannot open " + path_ + ": no such file");
     return; // follow: produce() waits for it to appear
   }
+  check_same_file(ctx);
   reader_.seek(offset_);
 }
 
+void jsonl_source::check_same_file(context& ctx) {
+  struct stat info {};
+  if (::stat(path_.c_str(), &info) != 0 || !S_ISREG(info.st_mode))
+    return; // a FIFO has no offsets to resume at; a vanished file fails at its next read
+  inode_ = static_cast<uint64_t>(info.st_ino);
+  auto committed = ctx.state().get_u64("inode");
+  if (offset_ == 0)
+    return;
+  auto what = "this stage already read " + std::to_string(offset_) + " bytes (" +
+              std::to_string(line_) + " lines) of ";
+  auto fix = ": restore the file it was reading, or start afresh with `troupe reset` (which "
+             "clears what the app committed and the outputs its sinks own)";
+  if (committed && *committed != inode_)
+    throw permanent_error(path_ + " is another file than the one " + what +
+                          "a file at that path (it was replaced or rotated)" + fix);
+  if (static_cast<uint64_t>(info.st_size) < offset_)
+    throw permanent_error(path_ + " is " + std::to_string(info.st_size) + " bytes now, but " +
+                          what + "it (it was truncated or replaced)" + fix);
+}
+
 produce_result jsonl_source::produce(context& ctx, size_t max_items) {
-  if (!reader_.is_open() && !reader_.open(path_))
-    return produce_result::idle(poll_ms_); // follow, and the file is not there yet
+  if (!reader_.is_open()) {
+    if (!reader_.open(path_))
+      return produce_result::idle(poll_ms_); // follow, and the file is not there yet
+    check_same_file(ctx);
+  }
   // Start at the committed position: a failed and retried step must not skip lines.
   offset_ = ctx.state().get_u64("offset").value_or(0);
   line_ = ctx.state().get_u64("line").value_or(0);
@@ -140,6 +169,8 @@ produce_result jsonl_source::produce(context& ctx, size_t max_items) {
   if (offset_ != start) { // an idle poll commits nothing
     ctx.state().put_u64("offset", offset_);
     ctx.state().put_u64("line", line_);
+    if (start == 0 && inode_ != 0) // with the first offset (a retried step writes it again)
+      ctx.state().put_u64("inode", inode_);
   }
   if (st == line_reader::status::end && !follow_) {
     // What the file was when it was read to its end: changed_since_done compares.

@@ -21,6 +21,7 @@ public:
 private:
   void take_line(context& ctx, const line_reader::line_view& line);
   std::string key_of(capnp::DynamicStruct::Reader value) const;
+  void check_same_file(context& ctx);
 
   std::string path_;
   bool follow_;
@@ -32,6 +33,7 @@ private:
   line_reader reader_;
   uint64_t offset_ = 0; // offset of the next line
   uint64_t line_ = 0;   // lines consumed so far (the next line is line_ + 1)
+  uint64_t inode_ = 0;  // of the regular file being read (0: not known, or not a regular file)
 };
 
 } // namespace troupe

@@ -83,6 +83,11 @@ int check(const std::string& target, const troupe::load_options& options) {
   std::error_code ec;
   if (std::filesystem::is_directory(target, ec))
     return troupe::cli::check_dir(target);
+  if (!std::filesystem::exists(target, ec)) {
+    std::cerr << "troupe check: " << target
+              << ": no such file or directory (give a data dir, or an app's YAML file)\n";
+    return exit_config;
+  }
   troupe::registry reg;
   auto loaded = load(target, reg, options);
   if (!loaded)

@@ -8,6 +8,11 @@ namespace troupe::cli {
 
 int check_dir(const std::string& dir) {
   auto report = check_data_dir(dir);
+  if (report.no_store) {
+    std::cout << dir << ": no store here yet (no app has run with this data dir): nothing to "
+                        "check\n";
+    return 0;
+  }
   for (const auto& note : report.notes)
     std::cout << "  " << note << "\n";
   if (report.ok()) {

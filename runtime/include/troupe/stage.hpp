@@ -52,7 +52,8 @@ public:
 
   std::string_view origin() const;   // the stage that created the record
   uint64_t seq() const;              // its sequence number at that origin
-  std::string_view key() const;      // empty when the record has none
+  bool has_key() const;              // an empty key is a key: it has a partition of its own
+  std::string_view key() const;      // empty when the record has none (or an empty one)
   int64_t event_time() const;        // ms since the Unix epoch; 0 when unknown
   uint32_t attempt() const;          // failed attempts so far, including this step's retries
   std::optional<std::string_view> header(std::string_view name) const;
@@ -95,9 +96,11 @@ class record_builder {
 public:
   explicit record_builder(detail::step_impl& step) : step_(&step) {}
 
-  // The key also picks the partition of the output edge the record goes to; a record without a
-  // key goes to a partition by its id (keyless records spread evenly).
+  // The key also picks the partition of the output edge the record goes to (an empty key is a
+  // key like any other); a record without a key goes to a partition by its id (keyless records
+  // spread evenly). no_key() drops the key taken from the record in hand.
   record_builder& key(std::string_view k);
+  record_builder& no_key();
   record_builder& event_time(int64_t ms);
   // Where in its source the record came from (a line number); dead letters downstream name it.
   record_builder& source_position(uint64_t position);

@@ -381,7 +381,7 @@ stage_draft app_loader::read_stage(const YAML::Node& n, const std::string& field
       continue;
     yaml_params::value v;
     YAML::Node node = entry.second;
-    auto m = node.Mark();
+    auto m = node.IsNull() ? entry.first.Mark() : node.Mark(); // a null's mark is the next token
     v.line = line_of(m);
     v.column = column_of(m);
     if (node.IsScalar()) {

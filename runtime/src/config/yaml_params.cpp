@@ -11,28 +11,30 @@ namespace fs = std::filesystem;
 namespace troupe::detail {
 
 bool yaml_params::has(std::string_view key) const {
-  auto* v = find(key);
-  return v && v->what != value::kind::null;
+  return find(key) != nullptr; // `key:` with no value is there, and an error when read
 }
 
 std::string yaml_params::get_string(std::string_view key) const {
   auto* v = find(key);
-  if (!v || v->what == value::kind::null)
+  if (!v)
     throw_missing(key, "a string");
+  reject_null(key, *v);
   return scalar(key, *v, "a string");
 }
 
 std::string yaml_params::get_string(std::string_view key, std::string_view fallback) const {
   auto* v = find(key);
-  if (!v || v->what == value::kind::null)
+  if (!v)
     return std::string(fallback);
+  reject_null(key, *v);
   return scalar(key, *v, "a string");
 }
 
 uint64_t yaml_params::get_u64(std::string_view key, uint64_t fallback) const {
   auto* v = find(key);
-  if (!v || v->what == value::kind::null)
+  if (!v)
     return fallback;
+  reject_null(key, *v);
   auto parsed = parse_uint(scalar(key, *v, "a non-negative integer"));
   if (!parsed)
     throw_at(*v, key, "expected a non-negative integer, found " + describe(*v));
@@ -41,8 +43,9 @@ uint64_t yaml_params::get_u64(std::string_view key, uint64_t fallback) const {
 
 double yaml_params::get_double(std::string_view key, double fallback) const {
   auto* v = find(key);
-  if (!v || v->what == value::kind::null)
+  if (!v)
     return fallback;
+  reject_null(key, *v);
   auto parsed = parse_double(scalar(key, *v, "a number"));
   if (!parsed)
     throw_at(*v, key, "expected a number, found " + describe(*v));
@@ -51,8 +54,9 @@ double yaml_params::get_double(std::string_view key, double fallback) const {
 
 bool yaml_params::get_bool(std::string_view key, bool fallback) const {
   auto* v = find(key);
-  if (!v || v->what == value::kind::null)
+  if (!v)
     return fallback;
+  reject_null(key, *v);
   auto parsed = parse_bool(scalar(key, *v, "true or false"));
   if (!parsed)
     throw_at(*v, key, "expected true or false, found " + describe(*v));
@@ -79,8 +83,9 @@ std::optional<capnp::StructSchema> yaml_params::input_schema(std::string_view ed
 
 std::vector<std::string> yaml_params::get_strings(std::string_view key) const {
   auto* v = find(key);
-  if (!v || v->what == value::kind::null)
+  if (!v)
     return {};
+  reject_null(key, *v);
   if (v->what == value::kind::scalar)
     return {v->text};
   if (v->what != value::kind::list || !v->scalar_items)
@@ -88,6 +93,13 @@ std::vector<std::string> yaml_params::get_strings(std::string_view key) const {
                         (v->what == value::kind::list ? std::string("a list of other things")
                                                       : describe(*v)));
   return v->items;
+}
+
+// `key:` with no value is "nothing" for a map, an error for a scalar (CONFIG.md): a param left
+// empty by mistake must not quietly take its default.
+void yaml_params::reject_null(std::string_view key, const value& v) const {
+  if (v.what == value::kind::null)
+    throw_at(v, key, "has no value: give one, or leave the key out for its default");
 }
 
 void yaml_params::fail(std::string_view key, std::string_view message) const {

@@ -74,6 +74,7 @@ private:
   static std::string describe(const value& v);
   const std::string& scalar(std::string_view key, const value& v, const char* expected) const;
   [[noreturn]] void throw_at(const value& v, std::string_view key, std::string message) const;
+  void reject_null(std::string_view key, const value& v) const;
   [[noreturn]] void throw_missing(std::string_view key, const char* expected) const;
 
   std::string file_;

@@ -40,6 +40,9 @@ std::string_view record::origin() const {
 uint64_t record::seq() const {
   return env(impl_).getId().getSeq();
 }
+bool record::has_key() const {
+  return env(impl_).hasKey();
+}
 std::string_view record::key() const {
   return view(env(impl_).getKey());
 }
@@ -80,6 +83,10 @@ std::string_view record::bytes() const {
 record_builder& record_builder::key(std::string_view k) {
   step_->pending_envelope().setKey(
     kj::arrayPtr(reinterpret_cast<const kj::byte*>(k.data()), k.size()));
+  return *this;
+}
+record_builder& record_builder::no_key() {
+  step_->pending_envelope().disownKey(); // the pointer is null again: no key
   return *this;
 }
 record_builder& record_builder::event_time(int64_t ms) {

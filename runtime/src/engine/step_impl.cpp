@@ -106,7 +106,8 @@ void step_impl::start_output(edge_id e) {
   auto env = out->message->initRoot<schema::Envelope>();
   if (current) {
     auto in = current->envelope();
-    env.setKey(in.getKey());
+    if (in.hasKey())
+      env.setKey(in.getKey());
     env.setEventTime(in.getEventTime());
     env.setSourcePosition(in.getSourcePosition());
   }
@@ -123,10 +124,12 @@ schema::Envelope::Builder step_impl::pending_envelope() {
 }
 
 namespace {
-partition_id output_partition(std::string_view key, uint64_t seq, uint32_t partitions) {
+// An empty key is a key (it hashes like any other); only a record without one goes by its id.
+partition_id output_partition(schema::Envelope::Reader env, uint64_t seq, uint32_t partitions) {
   if (partitions <= 1)
     return 0;
-  return key.empty() ? partition_of_keyless(seq, partitions) : partition_of(key, partitions);
+  return env.hasKey() ? partition_of(view(env.getKey()), partitions)
+                      : partition_of_keyless(seq, partitions);
 }
 } // namespace
 
@@ -156,7 +159,7 @@ void step_impl::flush_pending() {
     throw std::invalid_argument("an emitted record of " + std::to_string(size) +
                                 " bytes exceeds the limit of " + std::to_string(max_record_bytes));
   }
-  auto part = output_partition(view(env.asReader().getKey()), seq, edge_partitions[out->edge]);
+  auto part = output_partition(env.asReader(), seq, edge_partitions[out->edge]);
   delta->outputs.push_back({out->edge, part, start, static_cast<uint32_t>(size)});
   out->close();
 }
@@ -166,7 +169,7 @@ void step_impl::add_forward(edge_id e, const record_impl& r) {
   partition_id part = 0;
   if (edge_partitions[e] > 1) { // only then is its key needed (and the record decoded)
     auto env = r.envelope();
-    part = output_partition(view(env.getKey()), env.getId().getSeq(), edge_partitions[e]);
+    part = output_partition(env, env.getId().getSeq(), edge_partitions[e]);
   }
   auto start = delta->arena.size();
   delta->arena.append(r.bytes);

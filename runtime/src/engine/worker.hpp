@@ -110,7 +110,7 @@ using step_atom = caf::atom_constant<caf::atom("step")>;
 
 // worker_input.cpp
 caf::error read_batch(worker_state& st, size_t max, const std::vector<cursor_pos>* below);
-enum class outputs { free, full, full_and_consumer_failed };
+enum class outputs { free, full, full_and_consumer_failed, all_consumers_failed };
 outputs output_state(worker_state& st);
 enum class upstream { running, done, failed };
 caf::expected<upstream> upstream_status(worker_state& st);

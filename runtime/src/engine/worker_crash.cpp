@@ -71,9 +71,11 @@ void commit_start_marker(self_ptr self) {
                                                         std::to_string(st.spec.worker));
     bool no_death = found.run == node.run_id || (node.clean_run && found.run == node.clean_run);
     uint32_t deaths = (bystander || no_death) && found.starts > 0 ? found.starts - 1 : found.starts;
-    // Isolation stops once every partition moved max_items past where it starts (a crashed
-    // batch held no more), or after that many records per partition in all.
-    auto per_pair = std::max<uint32_t>(1, st.spec.config->batch.max_items);
+    // Isolation stops once every partition moved in_flight batches of max_items past where it
+    // starts (the steps in flight when the process died held no more), or after that many
+    // records per partition in all.
+    auto per_pair = std::max<uint32_t>(1, st.spec.config->batch.max_items) *
+                    std::max<uint32_t>(1, st.depth);
     st.crash_end = st.sent;
     for (auto& p : st.crash_end)
       p.next += per_pair;

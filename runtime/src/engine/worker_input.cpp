@@ -93,10 +93,19 @@ caf::error read_batch(worker_state& st, size_t max, const std::vector<cursor_pos
 }
 
 // Whether an output log is at its cap (backpressure), and whether it can never drain because a
-// stage reading it was given up.
+// stage reading it was given up; or whether every stage reading any output was given up (what
+// this stage makes would only pile up: a source that never ends would run on for nothing).
 outputs output_state(worker_state& st) {
   auto result = outputs::free;
   const auto& edges = st.node->db->layout().edges;
+  bool any_consumer = false, all_failed = true;
+  for (const auto& consumers : st.spec.output_consumers)
+    for (auto consumer : consumers) {
+      any_consumer = true;
+      all_failed = all_failed && st.node->failed->contains(consumer);
+    }
+  if (any_consumer && all_failed)
+    return outputs::all_consumers_failed;
   for (size_t i = 0; i < st.spec.outputs.size(); ++i) {
     auto e = st.spec.outputs[i];
     auto b = st.node->db->backlog(e);

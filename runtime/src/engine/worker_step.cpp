@@ -34,10 +34,18 @@ void add_bookkeeping(worker_state& st) {
   leave_marker(st);
 }
 
+// The step just sent erases the crash marker: no stage code runs again before it committed, or a
+// death in a pipelined step after it would be counted against the last isolated record.
+void settle_marker_first(worker_state& st) {
+  st.flight.back().marker = true;
+  st.marker_settled = false;
+}
+
 // After a consuming step is sent: leave isolation when its range is done.
 void after_send(worker_state& st) {
   if (st.crash_isolate > 0) {
-    --st.crash_isolate;
+    if (--st.crash_isolate == 0)
+      settle_marker_first(st);
     st.crashes_here = 0;
   }
   if (st.isolating &&
@@ -226,6 +234,7 @@ void run_consumer_step(self_ptr self) {
       st.crash_isolate = 0;
       if (!st.delta->empty()) {
         send_step(self, false);
+        settle_marker_first(st);
         schedule_step(self);
         return;
       }
@@ -387,6 +396,12 @@ void run_step(self_ptr self) {
     case outputs::full_and_consumer_failed:
       log_event(log_level::warn, st.who,
                 "stops: an output log is full and a stage reading it failed");
+      stop_for_good(self);
+      return;
+    case outputs::all_consumers_failed:
+      log_event(log_level::warn, st.who,
+                "stops: every stage reading its output failed, so nothing it makes could be "
+                "consumed");
       stop_for_good(self);
       return;
   }

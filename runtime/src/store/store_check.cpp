@@ -169,8 +169,19 @@ check_report check_data_dir(const std::string& dir) {
   check_report report;
   std::error_code ec;
   auto data = fs::path(dir) / "data.mdb";
+  if (!fs::exists(dir, ec)) {
+    report.no_store = true; // an app that never ran here: nothing is damaged
+    return report;
+  }
   if (!fs::is_directory(dir, ec)) {
     report.problems.push_back(dir + " is not a directory");
+    return report;
+  }
+  bool traces = false;
+  for (const char* name : {"data.mdb", "lock.mdb", "troupe.store"})
+    traces = traces || fs::exists(fs::path(dir) / name, ec);
+  if (!traces) {
+    report.no_store = true;
     return report;
   }
   // A shared hold of the node's lock keeps a node from starting while we read; when a node

@@ -15,6 +15,7 @@ struct check_report {
   uint64_t records = 0;              // records in verified chunks
   std::vector<std::string> problems; // one line each: where, and what is wrong
   std::vector<std::string> notes;    // what was found, for the reader (edges, stages, sizes)
+  bool no_store = false;             // the dir is missing or holds no trace of a store
   bool ok() const { return problems.empty(); }
 };
 

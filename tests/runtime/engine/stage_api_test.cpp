@@ -56,6 +56,15 @@ class keyless_stage : public stage {
 public:
   explicit keyless_stage(const params&) {}
   void process(context& ctx, const record&) override {
+    ctx.emit("out").no_key().init_payload<schema::Generated>().setIndex(0);
+  }
+};
+
+// Emits one record per input, keyed by the empty string.
+class empty_key_stage : public stage {
+public:
+  explicit empty_key_stage(const params&) {}
+  void process(context& ctx, const record&) override {
     ctx.emit("out").key("").init_payload<schema::Generated>().setIndex(0);
   }
 };
@@ -65,6 +74,7 @@ void register_api_stages(registry& reg) {
   reg.add_sink<stateless_too_early>("test.too_early");
   reg.add_sink<two_scopes>("test.two_scopes");
   reg.add_operator<keyless_stage>("test.keyless");
+  reg.add_operator<empty_key_stage>("test.empty_key");
   reg.add_sink<null_sink>("test.null");
 }
 
@@ -212,6 +222,25 @@ TEST_CASE("keyless records spread evenly over the partitions", "[runtime][stage_
   auto e = *db->find_edge("spread");
   for (partition_id p = 0; p < 4; ++p)
     CHECK(must(reader->partition(e, p)).head == 250);
+}
+
+TEST_CASE("an empty key is a key: its records keep to one partition", "[runtime][stage_api]") {
+  temp_dir dir;
+  auto loaded = load_yaml(dir,
+                          "app: emptykey\n"
+                          "edges: {keyed: {partitions: 4}}\n"
+                          "stages:\n"
+                          "  - {name: gen, type: generator, count: 100, payload_size: 0, output: raw}\n"
+                          "  - {name: mid, type: test.empty_key, input: raw, output: keyed}\n"
+                          "  - {name: sink, type: test.null, input: keyed}\n",
+                          register_api_stages);
+  REQUIRE(run_app(loaded->app()).exit_code == 0);
+  auto db = open_store(loaded->app());
+  auto reader = db->reader();
+  REQUIRE_FALSE(reader->refresh());
+  auto e = *db->find_edge("keyed");
+  for (partition_id p = 0; p < 4; ++p)
+    CHECK(must(reader->partition(e, p)).head == (p == partition_of("", 4) ? 100 : 0));
 }
 
 TEST_CASE("record ids do not depend on the worker count", "[runtime][stage_api]") {
