@@ -33,7 +33,8 @@ public:
     double discount = in.getQuantity() >= 10 ? 0.1 : 0.0;
     double total = std::round(in.getQuantity() * in.getUnitPrice() * (1 - discount) * 100) / 100;
 
-    std::string customer = in.getCustomer();
+    auto name = in.getCustomer();                          // Text: UTF-8, may hold "\u0000"
+    std::string customer(name.begin(), name.size());       // so copy by size, not by cStr()
     double customer_total = total + load(ctx, customer);
     store(ctx, customer, customer_total);
 
