@@ -174,6 +174,8 @@ public:
   // and the sinks keep moving without filling the map.
   bool admit_under_pressure(const step_delta& d);
   uint64_t growth_budget() const { return growth_budget_; }
+  // The error a step refused under pressure gets (waitable: it is sent again).
+  static caf::error pressure_refusal();
   // Writer thread only: commits a small transaction, so that the pages the last commit freed can
   // be used (LMDB keeps them for one more commit). update_pressure does it when pressure clears.
   caf::error recycle_freed();

@@ -155,9 +155,7 @@ caf::error store::apply_at(const std::vector<const step_delta*>& deltas,
   if (pressure_)
     for (const auto* delta : deltas)
       if (delta && !delta->outputs.empty() && delta->cursors.empty())
-        return make_error(errc::store_pressure,
-                          "store: the map is nearly full; intake waits while consumers free "
-                          "room (raise store.map_size to give it more)");
+        return pressure_refusal();
   // Any failure leaves nothing applied; a full map also stops intake until the writer measures
   // room again (update_pressure), and trims consumed records regardless of retention meanwhile.
   auto failed = [&](caf::error err, bool open_txn) {
@@ -204,6 +202,12 @@ caf::error store::apply_at(const std::vector<const step_delta*>& deltas,
       for (const auto& o : delta->outputs)
         grown_since_measure_ += o.size;
   return {};
+}
+
+caf::error store::pressure_refusal() {
+  return make_error(errc::store_pressure,
+                    "store: the map is nearly full; intake waits while consumers free room "
+                    "(raise store.map_size to give it more)");
 }
 
 bool store::admit_under_pressure(const step_delta& d) {

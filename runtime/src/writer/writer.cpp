@@ -97,6 +97,13 @@ caf::error out_of_order(const step_delta& d) {
                     "step " + std::to_string(d.step) + " refused: an earlier step was refused");
 }
 
+// Measures how full the map is (store::update_pressure); a failure is logged, the last
+// measurement stands.
+void measure(store& db) {
+  if (auto err = db.update_pressure())
+    log_event(log_level::error, "writer", "measuring the map failed: " + describe(err));
+}
+
 void wake_room_waiters(self_ptr self) {
   auto& st = self->state;
   for (const auto& w : st.room_waiters)
@@ -128,8 +135,7 @@ void room_check(self_ptr self) {
     if (auto err = db.recycle_freed())
       log_event(log_level::error, "writer", "making freed room usable failed: " + describe(err));
   }
-  if (auto err = db.update_pressure())
-    log_event(log_level::error, "writer", "measuring the map failed: " + describe(err));
+  measure(db);
   // Wake the waiters only when something changed, or a stage waiting on a consumer that holds no
   // room would be woken, refused and checked again in a loop.
   if (!db.under_pressure() || (was && db.growth_budget() > budget))
@@ -164,9 +170,7 @@ void flush(self_ptr self) {
     // room measured last is spent (their worker's later steps are refused as out of order). The
     // others still commit, to make room.
     if (st.db->under_pressure() && !st.db->admit_under_pressure(*d)) {
-      results[i] = make_error(errc::store_pressure,
-                              "store: the map is nearly full; intake waits while consumers "
-                              "free room (raise store.map_size to give it more)");
+      results[i] = store::pressure_refusal();
       continue;
     }
     ++expect;
@@ -227,10 +231,10 @@ void flush(self_ptr self) {
   // than at the next tick, and let the waiting workers try at once.
   if (!st.consumed.empty() && (st.db->under_pressure() || !st.room_waiters.empty())) {
     if (st.db->under_pressure())
-      (void)st.db->update_pressure();
+      measure(*st.db);
     wake_room_waiters(self);
   } else if (st.db->measure_due()) {
-    (void)st.db->update_pressure(); // fast intake: measure before it fills the map
+    measure(*st.db); // fast intake: measure before it fills the map
   }
   st.room.observe(*st.db);
   for (size_t i = 0; i < queue.size(); ++i) {
@@ -348,8 +352,7 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
           self->quit(err); // sticky: the node stops
           return;
         }
-      if (auto err = db.update_pressure())
-        log_event(log_level::error, "writer", "measuring the map failed: " + describe(err));
+      measure(db);
       if (!db.under_pressure())
         wake_room_waiters(self);
       if (auto err = self->state.room.at_tick(db)) {
