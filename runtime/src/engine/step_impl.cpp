@@ -24,6 +24,7 @@ struct step_impl::pending {
   std::unique_ptr<capnp::word[]> scratch{new capnp::word[scratch_words]()};
   alignas(capnp::MallocMessageBuilder) unsigned char storage[sizeof(capnp::MallocMessageBuilder)];
   capnp::MallocMessageBuilder* message = nullptr;
+  schema::Envelope::Builder envelope{nullptr}; // its root, valid while `message` is
   edge_id edge = 0;
   partition_id id_partition = 0; // whose counter numbers the record
   std::vector<std::pair<std::string, std::string>> headers;
@@ -103,7 +104,7 @@ void step_impl::start_output(edge_id e) {
   out->open();
   out->edge = e;
   out->id_partition = current ? current->partition : owned.front();
-  auto env = out->message->initRoot<schema::Envelope>();
+  auto env = out->envelope = out->message->initRoot<schema::Envelope>();
   if (current) {
     auto in = current->envelope();
     if (in.hasKey())
@@ -120,7 +121,8 @@ capnp::MessageBuilder& step_impl::pending_message() {
 }
 
 schema::Envelope::Builder step_impl::pending_envelope() {
-  return pending_message().getRoot<schema::Envelope>();
+  pending_message(); // checks the builder is still live
+  return out->envelope;
 }
 
 namespace {
@@ -136,7 +138,7 @@ partition_id output_partition(schema::Envelope::Reader env, uint64_t seq, uint32
 void step_impl::flush_pending() {
   if (!out->message)
     return;
-  auto env = out->message->getRoot<schema::Envelope>();
+  auto env = out->envelope;
   auto id = env.initId();
   auto p = out->id_partition;
   auto seq = next_id[p]++;
