@@ -31,7 +31,8 @@ void step_impl::bind_payloads(const app_config& app, const stage_config& cfg) {
 namespace {
 
 bool same(capnp::StructSchema a, capnp::StructSchema b) {
-  return a.getProto().getId() == b.getProto().getId();
+  // The same schema object, or the same type loaded twice (compiled in, and from a .capnp file).
+  return a == b || a.getProto().getId() == b.getProto().getId();
 }
 
 const capnp::StructSchema* input_payload(const step_impl& step, std::string_view edge) {
