@@ -5,6 +5,7 @@
 #include "generator.hpp"
 #include "jsonl_sink.hpp"
 #include "jsonl_source.hpp"
+#include "routing.hpp"
 
 namespace troupe {
 
@@ -21,6 +22,7 @@ void register_builtin_stages(registry& reg) {
     .params({"envelope"})
     .blocking()
     .single_worker();
+  register_routing_stages(reg);
 }
 
 } // namespace troupe

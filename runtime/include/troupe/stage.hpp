@@ -30,6 +30,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace troupe {
@@ -290,6 +291,12 @@ public:
   // A list of strings (`[a, b]`; one string alone counts as a list of one); empty when the key
   // is absent. Throws config_error for anything else.
   virtual std::vector<std::string> get_strings(std::string_view key) const = 0;
+  // A map of strings (`{a: x, b: y}`), its entries in the YAML's order; empty when the key is
+  // absent. Throws config_error for anything else. fail("key.entry", ...) points at an entry.
+  virtual std::vector<std::pair<std::string, std::string>> get_map(std::string_view key) const = 0;
+  // The output ports the YAML connects (sorted), and the stage's input edges (in the YAML's order).
+  virtual std::vector<std::string> output_ports() const = 0;
+  virtual std::vector<std::string> input_edges() const = 0;
   // The app's default payload struct (schema.payload), or nullopt when the app names none.
   virtual std::optional<capnp::StructSchema> payload_schema() const = 0;
   // The struct of the edge an output port writes (its `edges.<e>.type`, else the default, else
@@ -297,7 +304,8 @@ public:
   // edge carries none or the port is not connected.
   virtual std::optional<capnp::StructSchema> output_schema(std::string_view port) const = 0;
   virtual std::optional<capnp::StructSchema> input_schema(std::string_view edge) const = 0;
-  // Throws config_error naming the field; use it for checks of your own.
+  // Throws config_error naming the field (`key`, or `key.entry` for an entry of a map param);
+  // use it for checks of your own.
   [[noreturn]] virtual void fail(std::string_view key, std::string_view message) const = 0;
 };
 

@@ -36,6 +36,9 @@ struct stage_type {
   // Output ports the YAML must connect, and those it may leave unconnected.
   std::vector<std::string> outputs;
   std::vector<std::string> optional_outputs;
+  // Output ports are whatever the YAML connects (at least one), read by the stage with
+  // params::output_ports(): for stages whose ports are the user's (a copier, a splitter).
+  bool any_outputs = false;
   // The YAML keys of its own the type takes (besides the keys the runtime owns, see
   // runtime_stage_keys()). Any other key under the stage is an error.
   std::vector<std::string> params;
@@ -51,6 +54,9 @@ struct stage_type {
   // Every edge the stage reads or writes must carry a payload struct (edges.<e>.type or
   // schema.payload): for schema-agnostic stages that still go through one (the JSON codecs).
   bool needs_payload_struct = false;
+  // Records leave unchanged (ctx.forward): an output edge that names no struct carries the one
+  // its inputs carry, and one that names a struct must name theirs.
+  bool passes_through = false;
   // The struct the stage reads from every input, and the struct each port emits, as the
   // stage's generated C++ types name them; absent: any struct (a schema-agnostic stage).
   std::optional<capnp::StructSchema> reads;
@@ -75,6 +81,9 @@ public:
   // Replaces the required output ports (sources and operators default to {"out"}).
   stage_type_builder& outputs(std::vector<std::string> ports);
   stage_type_builder& optional_outputs(std::vector<std::string> ports);
+  // Output ports named by the YAML, as many as it connects (at least one); replaces any ports
+  // declared so far. Such a type cannot declare per-port structs (emits).
+  stage_type_builder& any_outputs();
   // Adds params the type takes. owns_paths and reads_paths declare their keys as params too.
   stage_type_builder& params(std::vector<std::string> keys);
   stage_type_builder& owns_paths(std::vector<std::string> keys);
@@ -82,6 +91,7 @@ public:
   stage_type_builder& blocking();
   stage_type_builder& single_worker();
   stage_type_builder& needs_payload_struct();
+  stage_type_builder& passes_through();
 
   // The struct the stage reads (T is a generated type, e.g. quickstart::Order).
   template <class T>

@@ -389,6 +389,17 @@ stage_draft app_loader::read_stage(const YAML::Node& n, const std::string& field
       v.text = node.Scalar();
     } else if (node.IsMap()) {
       v.what = yaml_params::value::kind::map;
+      for (const auto& item : node) {
+        yaml_params::value::entry e;
+        e.key = item.first.IsScalar() ? item.first.Scalar() : std::string{};
+        e.scalar = item.first.IsScalar() && item.second.IsScalar();
+        if (item.second.IsScalar())
+          e.text = item.second.Scalar();
+        auto at = item.second.IsNull() ? item.first.Mark() : item.second.Mark();
+        e.line = line_of(at);
+        e.column = column_of(at);
+        v.entries.push_back(std::move(e));
+      }
     } else if (node.IsSequence()) {
       v.what = yaml_params::value::kind::list;
       v.scalar_items = true;
@@ -495,12 +506,17 @@ void app_loader::build_stages() {
   bool lint = !(schema_given_ && schema_failed_); // else every schema user would fail too
   for (auto& s : stages_) {
     yaml_params::payloads payloads{app_.payload_schema, {}, {}};
-    for (const auto& [port, ref] : s.outputs)
+    for (const auto& [port, ref] : s.outputs) {
+      payloads.connected_ports.push_back(port);
       if (auto e = app_.edge_payloads.find(ref.edge); e != app_.edge_payloads.end())
         payloads.ports.emplace(port, e->second.schema);
-    for (const auto& in : s.inputs)
+    }
+    std::sort(payloads.connected_ports.begin(), payloads.connected_ports.end());
+    for (const auto& in : s.inputs) {
+      payloads.input_edges.push_back(in.edge);
       if (auto e = app_.edge_payloads.find(in.edge); e != app_.edge_payloads.end())
         payloads.inputs.emplace(in.edge, e->second.schema);
+    }
     auto p = std::make_shared<yaml_params>(
         r_.file(), s.field, line_of(s.mark), column_of(s.mark), app_.base_dir, s.own, s.cfg.type,
         s.cfg.type_info ? s.cfg.type_info->params : std::vector<std::string>{}, schemas_,

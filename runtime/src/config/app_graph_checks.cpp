@@ -45,6 +45,12 @@ void app_loader::check_ports(stage_draft& s) {
                 describe(*s.outputs_key));
     return;
   }
+  if (t->any_outputs) {
+    if (s.outputs.empty())
+      r_.at(s.outputs_key ? s.outputs_key->Mark() : s.mark, s.field + ".outputs",
+            "type '" + type + "' needs at least one output; expected 'outputs: {<port>: <edge>}'");
+    return;
+  }
   std::vector<std::string> ports = t->outputs;
   for (const auto& p : t->optional_outputs)
     if (std::find(ports.begin(), ports.end(), p) == ports.end())

@@ -7,7 +7,9 @@
 //   - a consumer that declares what it reads must agree with what the edge carries;
 //   - a stage type that needs a struct (stage_type::needs_payload_struct) must get one on every
 //     edge it reads or writes, and is not built when it does not (that would only repeat it).
-// Schema-agnostic stages declare nothing and take any struct.
+// Schema-agnostic stages declare nothing and take any struct. A stage that passes records through
+// (stage_type::passes_through) gives an output edge that names no struct the one its inputs
+// carry, and must get the same struct on every input and output.
 #include "config/app_loader.hpp"
 
 #include <map>
@@ -58,6 +60,7 @@ void app_loader::check_payloads() {
     std::string said; // "edges.priced.type, line 12", "schema.payload", "stage 'p' port 'out'"
   };
   std::map<std::string, carried> carries;
+  std::vector<std::string> inherited; // edges that carry what their producer's inputs carry
   for (const auto& [edge, p] : producers) {
     std::optional<carried> declared;
     if (auto o = edge_overrides_.find(edge); o != edge_overrides_.end() && o->second.type) {
@@ -88,6 +91,35 @@ void app_loader::check_payloads() {
       carries.emplace(edge, *declared);
     else if (emitted)
       carries.emplace(edge, carried{*emitted, "as " + port_text + " emits"});
+    else if (t && t->passes_through)
+      inherited.push_back(edge);
+  }
+  // Through chains of pass-through stages, upstream first: the graph has no cycle, so each round
+  // settles at least one edge until none is left that can be.
+  for (bool progress = true; progress && !inherited.empty();) {
+    progress = false;
+    for (auto i = inherited.begin(); i != inherited.end();) {
+      const auto& s = *producers.at(*i).stage;
+      std::optional<carried> from;
+      bool known = !s.inputs.empty();
+      for (const auto& in : s.inputs) {
+        auto c = carries.find(in.edge);
+        if (c == carries.end()) {
+          known = false;
+          break;
+        }
+        if (!from)
+          from = carried{c->second.schema, "as stage '" + s.cfg.name + "' passes on what edge '" +
+                                               in.edge + "' carries"};
+      }
+      if (known && from) {
+        carries.emplace(*i, *from);
+        i = inherited.erase(i);
+        progress = true;
+      } else {
+        ++i;
+      }
+    }
   }
 
   for (const auto& [edge, c] : carries)
@@ -97,6 +129,29 @@ void app_loader::check_payloads() {
     const stage_type* t = s.cfg.type_info;
     if (!t)
       continue;
+    if (t->passes_through) {
+      // Every input and output the same struct: the first input's is the one to match.
+      const std::string* first = nullptr;
+      for (const auto& in : s.inputs)
+        if (carries.count(in.edge)) {
+          first = &in.edge;
+          break;
+        }
+      auto mismatch = [&](const edge_ref& ref) {
+        auto c = carries.find(ref.edge);
+        if (!first || c == carries.end() || same(c->second.schema, carries.at(*first).schema))
+          return;
+        r_.at(ref.mark, ref.field,
+              "stage '" + s.cfg.name + "' (type '" + s.cfg.type + "') passes records on "
+              "unchanged, so its edges must carry one struct; edge '" + ref.edge + "' carries " +
+                  struct_name(c->second.schema) + " (" + c->second.said + ") and edge '" +
+                  *first + "' " + struct_name(carries.at(*first).schema));
+      };
+      for (const auto& in : s.inputs)
+        mismatch(in);
+      for (const auto& out : s.outputs)
+        mismatch(out.second);
+    }
     for (const auto& in : s.inputs) {
       auto c = carries.find(in.edge);
       if (t->reads && c != carries.end() && !same(*t->reads, c->second.schema))

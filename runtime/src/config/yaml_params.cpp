@@ -95,6 +95,22 @@ std::vector<std::string> yaml_params::get_strings(std::string_view key) const {
   return v->items;
 }
 
+std::vector<std::pair<std::string, std::string>> yaml_params::get_map(std::string_view key) const {
+  auto* v = find(key);
+  if (!v || v->what == value::kind::null)
+    return {};
+  if (v->what != value::kind::map)
+    throw_at(*v, key, "expected a map such as {name: value}, found " + describe(*v));
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& e : v->entries) {
+    if (!e.scalar)
+      throw located_config_error({file_, e.line, e.column, field_of(key) + "." + e.key,
+                                  "expected a string, found a map or a list"});
+    out.emplace_back(e.key, e.text);
+  }
+  return out;
+}
+
 // `key:` with no value is "nothing" for a map, an error for a scalar (CONFIG.md): a param left
 // empty by mistake must not quietly take its default.
 void yaml_params::reject_null(std::string_view key, const value& v) const {
@@ -105,6 +121,12 @@ void yaml_params::reject_null(std::string_view key, const value& v) const {
 void yaml_params::fail(std::string_view key, std::string_view message) const {
   if (auto i = values_.find(key); i != values_.end()) // any key: "type" is not a param
     throw_at(i->second, key, std::string(message));
+  // "routes.email": an entry of a map param, at the entry's own line.
+  if (auto dot = key.find('.'); dot != std::string_view::npos)
+    if (auto i = values_.find(key.substr(0, dot)); i != values_.end())
+      for (const auto& e : i->second.entries)
+        if (e.key == key.substr(dot + 1))
+          throw located_config_error({file_, e.line, e.column, field_of(key), std::string(message)});
   throw located_config_error({file_, line_, column_, field_of(key), std::string(message)});
 }
 

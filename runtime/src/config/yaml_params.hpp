@@ -34,6 +34,12 @@ public:
     std::string text; // the scalar's text
     std::vector<std::string> items; // a list's elements, when all of them are scalars
     bool scalar_items = false;
+    struct entry { // a map's entries, in the YAML's order
+      std::string key, text;
+      bool scalar = false;
+      int line = 0, column = 0;
+    };
+    std::vector<entry> entries;
     int line = 0;
     int column = 0;
   };
@@ -42,6 +48,7 @@ public:
   struct payloads {
     std::optional<capnp::StructSchema> fallback;
     std::map<std::string, capnp::StructSchema, std::less<>> ports, inputs;
+    std::vector<std::string> connected_ports, input_edges; // all of them, struct or not
   };
 
   // `declared`: the params the stage's type declares; reading any other key is a bug of the
@@ -63,6 +70,9 @@ public:
   bool get_bool(std::string_view key, bool fallback) const override;
   std::string get_path(std::string_view key) const override;
   std::vector<std::string> get_strings(std::string_view key) const override;
+  std::vector<std::pair<std::string, std::string>> get_map(std::string_view key) const override;
+  std::vector<std::string> output_ports() const override { return structs_.connected_ports; }
+  std::vector<std::string> input_edges() const override { return structs_.input_edges; }
   std::optional<capnp::StructSchema> payload_schema() const override { return structs_.fallback; }
   std::optional<capnp::StructSchema> output_schema(std::string_view port) const override;
   std::optional<capnp::StructSchema> input_schema(std::string_view edge) const override;

@@ -62,6 +62,17 @@ stage_type_builder& stage_type_builder::optional_outputs(std::vector<std::string
   return *this;
 }
 
+stage_type_builder& stage_type_builder::any_outputs() {
+  if (type_->kind == stage_kind::sink)
+    refuse(*type_, "a sink has no output ports");
+  if (!type_->emits.empty())
+    refuse(*type_, "a type with the YAML's ports cannot declare what a port emits");
+  type_->outputs.clear();
+  type_->optional_outputs.clear();
+  type_->any_outputs = true;
+  return *this;
+}
+
 stage_type_builder& stage_type_builder::params(std::vector<std::string> keys) {
   for (const auto& k : keys) {
     if (k.empty())
@@ -99,6 +110,13 @@ stage_type_builder& stage_type_builder::single_worker() {
 
 stage_type_builder& stage_type_builder::needs_payload_struct() {
   type_->needs_payload_struct = true;
+  return *this;
+}
+
+stage_type_builder& stage_type_builder::passes_through() {
+  if (type_->kind != stage_kind::op)
+    refuse(*type_, "only an operator passes records through");
+  type_->passes_through = true;
   return *this;
 }
 

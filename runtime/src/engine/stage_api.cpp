@@ -170,11 +170,10 @@ void context::forward(std::string_view port, const record& r) {
 }
 
 void context::dead_letter(const record& r, std::string_view reason) {
-  log_event(log_level::warn, "stage " + step_->stage_name,
-            "record " + std::to_string(r.position()) + " of " + std::string{r.input()} +
-              " goes to the dead-letter log: " + std::string{reason});
-  step_->flush_pending();
   auto facts = r.impl_->describe_for_dead_letter(); // also for a record that does not decode
+  log_event(log_level::warn, "stage " + step_->stage_name,
+            r.impl_->where(facts) + " goes to the dead-letter log: " + std::string{reason});
+  step_->flush_pending();
   detail::dead_letter_info info;
   info.stage = step_->stage_name;
   info.error = reason;

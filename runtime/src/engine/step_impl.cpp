@@ -205,6 +205,17 @@ std::optional<std::string> step_impl::read_state(state_scope scope, uint32_t ind
   return std::move(*v);
 }
 
+std::string record_impl::where(const facts& f) const {
+  auto text = "record " + std::to_string(position) + " of " + *input;
+  if (partition > 0 || step->partitions > 1)
+    text += " (partition " + std::to_string(partition) + ")";
+  if (!f.decodes)
+    text += " (which does not decode)";
+  else if (f.source_position > 0)
+    text += " from line " + std::to_string(f.source_position) + " of " + f.origin + "'s input";
+  return text;
+}
+
 std::string make_dead_letter(const dead_letter_info& info) {
   capnp::MallocMessageBuilder mb;
   auto dl = mb.initRoot<schema::DeadLetter>();

@@ -73,6 +73,8 @@ struct record_impl {
       return {};
     }
   }
+  // "record 26 of signups from line 30 of read's input", for log lines.
+  std::string where(const facts& f) const;
 };
 
 // User-space state writes, keyed by the store's state key (scope, index, space, key).

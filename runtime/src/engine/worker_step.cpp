@@ -54,22 +54,11 @@ void after_send(worker_state& st) {
     st.isolating = false;
 }
 
-std::string where(const record_impl& r, const record_impl::facts& f) {
-  auto text = "record " + std::to_string(r.position) + " of " + *r.input;
-  if (r.partition > 0 || r.step->partitions > 1)
-    text += " (partition " + std::to_string(r.partition) + ")";
-  if (!f.decodes)
-    text += " (which does not decode)";
-  else if (f.source_position > 0)
-    text += " from line " + std::to_string(f.source_position) + " of " + f.origin + "'s input";
-  return text;
-}
-
 void dead_letter_in_hand(self_ptr self, const std::string& why, uint32_t attempts) {
   auto& st = self->state;
   const auto& r = st.records.front();
   auto facts = r.describe_for_dead_letter(); // a record that does not decode is dead-lettered too
-  log_event(log_level::warn, st.who, where(r, facts) + " goes to the dead-letter log: " + why);
+  log_event(log_level::warn, st.who, r.where(facts) + " goes to the dead-letter log: " + why);
   st.step.begin(*st.delta);
   dead_letter_info info;
   info.stage = st.spec.config->name;

@@ -164,6 +164,17 @@ type_desc schema_tables::describe(capnp::Type t) {
   return d;
 }
 
+// A field's JSON key: its name, or the text of Cap'n Proto's own `$Json.name("...")` annotation
+// (capnp/compat/json.capnp), so a JSON key the schema language cannot spell ("opted_in") maps
+// to a field (optedIn).
+static std::string json_name(capnp::StructSchema::Field f) {
+  constexpr uint64_t json_name_annotation = 0xfa5b1fd61c2e7c3dull;
+  for (auto a : f.getProto().getAnnotations())
+    if (a.getId() == json_name_annotation && a.getValue().isText())
+      return std::string(view(a.getValue().getText()));
+  return std::string(view(f.getProto().getName()));
+}
+
 void schema_tables::fill(struct_table& t) {
   auto proto = t.schema.getProto().getStruct();
   t.has_union = proto.getDiscriminantCount() > 0;
@@ -171,7 +182,7 @@ void schema_tables::fill(struct_table& t) {
   for (auto f : t.schema.getFields()) {
     field_desc d;
     d.field = f;
-    d.name = std::string(view(f.getProto().getName()));
+    d.name = json_name(f);
     d.key.clear();
     append_json_string(d.key, d.name);
     d.key += ':';
