@@ -5,6 +5,7 @@
 #include "generator.hpp"
 #include "jsonl_sink.hpp"
 #include "jsonl_source.hpp"
+#include "mapreduce.hpp"
 #include "routing.hpp"
 
 namespace troupe {
@@ -15,6 +16,11 @@ void register_builtin_stages(registry& reg) {
     .reads_paths({"path"})
     .params({"follow", "poll_ms", "required", "key", "unknown_fields", "max_line_bytes"})
     .blocking();
+  reg.add_source<text_source>("text_source")
+    .needs_payload_struct()
+    .reads_paths({"path"})
+    .params({"follow", "poll_ms", "field", "max_line_bytes"})
+    .blocking();
   reg.add_source<generator>("generator").params({"count", "rate", "payload_size"});
   reg.add_sink<jsonl_sink>("jsonl_sink")
     .needs_payload_struct()
@@ -23,6 +29,7 @@ void register_builtin_stages(registry& reg) {
     .blocking()
     .single_worker();
   register_routing_stages(reg);
+  register_mapreduce_stages(reg);
 }
 
 } // namespace troupe

@@ -1,3 +1,7 @@
+// text_source is the same source for plain text: each line (without its '\n', a '\r' before it,
+// or a byte-order mark) goes whole into one Text field (`field`, default `text`) of the struct
+// its output edge carries, its bytes as they are.
+//
 // jsonl_source: reads a file (or FIFO) of JSON lines; each line becomes one record whose payload
 // is the struct its output edge carries, decoded by troupe's JSON codec (troupe/json.hpp). Each
 // record carries its line number as its source position, so that a dead letter of any stage
@@ -38,60 +42,32 @@
 
 namespace troupe {
 
-namespace {
-
-bool is_integer(capnp::schema::Type::Which t) {
-  using T = capnp::schema::Type;
-  switch (t) {
-    case T::INT8: case T::INT16: case T::INT32: case T::INT64:
-    case T::UINT8: case T::UINT16: case T::UINT32: case T::UINT64:
-      return true;
-    default:
-      return false;
-  }
-}
-
-std::vector<capnp::StructSchema::Field> resolve_key(const params& p, capnp::StructSchema s,
-                                                    const std::string& path) {
-  std::vector<capnp::StructSchema::Field> fields;
-  size_t start = 0;
-  for (;;) {
-    auto dot = path.find('.', start);
-    auto name = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    KJ_IF_MAYBE (f, s.findFieldByName(name)) {
-      fields.push_back(*f);
-    } else {
-      p.fail("key", "'" + path + "': " + s.getShortDisplayName().cStr() + " has no field '" +
-                      name + "'");
-    }
-    auto type = fields.back().getType();
-    if (dot == std::string::npos) {
-      if (type.which() != capnp::schema::Type::TEXT && !is_integer(type.which()))
-        p.fail("key", "'" + path + "' must be a Text or integer field to be the record key");
-      return fields;
-    }
-    if (type.which() != capnp::schema::Type::STRUCT)
-      p.fail("key", "'" + path + "': '" + name + "' is not a struct or group");
-    s = type.asStruct();
-    start = dot + 1;
-  }
-}
-
-} // namespace
-
-jsonl_source::jsonl_source(const params& p)
-  : path_(p.get_path("path")),
+jsonl_source::jsonl_source(const params& p, line_format format)
+  : format_(format),
+    path_(p.get_path("path")),
     follow_(p.get_bool("follow", false)),
     poll_ms_(static_cast<uint32_t>(p.get_u64("poll_ms", 200))),
     max_line_(p.get_u64("max_line_bytes", 64u << 20)),
     reader_(max_line_) {
   auto schema = p.output_schema("out"); // the struct of the edge it writes
   if (!schema)
-    p.fail("type", "jsonl_source needs the struct its output edge carries (edges.<edge>.type, "
+    p.fail("type", "this source needs the struct its output edge carries (edges.<edge>.type, "
                    "or schema.payload)");
   schema_ = *schema;
   if (max_line_ == 0)
     p.fail("max_line_bytes", "must be at least 1");
+  if (format_ == line_format::text) {
+    auto name = p.get_string("field", "text");
+    KJ_IF_MAYBE (f, schema_.findFieldByName(name)) {
+      if (f->getType().which() != capnp::schema::Type::TEXT)
+        p.fail("field", "'" + name + "' must be a Text field to hold a line");
+      text_field_ = *f;
+    } else {
+      p.fail("field", std::string(schema_.getShortDisplayName().cStr()) + " has no field '" +
+                        name + "'");
+    }
+    return;
+  }
   json_decode_options options;
   auto unknown = p.get_string("unknown_fields", "ignore");
   if (unknown != "ignore" && unknown != "reject")
@@ -105,7 +81,13 @@ jsonl_source::jsonl_source(const params& p)
   }
   if (p.has("key")) {
     auto key = p.get_string("key");
-    key_path_ = resolve_key(p, schema_, key);
+    try {
+      key_.emplace(schema_, key);
+    } catch (const std::invalid_argument& e) {
+      p.fail("key", e.what());
+    }
+    if (auto why = key_type_error(key_->type()); !why.empty())
+      p.fail("key", "'" + key + "' " + why);
     options.required.push_back(key); // a record without its key is dead-lettered
     decoder_.emplace(schema_, options);
   }
@@ -204,6 +186,13 @@ void jsonl_source::take_line(context& ctx, const line_reader::line_view& line) {
                           " bytes are kept here");
     return;
   }
+  if (format_ == line_format::text) {
+    scratch_.assign(text.data(), text.size()); // Text wants its NUL
+    auto out = ctx.emit("out");
+    out.source_position(line_);
+    out.init_payload_dynamic().set(*text_field_, capnp::Text::Reader(scratch_.c_str(), scratch_.size()));
+    return;
+  }
   capnp::DynamicStruct::Reader value;
   if (auto err = decoder_->decode(text, value)) {
     if (err->offset)
@@ -214,22 +203,10 @@ void jsonl_source::take_line(context& ctx, const line_reader::line_view& line) {
   }
   auto out = ctx.emit("out");
   out.source_position(line_);
-  if (!key_path_.empty())
-    out.key(key_of(value));
+  if (key_)
+    if (auto v = key_->get(value)) // required: always there
+      out.key(key_bytes(*v));
   out.payload_any().setAs<capnp::DynamicStruct>(value);
-}
-
-std::string jsonl_source::key_of(capnp::DynamicStruct::Reader value) const {
-  for (size_t i = 0; i + 1 < key_path_.size(); ++i)
-    value = value.get(key_path_[i]).as<capnp::DynamicStruct>();
-  auto v = value.get(key_path_.back());
-  if (v.getType() == capnp::DynamicValue::TEXT) {
-    auto t = v.as<capnp::Text>();
-    return {t.cStr(), t.size()};
-  }
-  if (v.getType() == capnp::DynamicValue::INT)
-    return std::to_string(v.as<int64_t>());
-  return std::to_string(v.as<uint64_t>());
 }
 
 std::optional<std::string> jsonl_source::changed_since_done(context& ctx) {

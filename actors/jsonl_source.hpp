@@ -1,5 +1,6 @@
 #pragma once
 
+#include "field_path.hpp"
 #include "line_reader.hpp"
 
 #include <troupe/json.hpp>
@@ -11,29 +12,39 @@
 
 namespace troupe {
 
+enum class line_format { json, text };
+
 class jsonl_source : public source {
 public:
-  explicit jsonl_source(const params& p);
+  explicit jsonl_source(const params& p, line_format format = line_format::json);
   void open(context& ctx) override;
   produce_result produce(context& ctx, size_t max_items) override;
   std::optional<std::string> changed_since_done(context& ctx) override;
 
 private:
   void take_line(context& ctx, const line_reader::line_view& line);
-  std::string key_of(capnp::DynamicStruct::Reader value) const;
   void check_same_file(context& ctx);
 
+  line_format format_;
   std::string path_;
   bool follow_;
   uint32_t poll_ms_;
   uint64_t max_line_;
   capnp::StructSchema schema_;
-  std::vector<capnp::StructSchema::Field> key_path_; // empty: records get no key
+  std::optional<field_path> key_;                           // none: records get no key
+  std::optional<capnp::StructSchema::Field> text_field_;   // text: where a line goes
+  std::string scratch_;
   std::optional<json_decoder> decoder_;
   line_reader reader_;
   uint64_t offset_ = 0; // offset of the next line
   uint64_t line_ = 0;   // lines consumed so far (the next line is line_ + 1)
   uint64_t inode_ = 0;  // of the regular file being read (0: not known, or not a regular file)
+};
+
+// Plain text lines, one record each (see jsonl_source.cpp).
+class text_source : public jsonl_source {
+public:
+  explicit text_source(const params& p) : jsonl_source(p, line_format::text) {}
 };
 
 } // namespace troupe

@@ -142,6 +142,11 @@ public:
   void put(std::string_view key, std::string_view value);
   void erase(std::string_view key);
 
+  // The keys after `after` (strictly; "" = from the first), in byte order, at most `max`, with
+  // their values: what get() would return for each. For walking all of a partition's keys in
+  // bounded steps (a reduce emitting its totals from stage::drained).
+  std::vector<std::pair<std::string, std::string>> scan(std::string_view after = {},
+                                                        size_t max = 1024) const;
   // Convenience for counters and offsets (stored as 8 little-endian bytes).
   std::optional<uint64_t> get_u64(std::string_view key) const;
   void put_u64(std::string_view key, uint64_t value);
@@ -180,6 +185,9 @@ public:
   // This worker's own state, by worker index: kept when `workers` changes (worker w keeps w's).
   // For what belongs to the worker rather than to keys: a file it writes, a connection's offset.
   state_store worker_state();
+  // The state of one of the partitions this worker owns (partitions()), without a record in
+  // hand: for stage::drained. std::invalid_argument for a partition it does not own.
+  state_store partition_state(uint32_t partition);
 
   std::string_view stage_name() const;
   unsigned worker() const;         // 0..workers-1
@@ -229,6 +237,14 @@ public:
   virtual void process(context& ctx, const record& r);
   // Processes a whole step's records; by default calls process for each, in order.
   virtual void process_batch(context& ctx, const batch& records);
+  // Called once every input is drained for good (the stages upstream finished and all their
+  // records are consumed), before the stage is done: emit what it held back, such as a reduce's
+  // totals. Every earlier step of this worker has committed by then. Each call is one step:
+  // return false to be called again in a new step (to emit a large result in bounded steps),
+  // true when finished; that step commits together with the stage's done mark. Keep a cursor in
+  // state to resume after a crash. A worker reaches its own partitions with
+  // ctx.partitions() and ctx.partition_state(p). The default emits nothing.
+  virtual bool drained(context& ctx);
 };
 
 // What a source reports after a call to produce.

@@ -505,7 +505,7 @@ void app_loader::read_outputs(const YAML::Node& n, stage_draft& s) {
 void app_loader::build_stages() {
   bool lint = !(schema_given_ && schema_failed_); // else every schema user would fail too
   for (auto& s : stages_) {
-    yaml_params::payloads payloads{app_.payload_schema, {}, {}};
+    yaml_params::payloads payloads{app_.payload_schema, {}, {}, {}, {}};
     for (const auto& [port, ref] : s.outputs) {
       payloads.connected_ports.push_back(port);
       if (auto e = app_.edge_payloads.find(ref.edge); e != app_.edge_payloads.end())

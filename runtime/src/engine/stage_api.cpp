@@ -12,6 +12,7 @@
 
 #include <cstring>
 #include <new>
+#include <algorithm>
 #include <stdexcept>
 
 namespace troupe {
@@ -133,6 +134,10 @@ void state_store::erase(std::string_view key) {
   store_format::state_key(step_->scratch_key, internal(scope_), index_, state_space::user, key);
   step_->overlay[step_->scratch_key] = std::nullopt;
 }
+std::vector<std::pair<std::string, std::string>> state_store::scan(std::string_view after,
+                                                                  size_t max) const {
+  return step_->scan_state(internal(scope_), index_, after, max);
+}
 std::optional<uint64_t> state_store::get_u64(std::string_view key) const {
   auto v = get(key);
   if (!v || v->size() != 8)
@@ -153,6 +158,14 @@ state_store context::state(const record& r) {
 }
 state_store context::worker_state() {
   return state_store{*step_, state_store::scope::worker, step_->worker};
+}
+state_store context::partition_state(uint32_t partition) {
+  const auto& owned = step_->owned;
+  if (!step_->has_inputs || std::find(owned.begin(), owned.end(), partition) == owned.end())
+    throw std::invalid_argument("stage '" + step_->stage_name + "' worker " +
+                                std::to_string(step_->worker) + " does not own partition " +
+                                std::to_string(partition));
+  return state_store{*step_, state_store::scope::partition, partition};
 }
 
 record_builder context::emit(std::string_view port) {
@@ -235,6 +248,8 @@ record batch::operator[](size_t i) const {
 }
 
 stage_base::~stage_base() = default;
+
+bool stage::drained(context&) { return true; }
 
 void stage::process(context&, const record&) {
   throw std::logic_error("stage overrides neither process nor process_batch");

@@ -205,6 +205,53 @@ std::optional<std::string> step_impl::read_state(state_scope scope, uint32_t ind
   return std::move(*v);
 }
 
+// Committed keys merged with the overlays of the steps in flight (oldest first) and of this
+// step: the committed scan asks for enough keys that erasures in the overlays cannot leave fewer
+// than `max`, and overlay keys past the last committed key read are left for the next call.
+std::vector<std::pair<std::string, std::string>>
+step_impl::scan_state(state_scope scope, uint32_t index, std::string_view after,
+                      size_t max) const {
+  std::string prefix;
+  store_format::state_key(prefix, scope, index, state_space::user, {});
+  std::string from = prefix + std::string{after};
+  std::map<std::string, std::optional<std::string>, std::less<>> pending; // user key -> value
+  auto take = [&](const state_overlay& o) {
+    for (auto i = o.upper_bound(from); i != o.end() && i->first.compare(0, prefix.size(), prefix) == 0; ++i)
+      pending[i->first.substr(prefix.size())] = i->second;
+  };
+  if (in_flight)
+    for (const auto& o : *in_flight)
+      take(o);
+  take(overlay);
+  std::map<std::string, std::string, std::less<>> merged;
+  size_t want = max + pending.size();
+  if (auto err = reader->scan_state(
+        stage, scope, index, state_space::user,
+        [&](std::string_view k, std::string_view v) { merged.emplace(k, v); }, after, want)) {
+    if (!store_error)
+      store_error = err;
+    throw store_failure(err);
+  }
+  std::optional<std::string> limit; // keys past it were not read from the store
+  if (merged.size() >= want && !merged.empty())
+    limit = merged.rbegin()->first;
+  for (auto& [k, v] : pending) {
+    if (limit && k > *limit)
+      break;
+    if (v)
+      merged[k] = *v;
+    else
+      merged.erase(k);
+  }
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& [k, v] : merged) {
+    if (out.size() >= max)
+      break;
+    out.emplace_back(k, std::move(v));
+  }
+  return out;
+}
+
 std::string record_impl::where(const facts& f) const {
   auto text = "record " + std::to_string(position) + " of " + *input;
   if (partition > 0 || step->partitions > 1)

@@ -164,6 +164,9 @@ struct step_impl {
 
   // The state partition for the record in hand; throws std::logic_error without one.
   partition_id current_partition() const;
+  std::vector<std::pair<std::string, std::string>> scan_state(state_scope scope, uint32_t index,
+                                                              std::string_view after,
+                                                              size_t max) const;
   std::optional<std::string> read_state(state_scope scope, uint32_t index,
                                         std::string_view key) const;
 

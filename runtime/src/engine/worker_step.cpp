@@ -82,9 +82,10 @@ void on_step_failure(self_ptr self, const std::string& what) {
   st.step.abandon();
   ++st.failures;
   const auto max = st.spec.config->retry.max_attempts;
-  if (st.src) {
+  if (st.src || st.records.empty()) { // a source, or drained(): no record to blame
     if (st.failures >= max) {
-      fail(self, make_error(errc::stage_failed, "the source failed " + std::to_string(max) +
+      fail(self, make_error(errc::stage_failed, std::string(st.src ? "the source" : "drained()") +
+                                                  " failed " + std::to_string(max) +
                                                   " attempts in a row: " + what));
       return;
     }
@@ -202,6 +203,31 @@ void stop_for_good(self_ptr self) {
   try_stop(self);
 }
 
+// Every input drained for good: the stage's drained() runs, in steps of its own, each after the
+// previous ones committed (so it sees all of its state), until it says it is finished; that last
+// step carries the done mark.
+void finish_drained(self_ptr self) {
+  auto& st = self->state;
+  if (!st.flight.empty()) {
+    st.step.abandon();
+    st.at = phase::waiting; // the acknowledgement of the last one schedules the next step
+    st.reader->release();
+    return;
+  }
+  bool finished = true;
+  if (!run_stage_code(self, [&](context& ctx) { finished = st.op->drained(ctx); }))
+    return;
+  st.failures = 0;
+  if (!finished) {
+    send_step(self, false);
+    schedule_step(self);
+    return;
+  }
+  mark_done(st);
+  send_step(self, true);
+  st.at = phase::waiting;
+}
+
 void run_consumer_step(self_ptr self) {
   auto& st = self->state;
   st.step.begin(*st.delta);
@@ -246,9 +272,7 @@ void run_consumer_step(self_ptr self) {
     }
     switch (*status) {
       case upstream::done:
-        mark_done(st);
-        send_step(self, true);
-        st.at = phase::waiting;
+        finish_drained(self);
         return;
       case upstream::failed:
         log_event(log_level::warn, st.who,

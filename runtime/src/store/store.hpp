@@ -270,9 +270,11 @@ public:
   // Keyed state: user space (what stages see) and runtime space (the engine's own keys).
   caf::expected<std::optional<std::string>> state(stage_id s, state_scope scope, uint32_t index,
                                                   state_space space, std::string_view key);
-  // Calls fn(key, value) for every key of one space of a partition or worker, in key order.
+  // Calls fn(key, value) for the keys of one space of a partition or worker, in key order: all
+  // of them, or at most `max` of those after `after` (strictly).
   caf::error scan_state(stage_id s, state_scope scope, uint32_t index, state_space space,
-                        const std::function<void(std::string_view, std::string_view)>& fn);
+                        const std::function<void(std::string_view, std::string_view)>& fn,
+                        std::string_view after = {}, size_t max = SIZE_MAX);
 
   // Dead letters of a stage, oldest first, starting at number `from`.
   caf::expected<std::vector<dead_letter_entry>> dead_letters(stage_id s, uint64_t from = 0,

@@ -192,7 +192,8 @@ caf::expected<std::optional<std::string>> store_reader::state(stage_id s, state_
 
 caf::error store_reader::scan_state(
   stage_id s, state_scope scope, uint32_t index, state_space space,
-  const std::function<void(std::string_view, std::string_view)>& fn) {
+  const std::function<void(std::string_view, std::string_view)>& fn, std::string_view after,
+  size_t max) {
   if (s >= store_->impl_->s.size())
     return invalid("store: scan_state: unknown stage id " + std::to_string(s));
   if (auto err = ensure_txn())
@@ -201,11 +202,14 @@ caf::error store_reader::scan_state(
   MDB_cursor* c = nullptr;
   if (int rc = api.cursor_open(txn_, store_->impl_->s[s].state, &c); rc != 0)
     return lmdb_error(rc, "store: scan_state: opening a cursor");
-  state_key(key_, scope, index, space, {});
+  state_key(key_, scope, index, space, after);
   MDB_val k = to_val(key_), v;
   int rc = api.cursor_get(c, &k, &v, MDB_SET_RANGE);
+  if (rc == 0 && !after.empty() && to_view(k) == key_)
+    rc = api.cursor_get(c, &k, &v, MDB_NEXT); // strictly after
+  key_.resize(key_.size() - after.size()); // the prefix
   caf::error err;
-  while (rc == 0 && to_view(k).substr(0, key_.size()) == key_) {
+  for (size_t n = 0; rc == 0 && n < max && to_view(k).substr(0, key_.size()) == key_; ++n) {
     auto body = unseal(to_view(k), to_view(v));
     if (!body) {
       err = damaged("store: a state value of stage '" + store_->layout_.stages[s].name + "'");

@@ -69,7 +69,45 @@ public:
   }
 };
 
+// Writes and erases keys of its partition's state, and checks at every record that scan() -
+// whole, and page by page - gives what a map of its own writes holds: committed state merged
+// with the writes of the steps still in flight and of the step in hand.
+class scanning_stage : public stage {
+public:
+  explicit scanning_stage(const params&) {}
+  void process(context& ctx, const record& r) override {
+    auto i = r.payload<schema::Generated>().getIndex();
+    auto state = ctx.state();
+    auto key = "k" + std::to_string(i % 37);
+    if (i % 5 == 0) {
+      state.erase(key);
+      model_.erase(key);
+    } else {
+      state.put(key, std::to_string(i));
+      model_[key] = std::to_string(i);
+    }
+    std::map<std::string, std::string> whole, paged;
+    for (auto& [k, v] : state.scan("", 1000))
+      whole[k] = v;
+    std::string after;
+    for (;;) {
+      auto page = state.scan(after, 3);
+      for (auto& [k, v] : page)
+        paged[k] = v;
+      if (page.size() < 3)
+        break;
+      after = page.back().first;
+    }
+    if (whole != model_ || paged != model_)
+      throw std::logic_error("scan disagrees with the writes at record " + std::to_string(i));
+  }
+
+private:
+  std::map<std::string, std::string> model_;
+};
+
 void register_api_stages(registry& reg) {
+  reg.add_sink<scanning_stage>("test.scanning");
   reg.add_operator<tally_stage>("test.tally");
   reg.add_sink<stateless_too_early>("test.too_early");
   reg.add_sink<two_scopes>("test.two_scopes");
@@ -263,4 +301,22 @@ TEST_CASE("record ids do not depend on the worker count", "[runtime][stage_api]"
   }
   CHECK(with[0].size() == 2000);
   CHECK(with[0] == with[1]); // each partition numbers its own records: "tally/<p>", 0, 1, ...
+}
+
+TEST_CASE("scan sees committed state, the steps in flight and the step in hand",
+          "[runtime][stage_api]") {
+  temp_dir dir;
+  auto loaded = load_yaml(dir,
+                          "app: scan\n"
+                          "durability: sync\n" // slow commits: steps wait in flight
+                          "defaults: {batch: {max_items: 3, in_flight: 8}}\n"
+                          "stages:\n"
+                          "  - {name: gen, type: generator, count: 2000, payload_size: 0, output: raw}\n"
+                          "  - {name: scan, type: test.scanning, input: raw}\n",
+                          register_api_stages);
+  REQUIRE(run_app(loaded->app()).exit_code == 0);
+  auto db = open_store(loaded->app());
+  auto reader = db->reader();
+  REQUIRE_FALSE(reader->refresh());
+  CHECK(must(reader->dead_letter_count(*db->find_stage("scan"))) == 0);
 }
