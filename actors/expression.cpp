@@ -420,7 +420,8 @@ private:
     bool ordering = op.text != "==" && op.text != "!=";
     if (ordering && (a->k == kind::boolean || a->k == kind::enumerant))
       throw expression_error(op.column, "'" + op.text + "' orders numbers and text, not " +
-                                            std::string(kind_name(a->k)) + "s; use == or !=");
+                                            std::string(a->k == kind::boolean ? "bools" : "enums") +
+                                            "; use == or !=");
     auto n = binary(node::what::compare, std::move(a), std::move(b), op.column);
     n->op = op.text;
     return n;
@@ -585,7 +586,10 @@ private:
       n->lit.n.r = number::rep::f;
       n->lit.n.f = std::strtod(s, &end);
     }
-    if (end != s + t.text.size() || errno == ERANGE || (!integral && !std::isfinite(n->lit.n.f)))
+    if (end == s + t.text.size() && (errno == ERANGE || (!integral && !std::isfinite(n->lit.n.f))))
+      throw expression_error(t.column, "'" + t.text + "' is out of range (integers are 64-bit, "
+                                       "from -9223372036854775808 to 18446744073709551615)");
+    if (end != s + t.text.size())
       throw expression_error(t.column, "'" + t.text + "' is not a number");
     return n;
   }

@@ -38,6 +38,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace troupe {
@@ -88,6 +89,8 @@ jsonl_source::jsonl_source(const params& p, line_format format)
     }
     if (auto why = key_type_error(key_->type()); !why.empty())
       p.fail("key", "'" + key + "' " + why);
+    key_required_ = std::find(options.required.begin(), options.required.end(), key) !=
+                    options.required.end();
     options.required.push_back(key); // a record without its key is dead-lettered
     decoder_.emplace(schema_, options);
   }
@@ -197,6 +200,9 @@ void jsonl_source::take_line(context& ctx, const line_reader::line_view& line) {
   if (auto err = decoder_->decode(text, value)) {
     if (err->offset)
       *err->offset += skipped;
+    if (key_ && !key_required_ && err->field == key_->text() &&
+        err->message == "missing, and it is required")
+      err->message = "missing, and it is the record key (key: " + key_->text() + ")";
     ctx.dead_letter_raw(path_, line_, line.text,
                         where + (err->field.empty() ? ": " : ", ") + err->to_string());
     return;

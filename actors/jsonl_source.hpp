@@ -32,6 +32,7 @@ private:
   uint64_t max_line_;
   capnp::StructSchema schema_;
   std::optional<field_path> key_;                           // none: records get no key
+  bool key_required_ = false;                               // also in `required`
   std::optional<capnp::StructSchema::Field> text_field_;   // text: where a line goes
   std::string scratch_;
   std::optional<json_decoder> decoder_;

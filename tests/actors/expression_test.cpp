@@ -125,7 +125,9 @@ TEST_CASE("mistakes are refused at load with their column", "[actors][expression
   CHECK_THAT(error_of("text == x").first, Catch::Contains("needs quotes"));
   CHECK_THAT(error_of("i32 & 1").first, Catch::Contains("'&&'"));
   CHECK_THAT(error_of("  ").first, Catch::Contains("empty"));
-  CHECK_THAT(error_of("i32 == 99999999999999999999").first, Catch::Contains("not a number"));
+  CHECK_THAT(error_of("i32 == 99999999999999999999").first, Catch::Contains("out of range"));
+  CHECK_THAT(error_of("i32 == 12abc").first, Catch::Contains("not a number"));
+  CHECK_THAT(error_of("color < red").first, Catch::Contains("not enums"));
 }
 
 TEST_CASE("field paths go through structs and groups, and know what is absent",

@@ -334,4 +334,8 @@ TEST_CASE("expressions and ports are checked when the app loads", "[e2e][pattern
   CHECK_THAT(key, Catch::Contains("Text or integer"));
   auto none = lint("  - {name: c, type: copier, input: orders}\n");
   CHECK_THAT(none, Catch::Contains("at least one output"));
+  // A misspelt input is reported once, as a dangling edge, not again as a missing struct.
+  auto dangling = lint("  - {name: f, type: filter, where: rush, input: ordrs, output: out}\n");
+  CHECK_THAT(dangling, Catch::Contains("dangling edge 'ordrs'"));
+  CHECK_THAT(dangling, !Catch::Contains("must carry a struct"));
 }

@@ -102,11 +102,13 @@ void app_loader::check_graph() {
                   "); an edge has exactly one producer");
     }
   }
-  for (const auto& s : stages_)
+  for (auto& s : stages_)
     for (const auto& in : s.inputs)
-      if (!producers.count(in.edge))
+      if (!producers.count(in.edge)) {
         r_.at(in.mark, in.field,
               "dangling edge '" + in.edge + "': read here but written by no stage");
+        s.buildable = false; // what it reads is unknown: building it would only add noise
+      }
   for (const auto& [edge, p] : producers)
     if (!consumers.count(edge))
       r_.at(p.ref->mark, p.ref->field,

@@ -3,6 +3,9 @@
 
 #include "json/utf8.hpp"
 
+#include <algorithm>
+#include <cctype>
+
 namespace troupe::json_detail {
 
 namespace {
@@ -58,8 +61,14 @@ private:
       ++i_;
   }
   bool literal(std::string_view word) {
-    if (s_.substr(i_, word.size()) != word)
-      return fail("invalid literal (expected " + std::string(word) + ")");
+    if (s_.substr(i_, word.size()) != word) {
+      size_t end = i_;
+      while (end < s_.size() && end - i_ < 20 && std::isalnum(static_cast<unsigned char>(s_[end])))
+        ++end;
+      return fail("'" + std::string(s_.substr(i_, std::max<size_t>(end - i_, 1))) +
+                  "' is not JSON (expected " + std::string(word) +
+                  "; a string needs double quotes)");
+    }
     i_ += word.size();
     return true;
   }
