@@ -174,8 +174,8 @@ struct expression::node {
   std::vector<std::unique_ptr<node>> args;
   size_t column = 0;
 
-  value eval(capnp::DynamicStruct::Reader r) const;
-  bool test(capnp::DynamicStruct::Reader r) const { return eval(r).b; }
+  value eval(capnp::AnyStruct::Reader r) const;
+  bool test(capnp::AnyStruct::Reader r) const { return eval(r).b; }
 };
 
 namespace {
@@ -183,46 +183,36 @@ namespace {
 using node = expression::node;
 using node_ptr = std::unique_ptr<node>;
 
-value read_field(const field_path& path, const capnp::DynamicValue::Reader& v) {
+value read_field(const field_value& v) {
   value out;
-  switch (v.getType()) {
-  case capnp::DynamicValue::BOOL:
+  switch (v.k) {
+  case field_value::kind::boolean:
     out.k = kind::boolean;
-    out.b = v.as<bool>();
+    out.b = v.b;
     break;
-  case capnp::DynamicValue::INT:
+  case field_value::kind::integer:
     out.k = kind::number;
     out.n.r = number::rep::i;
-    out.n.i = v.as<int64_t>();
+    out.n.i = v.i;
     break;
-  case capnp::DynamicValue::UINT:
+  case field_value::kind::unsigned_integer:
     out.k = kind::number;
     out.n.r = number::rep::u;
-    out.n.u = v.as<uint64_t>();
+    out.n.u = v.u;
     break;
-  case capnp::DynamicValue::FLOAT:
+  case field_value::kind::floating:
     out.k = kind::number;
     out.n.r = number::rep::f;
-    out.n.f = v.as<double>();
+    out.n.f = v.f;
     break;
-  case capnp::DynamicValue::TEXT: {
-    auto t = v.as<capnp::Text>();
+  case field_value::kind::text:
     out.k = kind::text;
-    out.text = {t.cStr(), t.size()};
+    out.text = v.text;
     break;
-  }
-  case capnp::DynamicValue::DATA: {
-    auto d = v.as<capnp::Data>();
-    out.k = kind::text;
-    out.text = {reinterpret_cast<const char*>(d.begin()), d.size()};
-    break;
-  }
-  case capnp::DynamicValue::ENUM:
+  case field_value::kind::enumerant:
     out.k = kind::enumerant;
-    out.enumerant = v.as<capnp::DynamicEnum>().getRaw();
+    out.enumerant = v.enumerant;
     break;
-  default:
-    throw std::logic_error("field '" + path.text() + "' has a type expressions do not read");
   }
   return out;
 }
@@ -246,18 +236,18 @@ value boolean(bool b) {
 
 } // namespace
 
-value expression::node::eval(capnp::DynamicStruct::Reader r) const {
+value expression::node::eval(capnp::AnyStruct::Reader r) const {
   switch (w) {
   case what::literal:
     return lit;
   case what::field: {
-    auto v = path->get(r);
+    auto v = path->read(r);
     if (!v)
       throw missing_field(path->text());
-    return read_field(*path, *v);
+    return read_field(*v);
   }
   case what::has:
-    return boolean(path->has(r));
+    return boolean(path->present(r));
   case what::not_:
     return boolean(!args[0]->test(r));
   case what::and_:
@@ -631,8 +621,12 @@ expression::~expression() = default;
 expression::expression(expression&&) noexcept = default;
 expression& expression::operator=(expression&&) noexcept = default;
 
-bool expression::matches(capnp::DynamicStruct::Reader record) const {
+bool expression::matches(capnp::AnyStruct::Reader record) const {
   return root_->test(record);
+}
+
+bool expression::matches(capnp::DynamicStruct::Reader record) const {
+  return matches(capnp::AnyStruct::Reader(record));
 }
 
 } // namespace troupe

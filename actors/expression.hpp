@@ -15,6 +15,7 @@
 // have (outside has()) throws missing_field: the stage dead-letters the record, naming the field.
 #pragma once
 
+#include <capnp/any.h>
 #include <capnp/dynamic.h>
 
 #include <memory>
@@ -52,6 +53,7 @@ public:
   expression& operator=(expression&&) noexcept;
 
   // Throws missing_field.
+  bool matches(capnp::AnyStruct::Reader record) const;
   bool matches(capnp::DynamicStruct::Reader record) const;
   const std::string& text() const { return text_; }
 

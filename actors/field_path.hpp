@@ -4,6 +4,7 @@
 // source's key).
 #pragma once
 
+#include <capnp/any.h>
 #include <capnp/dynamic.h>
 #include <capnp/schema.h>
 
@@ -13,6 +14,17 @@
 #include <vector>
 
 namespace troupe {
+
+// A field's value as read(): numbers, bools, enums by number, Text and Data as bytes.
+struct field_value {
+  enum class kind { boolean, integer, unsigned_integer, floating, text, enumerant } k;
+  bool b = false;
+  int64_t i = 0;
+  uint64_t u = 0;
+  double f = 0;
+  std::string_view text;
+  uint16_t enumerant = 0;
+};
 
 class field_path {
 public:
@@ -28,15 +40,38 @@ public:
   std::optional<capnp::DynamicValue::Reader> get(capnp::DynamicStruct::Reader from) const;
   bool has(capnp::DynamicStruct::Reader from) const { return get(from).has_value(); }
 
+  // The same for a path to a number, bool, enum, Text or Data field (readable()), read
+  // straight from the struct's sections by the offsets the schema gives: no dynamic dispatch
+  // per record. Text and Data views point into the message.
+  bool readable() const { return readable_; }
+  std::optional<field_value> read(capnp::AnyStruct::Reader from) const;
+  bool present(capnp::AnyStruct::Reader from) const;
+
 private:
+  // Each step of the path, with what get() needs of it worked out once (the dynamic API's
+  // Field::getType() is slow to call per record).
+  struct step {
+    capnp::StructSchema::Field field;
+    bool in_union = false;
+    bool pointer = false; // Text, Data, a list or a struct (not a group): may be unset
+    bool group = false;
+    capnp::schema::Type::Which which = capnp::schema::Type::VOID;
+    uint32_t offset = 0;         // data: in units of the field's size (bits for Bool); or pointer
+    uint64_t default_bits = 0;   // what the wire format XORs into a data field
+    uint16_t discriminant = 0;   // its union's value for it, when in_union
+    uint32_t union_offset = 0;   // where the containing struct keeps its discriminant (16-bit units)
+  };
+  bool readable_ = false;
   std::string text_;
   std::vector<capnp::StructSchema::Field> fields_;
+  std::vector<step> steps_;
 };
 
 // The bytes a field's value contributes as a key (a record key, a shard key): a Text as its
 // UTF-8 bytes, an integer in decimal. `key_type_error` says why another type cannot be a key,
 // or is empty.
 std::string key_bytes(const capnp::DynamicValue::Reader& v);
+std::string key_bytes(const field_value& v);
 std::string key_type_error(capnp::Type t);
 
 } // namespace troupe

@@ -30,34 +30,6 @@ bool is_integer(capnp::schema::Type::Which t) {
   }
 }
 
-void fill_dynamic(capnp::DynamicStruct::Builder b, uint64_t index, const std::string& body) {
-  bool have_int = false, have_bytes = false;
-  for (auto field : b.getSchema().getNonUnionFields()) {
-    auto which = field.getType().which();
-    if (!have_int && is_integer(which)) {
-      using W = capnp::schema::Type::Which;
-      // Narrow types wrap around; that is fine for synthetic data.
-      switch (which) {
-        case W::INT8: b.set(field, static_cast<int8_t>(index)); break;
-        case W::INT16: b.set(field, static_cast<int16_t>(index)); break;
-        case W::INT32: b.set(field, static_cast<int32_t>(index)); break;
-        case W::INT64: b.set(field, static_cast<int64_t>(index)); break;
-        case W::UINT8: b.set(field, static_cast<uint8_t>(index)); break;
-        case W::UINT16: b.set(field, static_cast<uint16_t>(index)); break;
-        case W::UINT32: b.set(field, static_cast<uint32_t>(index)); break;
-        default: b.set(field, index); break;
-      }
-      have_int = true;
-    } else if (!have_bytes && which == capnp::schema::Type::TEXT) {
-      b.set(field, capnp::Text::Reader(body.c_str(), body.size()));
-      have_bytes = true;
-    } else if (!have_bytes && which == capnp::schema::Type::DATA) {
-      b.set(field, capnp::Data::Reader(reinterpret_cast<const kj::byte*>(body.data()), body.size()));
-      have_bytes = true;
-    }
-  }
-}
-
 } // namespace
 
 generator::generator(const params& p)
@@ -70,6 +42,38 @@ generator::generator(const params& p)
   if (payload_size_ > 16 * 1024 * 1024)
     p.fail("payload_size", "must be at most 16 MiB");
   body_.assign(payload_size_, 'x');
+  if (schema_) // the fields it fills, found once: the first integer and the first Text or Data
+    for (auto field : schema_->getNonUnionFields()) {
+      auto which = field.getType().which();
+      if (!int_field_ && is_integer(which))
+        int_field_ = {field, which};
+      else if (!bytes_field_ && (which == capnp::schema::Type::TEXT || which == capnp::schema::Type::DATA))
+        bytes_field_ = {field, which};
+    }
+}
+
+void generator::fill(capnp::DynamicStruct::Builder b, uint64_t index) const {
+  using W = capnp::schema::Type::Which;
+  if (int_field_) {
+    auto [field, which] = *int_field_;
+    switch (which) { // narrow types wrap around; that is fine for synthetic data
+      case W::INT8: b.set(field, static_cast<int8_t>(index)); break;
+      case W::INT16: b.set(field, static_cast<int16_t>(index)); break;
+      case W::INT32: b.set(field, static_cast<int32_t>(index)); break;
+      case W::INT64: b.set(field, static_cast<int64_t>(index)); break;
+      case W::UINT8: b.set(field, static_cast<uint8_t>(index)); break;
+      case W::UINT16: b.set(field, static_cast<uint16_t>(index)); break;
+      case W::UINT32: b.set(field, static_cast<uint32_t>(index)); break;
+      default: b.set(field, index); break;
+    }
+  }
+  if (bytes_field_) {
+    auto [field, which] = *bytes_field_;
+    if (which == W::TEXT)
+      b.set(field, capnp::Text::Reader(body_.c_str(), body_.size()));
+    else
+      b.set(field, capnp::Data::Reader(reinterpret_cast<const kj::byte*>(body_.data()), body_.size()));
+  }
 }
 
 void generator::open(context& ctx) {
@@ -97,7 +101,7 @@ produce_result generator::produce(context& ctx, size_t max_items) {
     auto out = ctx.emit("out");
     out.key(key);
     if (schema_) {
-      fill_dynamic(out.init_payload_dynamic(), index, body_);
+      fill(out.init_payload_dynamic(), index);
     } else {
       init_generated(out, index, body_);
     }

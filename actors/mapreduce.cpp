@@ -124,12 +124,12 @@ void tokenize::process_batch(context& ctx, const batch& records) {
   std::string word;
   for (size_t i = 0; i < records.size(); ++i) {
     auto r = records[i];
-    auto v = text_.get(r.payload_dynamic());
+    auto v = text_.read(r.payload_any().getAs<capnp::AnyStruct>());
     if (!v) {
       ctx.dead_letter(r, "tokenize: the record has no field '" + text_.text() + "'");
       continue;
     }
-    auto text = v->as<capnp::Text>();
+    auto text = v->text;
     auto flush = [&] {
       if (word.empty())
         return;
@@ -202,17 +202,18 @@ void reduce::process(context& ctx, const record& r) {
   if (op_ == op::count) {
     ++a.i;
   } else {
-    auto v = value_->get(r.payload_dynamic());
+    auto v = value_->read(r.payload_any().getAs<capnp::AnyStruct>());
     if (!v) {
       ctx.dead_letter(r, "reduce: the record has no field '" + value_->text() + "'");
       return;
     }
     if (integral_) {
-      int64_t x = v->getType() == capnp::DynamicValue::UINT ? static_cast<int64_t>(v->as<uint64_t>())
-                                                            : v->as<int64_t>();
+      int64_t x = v->k == field_value::kind::unsigned_integer ? static_cast<int64_t>(v->u) : v->i;
       a.i = !had ? x : op_ == op::sum ? a.i + x : op_ == op::min ? std::min(a.i, x) : std::max(a.i, x);
     } else {
-      double x = v->as<double>();
+      double x = v->k == field_value::kind::floating ? v->f
+                 : v->k == field_value::kind::unsigned_integer ? static_cast<double>(v->u)
+                                                               : static_cast<double>(v->i);
       a.f = !had ? x : op_ == op::min ? std::min(a.f, x) : op_ == op::max ? std::max(a.f, x) : a.f + x;
       ++a.n;
     }

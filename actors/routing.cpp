@@ -56,7 +56,7 @@ filter::filter(const params& p)
 void filter::process(context& ctx, const record& r) {
   bool keep;
   try {
-    keep = where_.matches(r.payload_dynamic());
+    keep = where_.matches(r.payload_any().getAs<capnp::AnyStruct>());
   } catch (const missing_field& e) {
     ctx.dead_letter(r, std::string("filter: ") + e.what() + ", which 'where' reads");
     return;
@@ -105,7 +105,7 @@ splitter::splitter(const params& p) {
 void splitter::process(context& ctx, const record& r) {
   // Every condition needed is evaluated before anything is forwarded: a record that lacks a
   // field goes whole to the dead-letter log, not to some routes and then there.
-  auto payload = r.payload_dynamic();
+  auto payload = r.payload_any().getAs<capnp::AnyStruct>();
   std::vector<const std::string*> to;
   for (const auto& route : routes_) {
     try {
@@ -153,7 +153,7 @@ sharder::sharder(const params& p) {
 void sharder::process(context& ctx, const record& r) {
   std::string key;
   if (key_) {
-    auto v = key_->get(r.payload_dynamic());
+    auto v = key_->read(r.payload_any().getAs<capnp::AnyStruct>());
     if (!v) {
       ctx.dead_letter(r, "sharder: the record has no field '" + key_->text() + "', its shard key");
       return;

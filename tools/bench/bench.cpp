@@ -3,7 +3,7 @@
 //
 //   troupe_bench [--records N] [--batch B] [--value-size V] [--modes process,sync]
 //                [--dir DIR] [--keep] [--quick] [--budget S] [--repeat K]
-//                [--phases raw,pipeline,unconsumed] [--max-backlog M] [--retention R] [--verbose]
+//                [--phases raw,pipeline,unconsumed,patterns] [--max-backlog M] [--retention R] [--verbose]
 //
 // Exit codes: 0 whatever the figures (a benchmark, not a test); 1 a phase crashed or failed;
 // 64 bad command line.
@@ -33,6 +33,7 @@ namespace {
 // gen -> pass -> pass -> count against raw appends at the same durability.
 constexpr double process_target = 0.35;
 constexpr double sync_target = 0.8;
+constexpr double pattern_target = 0.7; // a routing stage against none (the batch-patterns issue)
 constexpr double rss_target_mib = 256;
 constexpr uint64_t rss_target_records = 10000000;
 
@@ -117,7 +118,7 @@ int main(int argc, char** argv) {
   cli.add_option("--value-size", base.value_size, "bytes per value / generator payload (100)")
       ->check(CLI::Range(1u, 1u << 20));
   cli.add_option("--modes", modes, "durabilities to measure (process,sync)")->delimiter(',');
-  cli.add_option("--phases", phases, "phases to run (raw,pipeline,unconsumed)")->delimiter(',');
+  cli.add_option("--phases", phases, "phases to run (raw,pipeline,unconsumed,patterns)")->delimiter(',');
   cli.add_option("--dir", dir, "parent of the run's fresh data directory (./bench-data)");
   cli.add_flag("--keep", keep, "keep the data directories");
   cli.add_flag("--quick", quick, "1M records instead of 10M: a smoke run");
@@ -155,7 +156,7 @@ int main(int argc, char** argv) {
     return std::find(phases.begin(), phases.end(), p) != phases.end();
   };
   for (const auto& p : phases)
-    if (p != "raw" && p != "pipeline" && p != "unconsumed") {
+    if (p != "raw" && p != "pipeline" && p != "unconsumed" && p != "patterns") {
       std::cerr << "troupe_bench: --phases: unknown phase '" << p << "'\n";
       return 64;
     }
@@ -255,6 +256,28 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // Each routing stage between the generator and the counting sink, against none at all, at the
+  // first durability asked for: its records/s as a ratio to the plain pipeline's.
+  std::vector<std::pair<std::string, double>> pattern_ratios;
+  if (wants("patterns")) {
+    auto m = mode_list.empty() ? troupe::durability::process : mode_list.front();
+    std::optional<double> plain;
+    for (const char* x : {"plain", "copier", "filter", "splitter", "sharder", "merger"}) {
+      base.pattern = x;
+      auto& r = run(std::string{"pattern gen->"} + x + "->count", std::string{"pattern-"} + x, m,
+                    run_pattern);
+      if (!r.report.ok())
+        continue;
+      if (!plain) {
+        plain = rate_of(r.report.result);
+        r.phase = "pattern gen->count (plain)";
+      } else if (*plain > 0) {
+        r.ratio = rate_of(r.report.result) / *plain;
+        pattern_ratios.emplace_back(x, *r.ratio);
+      }
+    }
+    base.pattern.clear();
+  }
   std::optional<child_report> unconsumed;
   if (wants("unconsumed")) {
     auto m = mode_list.empty() ? troupe::durability::process : mode_list.front();
@@ -289,6 +312,9 @@ int main(int argc, char** argv) {
   };
   ratio_line("process", process_target, ratio_process);
   ratio_line("sync", sync_target, ratio_sync);
+  for (const auto& [x, ratio] : pattern_ratios)
+    std::printf("target %s ratio to plain >= %.2f: %s (%.3f)\n", x.c_str(), pattern_target,
+                pass_fail(ratio >= pattern_target).c_str(), ratio);
   if (unconsumed && unconsumed->ok()) {
     bool full = unconsumed->result.records >= rss_target_records;
     std::printf(

@@ -24,6 +24,7 @@ struct phase_options {
   uint64_t max_backlog = 1000000;   // the pipeline's edges' max_records
   uint64_t retention = 10000;       // the pipeline's edges' retention.count
   bool verbose = false;             // keep the runtime's info log
+  std::string pattern;              // the patterns phase: the stage between gen and count
 };
 
 struct phase_result {
@@ -51,6 +52,8 @@ static_assert(std::is_trivially_copyable_v<phase_result>);
 phase_result run_raw_lmdb(const phase_options& o);
 // (b) generator -> bench.pass -> bench.pass -> bench.count through a node (pipeline.cpp).
 phase_result run_pipeline(const phase_options& o);
+// (d) generator -> one routing stage (o.pattern, or none: "plain") -> bench.count (pipeline.cpp).
+phase_result run_pattern(const phase_options& o);
 // (c) a node with only the generator, whose output edge nobody consumes (pipeline.cpp).
 phase_result run_unconsumed(const phase_options& o);
 

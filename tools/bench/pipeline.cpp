@@ -219,6 +219,62 @@ phase_result run_pipeline(const phase_options& o) {
   return r;
 }
 
+// (d): gen -> raw -> X -> mid -> count for each routing stage X, or gen -> raw -> count
+// ("plain"). The edges carry the bench's own struct, so that conditions and keys have fields.
+phase_result run_pattern(const phase_options& o) {
+  quiet(o);
+  phase_result r;
+  {
+    std::ofstream f{o.dir + "/bench.capnp"};
+    f << "@0xc9d1e3f5a7b90213;\nstruct Rec { index @0 :UInt64; body @1 :Data; }\n";
+  }
+  const std::string& x = o.pattern;
+  std::string middle;
+  if (x == "copier")
+    middle = "{name: x, type: copier, input: raw, outputs: {a: mid}}";
+  else if (x == "filter")
+    middle = "{name: x, type: filter, where: 'index >= 0', input: raw, output: mid}";
+  else if (x == "splitter")
+    middle = "{name: x, type: splitter, routes: {a: 'index >= 0'}, input: raw, outputs: {a: mid}}";
+  else if (x == "sharder")
+    middle = "{name: x, type: sharder, key: index, input: raw, outputs: {shard_0: mid}}";
+  else if (x == "merger")
+    middle = "{name: x, type: merger, inputs: [raw], output: mid}";
+  else if (x != "plain") {
+    r.fail("unknown pattern '" + x + "'");
+    return r;
+  }
+  std::string y = "app: patterns\n";
+  y += std::string{"durability: "} + (o.mode == durability::sync ? "sync" : "process") + "\n";
+  y += "store: {map_size: 64GiB}\nschema: {file: bench.capnp, payload: Rec}\n";
+  y += "defaults:\n  batch: {max_items: " + std::to_string(o.batch) + "}\n";
+  y += "edges:\n" + edge_yaml("raw", o.max_backlog, o.retention);
+  if (!middle.empty())
+    y += edge_yaml("mid", o.max_backlog, o.retention);
+  y += "stages:\n  - {name: gen, type: generator, count: " + std::to_string(o.records) +
+       ", payload_size: " + std::to_string(o.value_size) + ", output: raw}\n";
+  if (!middle.empty())
+    y += "  - " + middle + "\n";
+  y += "  - {name: sink, type: bench.count, input: " + std::string(middle.empty() ? "raw" : "mid") +
+       "}\n";
+  registry reg;
+  load_result loaded;
+  if (!load(o, y, reg, loaded, r))
+    return r;
+  auto run = run_timed(*loaded.app, o.budget);
+  r.seconds = run.seconds;
+  r.records = sink_count.load();
+  r.stopped_at_budget = run.stopped_at_budget;
+  r.commits = run.outcome.commits;
+  r.flushes = run.outcome.flushes;
+  if (run.outcome.exit_code != 0)
+    r.fail("the node failed: " + run.outcome.message);
+  else if (!run.stopped_at_budget && r.records != o.records)
+    r.fail("the sink counted " + std::to_string(r.records) + " of " + std::to_string(o.records) +
+           " records");
+  return r;
+}
+
 phase_result run_unconsumed(const phase_options& o) {
   quiet(o);
   phase_result r;
