@@ -152,3 +152,23 @@ TEST_CASE("an enumerant written bare wins over a field of the same name", "[acto
   CHECK(eval("color in [red, green]", R"({"color": "green"})"));
   CHECK_FALSE(eval("color in [red, blueSky]", R"({"color": "green"})"));
 }
+
+TEST_CASE("fields are read straight from the struct: every scalar, defaults, unions, groups",
+          "[actors][expression]") {
+  auto j = R"({"i8": -128, "i16": -300, "u8": 255, "u16": 65535, "u32": 4000000000,
+               "f32": 1.5, "bytes": "aGk=", "flag": false, "point": {"x": 3, "y": -4},
+               "shape": {"circle": 2.5}, "pair": {"left": 7, "right": "r"}})";
+  CHECK(eval("i8 == -128 && i16 == -300 && u8 == 255 && u16 == 65535 && u32 == 4000000000", j));
+  CHECK(eval("f32 == 1.5 && f32 > 1.4999", j));
+  CHECK(eval("bytes == 'hi'", j)); // Data compares as bytes
+  CHECK_THROWS_AS(eval("greeting == 'hello'", j), troupe::missing_field); // never set: absent
+  CHECK(eval("!flag && answer == 42 && !has(greeting)", j));
+  CHECK(eval("point.x == 3 && point.y == -4 && has(point.x)", j)); // a group in the union
+  CHECK_FALSE(eval("has(label) || has(count)", j));
+  CHECK(eval("shape.circle == 2.5 && !has(shape.square)", j));
+  CHECK(eval("pair.left == 7 && pair.right == 'r'", j));
+  CHECK_THROWS_AS(eval("shape.square == 1", j), troupe::missing_field);
+  auto k = R"({"count": 9})";
+  CHECK(eval("count == 9 && has(count) && !has(point.x)", k));
+  CHECK_THROWS_AS(eval("point.x == 0", k), troupe::missing_field);
+}
