@@ -4,8 +4,6 @@
 
 namespace troupe {
 
-namespace {
-
 bool is_integer(capnp::schema::Type::Which t) {
   using T = capnp::schema::Type;
   switch (t) {
@@ -16,6 +14,17 @@ bool is_integer(capnp::schema::Type::Which t) {
     return false;
   }
 }
+
+capnp::StructSchema input_struct(const params& p, const char* who) {
+  auto inputs = p.input_edges();
+  auto s = inputs.empty() ? std::nullopt : p.input_schema(inputs.front());
+  if (!s)
+    p.fail("type", std::string(who) + " reads fields, so its input edge must carry a struct "
+                                      "(edges.<edge>.type, or schema.payload)");
+  return *s;
+}
+
+namespace {
 
 bool is_pointer(capnp::schema::Type::Which t) {
   using T = capnp::schema::Type;

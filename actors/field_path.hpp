@@ -8,6 +8,8 @@
 #include <capnp/dynamic.h>
 #include <capnp/schema.h>
 
+#include <troupe/stage.hpp>
+
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -70,6 +72,12 @@ private:
 // The bytes a field's value contributes as a key (a record key, a shard key): a Text as its
 // UTF-8 bytes, an integer in decimal. `key_type_error` says why another type cannot be a key,
 // or is empty.
+bool is_integer(capnp::schema::Type::Which t);
+
+// The struct a stage's first input edge carries; a config_error through p.fail when it carries
+// none ("<who> reads fields, so its input edge must carry a struct ...").
+capnp::StructSchema input_struct(const params& p, const char* who);
+
 std::string key_bytes(const capnp::DynamicValue::Reader& v);
 std::string key_bytes(const field_value& v);
 std::string key_type_error(capnp::Type t);

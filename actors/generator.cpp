@@ -10,6 +10,8 @@
 // stream is the same whatever the crashes.
 #include "generator.hpp"
 
+#include "field_path.hpp" // is_integer
+
 #include <troupe/builtin_schemas.hpp>
 
 #include <algorithm>
@@ -17,20 +19,6 @@
 
 namespace troupe {
 
-namespace {
-
-bool is_integer(capnp::schema::Type::Which t) {
-  using W = capnp::schema::Type::Which;
-  switch (t) {
-    case W::INT8: case W::INT16: case W::INT32: case W::INT64:
-    case W::UINT8: case W::UINT16: case W::UINT32: case W::UINT64:
-      return true;
-    default:
-      return false;
-  }
-}
-
-} // namespace
 
 generator::generator(const params& p)
   : count_(p.get_u64("count", 1000)),

@@ -8,15 +8,6 @@ namespace troupe {
 
 namespace {
 
-capnp::StructSchema input_struct(const params& p, const char* who) {
-  auto inputs = p.input_edges();
-  auto s = inputs.empty() ? std::nullopt : p.input_schema(inputs.front());
-  if (!s)
-    p.fail("type", std::string(who) + " reads fields, so its input edge must carry a struct "
-                                      "(edges.<edge>.type, or schema.payload)");
-  return *s;
-}
-
 capnp::StructSchema output_struct(const params& p, const char* who) {
   auto s = p.output_schema("out");
   if (!s)
@@ -25,16 +16,7 @@ capnp::StructSchema output_struct(const params& p, const char* who) {
   return *s;
 }
 
-bool is_integer(capnp::Type t) {
-  using T = capnp::schema::Type;
-  switch (t.which()) {
-  case T::INT8: case T::INT16: case T::INT32: case T::INT64:
-  case T::UINT8: case T::UINT16: case T::UINT32: case T::UINT64:
-    return true;
-  default:
-    return false;
-  }
-}
+bool is_integer_type(capnp::Type t) { return is_integer(t.which()); }
 
 bool is_float(capnp::Type t) {
   return t.which() == capnp::schema::Type::FLOAT32 || t.which() == capnp::schema::Type::FLOAT64;
@@ -56,7 +38,7 @@ capnp::StructSchema::Field field_param(const params& p, capnp::StructSchema s, c
 }
 
 bool is_text(capnp::Type t) { return t.which() == capnp::schema::Type::TEXT; }
-bool is_number(capnp::Type t) { return is_integer(t) || is_float(t); }
+bool is_number(capnp::Type t) { return is_integer_type(t) || is_float(t); }
 
 // Aggregates in state: 8 bytes (an int64 or a double), or 16 for avg (sum, count).
 struct aggregate {
@@ -107,7 +89,7 @@ tokenize::tokenize(const params& p)
     p.fail("field", "'" + text_.text() + "' must be a Text field");
   auto out = output_struct(p, "tokenize");
   word_field_ = field_param(p, out, "word_field", "word", is_text, "a Text field");
-  count_field_ = field_param(p, out, "count_field", "count", is_integer, "an integer field");
+  count_field_ = field_param(p, out, "count_field", "count", is_integer_type, "an integer field");
 }
 
 void tokenize::emit(context& ctx, const std::string& word, uint64_t count) {
@@ -178,7 +160,7 @@ reduce::reduce(const params& p) : per_step_(p.get_u64("emit_per_step", 1024)) {
     }
     if (!is_number(value_->type()))
       p.fail("field", "'" + value_->text() + "' must be a number field to " + name);
-    integral_ = is_integer(value_->type()) && op_ != op::avg;
+    integral_ = is_integer_type(value_->type()) && op_ != op::avg;
   } else {
     integral_ = true;
   }

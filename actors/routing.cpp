@@ -8,16 +8,6 @@ namespace troupe {
 
 namespace {
 
-// The struct the stage's inputs carry (all the same: the loader checks pass-through stages).
-capnp::StructSchema input_struct(const params& p, const char* why) {
-  auto inputs = p.input_edges();
-  auto s = inputs.empty() ? std::nullopt : p.input_schema(inputs.front());
-  if (!s)
-    p.fail("type", std::string(why) + " reads fields, so its input edge must carry a struct "
-                                      "(edges.<edge>.type, or schema.payload)");
-  return *s;
-}
-
 expression parse(const params& p, const std::string& key, const std::string& text,
                  capnp::StructSchema s) {
   std::optional<expression> e;
