@@ -19,7 +19,7 @@ void register_builtin_stages(registry& reg) {
   reg.add_source<text_source>("text_source")
     .needs_payload_struct()
     .reads_paths({"path"})
-    .params({"follow", "poll_ms", "field", "max_line_bytes"})
+    .params({"follow", "poll_ms", "field", "max_line_bytes", "lines_per_record"})
     .blocking();
   reg.add_source<generator>("generator").params({"count", "rate", "payload_size"});
   reg.add_sink<jsonl_sink>("jsonl_sink")

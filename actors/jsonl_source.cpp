@@ -58,6 +58,9 @@ jsonl_source::jsonl_source(const params& p, line_format format)
   if (max_line_ == 0)
     p.fail("max_line_bytes", "must be at least 1");
   if (format_ == line_format::text) {
+    lines_per_record_ = p.get_u64("lines_per_record", 1);
+    if (lines_per_record_ == 0 || lines_per_record_ > 1000000)
+      p.fail("lines_per_record", "must be 1 to 1000000");
     auto name = p.get_string("field", "text");
     KJ_IF_MAYBE (f, schema_.findFieldByName(name)) {
       if (f->getType().which() != capnp::schema::Type::TEXT)
@@ -141,7 +144,8 @@ produce_result jsonl_source::produce(context& ctx, size_t max_items) {
   uint64_t start = offset_;
   size_t taken = 0;
   line_reader::status st = line_reader::status::line;
-  while (taken < max_items) {
+  size_t lines_wanted = max_items * lines_per_record_; // a record per line, or per group
+  while (taken < lines_wanted) {
     line_reader::line_view line;
     st = reader_.next(line, !follow_);
     if (st != line_reader::status::line)
@@ -151,6 +155,7 @@ produce_result jsonl_source::produce(context& ctx, size_t max_items) {
     take_line(ctx, line);
     ++taken;
   }
+  flush_group(ctx); // a group never spans steps: its lines commit with it
   if (offset_ != start) { // an idle poll commits nothing
     ctx.state().put_u64("offset", offset_);
     ctx.state().put_u64("line", line_);
@@ -190,10 +195,15 @@ void jsonl_source::take_line(context& ctx, const line_reader::line_view& line) {
     return;
   }
   if (format_ == line_format::text) {
-    scratch_.assign(text.data(), text.size()); // Text wants its NUL
-    auto out = ctx.emit("out");
-    out.source_position(line_);
-    out.init_payload_dynamic().set(*text_field_, capnp::Text::Reader(scratch_.c_str(), scratch_.size()));
+    if (group_lines_ == 0) {
+      scratch_.clear();
+      group_first_ = line_;
+    } else {
+      scratch_ += '\n';
+    }
+    scratch_.append(text.data(), text.size());
+    if (++group_lines_ == lines_per_record_)
+      flush_group(ctx);
     return;
   }
   capnp::DynamicStruct::Reader value;
@@ -213,6 +223,16 @@ void jsonl_source::take_line(context& ctx, const line_reader::line_view& line) {
     if (auto v = key_->get(value)) // required: always there
       out.key(key_bytes(*v));
   out.payload_any().setAs<capnp::DynamicStruct>(value);
+}
+
+void jsonl_source::flush_group(context& ctx) {
+  if (group_lines_ == 0)
+    return;
+  auto out = ctx.emit("out");
+  out.source_position(group_first_);
+  // scratch_ is a std::string: the Text it makes is NUL-terminated, as Cap'n Proto wants.
+  out.init_payload_dynamic().set(*text_field_, capnp::Text::Reader(scratch_.c_str(), scratch_.size()));
+  group_lines_ = 0;
 }
 
 std::optional<std::string> jsonl_source::changed_since_done(context& ctx) {

@@ -24,6 +24,7 @@ public:
 private:
   void take_line(context& ctx, const line_reader::line_view& line);
   void check_same_file(context& ctx);
+  void flush_group(context& ctx); // text: emits the lines gathered so far as one record
 
   line_format format_;
   std::string path_;
@@ -34,7 +35,9 @@ private:
   std::optional<field_path> key_;                           // none: records get no key
   bool key_required_ = false;                               // also in `required`
   std::optional<capnp::StructSchema::Field> text_field_;   // text: where a line goes
-  std::string scratch_;
+  std::string scratch_;                                     // text: the record's lines
+  uint64_t lines_per_record_ = 1;                           // text: lines joined by '\n'
+  uint64_t group_lines_ = 0, group_first_ = 0;              // in scratch_, and the first's number
   std::optional<json_decoder> decoder_;
   line_reader reader_;
   uint64_t offset_ = 0; // offset of the next line

@@ -92,18 +92,23 @@ tokenize::tokenize(const params& p)
   count_field_ = field_param(p, out, "count_field", "count", is_integer_type, "an integer field");
 }
 
-void tokenize::emit(context& ctx, const std::string& word, uint64_t count) {
+void tokenize::emit(context& ctx, std::string_view word, uint64_t count) {
   auto out = ctx.emit("out");
   out.key(word);
+  word_.assign(word.data(), word.size()); // Text wants its NUL
   auto b = out.init_payload_dynamic();
-  b.set(word_field_, capnp::Text::Reader(word.c_str(), word.size()));
+  b.set(word_field_, capnp::Text::Reader(word_.c_str(), word_.size()));
   b.set(count_field_, count);
 }
 
 void tokenize::process_batch(context& ctx, const batch& records) {
-  std::unordered_map<std::string, uint64_t> counts;
-  std::vector<const std::string*> order; // first seen first: the output does not depend on hashing
-  std::string word;
+  // Each text lower-cased once into a buffer of the step; words are views into those buffers,
+  // counted (with combine) in a map keyed by the views, in the order they were first seen.
+  std::vector<std::string> texts;
+  texts.reserve(records.size());
+  std::unordered_map<std::string_view, uint64_t> counts;
+  std::vector<std::string_view> order;
+  auto letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
   for (size_t i = 0; i < records.size(); ++i) {
     auto r = records[i];
     auto v = text_.read(r.payload_any().getAs<capnp::AnyStruct>());
@@ -111,31 +116,33 @@ void tokenize::process_batch(context& ctx, const batch& records) {
       ctx.dead_letter(r, "tokenize: the record has no field '" + text_.text() + "'");
       continue;
     }
-    auto text = v->text;
-    auto flush = [&] {
-      if (word.empty())
-        return;
+    auto& text = texts.emplace_back(v->text);
+    if (lowercase_)
+      for (auto& c : text)
+        if (c >= 'A' && c <= 'Z')
+          c = static_cast<char>(c - 'A' + 'a');
+    for (size_t at = 0; at < text.size();) {
+      if (!letter(text[at])) {
+        ++at;
+        continue;
+      }
+      size_t end = at + 1;
+      while (end < text.size() && letter(text[end]))
+        ++end;
+      std::string_view word{text.data() + at, end - at};
+      at = end;
       if (!combine_) {
         emit(ctx, word, 1);
-      } else {
-        auto [it, fresh] = counts.try_emplace(word, 0);
-        if (fresh)
-          order.push_back(&it->first);
-        ++it->second;
+        continue;
       }
-      word.clear();
-    };
-    for (char c : text) {
-      bool upper = c >= 'A' && c <= 'Z', lower = c >= 'a' && c <= 'z';
-      if (upper || lower)
-        word += upper && lowercase_ ? static_cast<char>(c - 'A' + 'a') : c;
-      else
-        flush();
+      auto [it, fresh] = counts.try_emplace(word, 0);
+      if (fresh)
+        order.push_back(word);
+      ++it->second;
     }
-    flush();
   }
-  for (const auto* w : order)
-    emit(ctx, *w, counts[*w]);
+  for (auto w : order)
+    emit(ctx, w, counts[w]);
 }
 
 // -- reduce -------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace troupe {
 
@@ -22,11 +23,12 @@ public:
   void process_batch(context& ctx, const batch& records) override;
 
 private:
-  void emit(context& ctx, const std::string& word, uint64_t count);
+  void emit(context& ctx, std::string_view word, uint64_t count);
 
   field_path text_;
   bool combine_, lowercase_;
   capnp::StructSchema::Field word_field_, count_field_;
+  std::string word_; // scratch
 };
 
 class reduce : public stage {

@@ -64,7 +64,8 @@ std::map<std::string, uint64_t> troupe_counts(const temp_dir& dir) {
   return counts;
 }
 
-void write_app(const temp_dir& dir, unsigned reducers, unsigned emit_per_step) {
+void write_app(const temp_dir& dir, unsigned reducers, unsigned emit_per_step,
+               unsigned lines_per_record = 1) {
   std::string schema = read_file(std::string(TROUPE_SOURCE_DIR) + "/apps/wordcount/words.capnp");
   write_file(dir / "words.capnp", schema);
   write_file(dir / "app.yaml",
@@ -76,7 +77,8 @@ void write_app(const temp_dir& dir, unsigned reducers, unsigned emit_per_step) {
              "  counts: {type: Count}\n"
              "defaults: {batch: {max_items: 200}}\n"
              "stages:\n"
-             "  - {name: read, type: text_source, path: in.txt, output: lines}\n"
+             "  - {name: read, type: text_source, path: in.txt, output: lines,\n"
+             "     lines_per_record: " + std::to_string(lines_per_record) + "}\n"
              "  - {name: map, type: tokenize, combine: true, workers: 2, input: lines, output: words}\n"
              "  - {name: reduce, type: reduce, op: sum, field: count, key_field: word,\n"
              "     value_field: count, workers: " + std::to_string(reducers) +
@@ -108,7 +110,7 @@ TEST_CASE("word count is exact after SIGKILLs and rescaled reducers", "[e2e][map
   int kills = 0;
   for (unsigned round = 0; round < 4; ++round) {
     // Few totals per step, so that the reducers' emission takes many steps a kill can hit.
-    write_app(dir, reducers[round], 20);
+    write_app(dir, reducers[round], 20, 7); // groups of 7 lines: a group never spans steps
     troupe_process node{dir / "app.yaml", dir / "data", dir / "node.log"};
     if (round == 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20 + rnd() % 200)); // a random moment
@@ -122,7 +124,7 @@ TEST_CASE("word count is exact after SIGKILLs and rescaled reducers", "[e2e][map
     else
       std::cerr << "wordcount: round " << round << " ended before its kill\n";
   }
-  write_app(dir, 2, 20);
+  write_app(dir, 2, 20, 7);
   troupe_process node{dir / "app.yaml", dir / "data", dir / "node.log"};
   REQUIRE(node.wait_for_exit(180s));
   INFO(tail_of(dir / "node.log"));
