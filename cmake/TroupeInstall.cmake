@@ -17,7 +17,7 @@ set(TROUPE_CMAKE_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/Troupe)
 file(RELATIVE_PATH troupe_lib_from_bin ${CMAKE_INSTALL_FULL_BINDIR} ${CMAKE_INSTALL_FULL_LIBDIR})
 set_target_properties(troupe PROPERTIES INSTALL_RPATH "$ORIGIN/${troupe_lib_from_bin}")
 
-install(TARGETS troupe RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS troupe troupectl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS troupe_runtime EXPORT TroupeTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/runtime/include/troupe

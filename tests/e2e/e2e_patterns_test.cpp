@@ -96,6 +96,28 @@ TEST_CASE("the sign-up app routes every valid sign-up as its oracle says", "[e2e
   INFO(tail_of(dir / "node.log"));
   REQUIRE(exited_ok(node.status()));
   check_signup(dir);
+  // troupectl lists the same dead letters, offline, as a table and as JSON lines.
+  auto ctl = std::string(TROUPE_BIN_DIR) + "/troupectl";
+  auto bad = numbers_in(dir / "bad");
+  auto table = run_command({ctl, "--data", dir / "data", "dlq", "list"});
+  REQUIRE(exit_code(table.status) == 0);
+  CHECK_THAT(table.output, Catch::Contains(std::to_string(bad.size()) + " dead letters"));
+  auto json = run_command({ctl, "--data", dir / "data", "--json", "dlq", "list"});
+  REQUIRE(exit_code(json.status) == 0);
+  bool complete = false;
+  std::vector<uint64_t> lines;
+  for (auto line : split_lines(json.output, complete)) {
+    auto obj = parse_flat_json(line);
+    REQUIRE(obj);
+    lines.push_back(std::stoull(obj->at("source_line").text) ? std::stoull(obj->at("source_line").text)
+                                                             : std::stoull(obj->at("position").text));
+    CHECK_FALSE(obj->at("error").text.empty());
+  }
+  std::sort(lines.begin(), lines.end());
+  CHECK(lines == bad);
+  auto unknown = run_command({ctl, "--data", dir / "data", "dlq", "list", "nosuch"});
+  CHECK(exit_code(unknown.status) == 2);
+  CHECK_THAT(unknown.output, Catch::Contains("no stage 'nosuch'") && Catch::Contains("validate"));
 }
 
 TEST_CASE("the sign-up app is exact after SIGKILLs mid-way", "[e2e][patterns]") {
