@@ -4,6 +4,7 @@
 //                                          (exit 0) or until SIGINT/SIGTERM (the steps in flight
 //                                          commit; exit 0)
 //   troupe lint APP.yaml                   validate without running
+//   troupe test APP.yaml CASES.yaml        run stages alone on given records, compare the output
 //   troupe reset APP.yaml [--yes]          delete the app's store and the files its sinks own
 //   --set path.to.key=value                (each command, repeatable) overrides a YAML value
 //   troupe --version
@@ -18,6 +19,7 @@
 #include "supervision/supervisor.hpp"
 #include "troupe_check.hpp"
 #include "troupe_reset.hpp"
+#include "troupe_test.hpp"
 
 #include <caf/all.hpp>
 
@@ -37,7 +39,7 @@ constexpr int exit_failed = 1;
 constexpr int exit_config = 2;
 constexpr int exit_usage = 64;
 
-const std::vector<std::string> commands = {"run", "lint", "check", "reset"};
+const std::vector<std::string> commands = {"run", "lint", "test", "check", "reset"};
 
 std::string plural(size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
@@ -196,6 +198,11 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--data-dir", options.data_dir, "where the node keeps its LMDB store");
   auto* lint_cmd = cli.add_subcommand("lint", "validate the app's YAML without running it");
   common(lint_cmd);
+  std::string cases;
+  auto* test_cmd = cli.add_subcommand(
+    "test", "run stages alone on the records a cases file gives, and compare what comes out");
+  common(test_cmd);
+  test_cmd->add_option("cases", cases, "the cases' YAML file")->required();
   std::string check_target;
   auto* check_cmd = cli.add_subcommand(
     "check", "verify a data dir (every value's checksum, every log's chunks); read-only");
@@ -217,6 +224,11 @@ int main(int argc, char** argv) {
   }
   if (lint_cmd->parsed())
     return lint(file, options);
+  if (test_cmd->parsed()) {
+    troupe::registry reg;
+    auto loaded = load(file, reg, options);
+    return loaded ? troupe::cli::test_app(*loaded->app, file, cases) : exit_config;
+  }
   if (reset_cmd->parsed())
     return reset(file, options, yes);
   if (check_cmd->parsed())

@@ -361,3 +361,35 @@ TEST_CASE("expressions and ports are checked when the app loads", "[e2e][pattern
   CHECK_THAT(dangling, Catch::Contains("dangling edge 'ordrs'"));
   CHECK_THAT(dangling, !Catch::Contains("must carry a struct"));
 }
+
+TEST_CASE("troupe test runs the apps' cases, and shows what differs", "[e2e][patterns]") {
+  for (const char* app : {"signup", "wordcount"}) {
+    auto base = source_dir() + "/apps/" + app;
+    auto r = run_troupe({"test", base + "/app.yaml", base + "/cases.yaml"});
+    INFO(r.output);
+    CHECK(exit_code(r.status) == 0);
+    CHECK_THAT(r.output, Catch::Contains("cases passed") && !Catch::Contains("FAIL"));
+  }
+  temp_dir dir;
+  write_file(dir / "wrong.yaml",
+             "cases:\n"
+             "  - name: a wrong id\n"
+             "    stage: opted_in\n"
+             "    input: ['{\"id\": 1, \"email\": \"a\", \"name\": \"A\", \"opted_in\": true, \"channel\": \"sms\"}']\n"
+             "    expect: {out: ['{\"id\": 2, \"email\": \"a\", \"name\": \"A\", \"opted_in\": true, \"channel\": \"sms\"}']}\n"
+             "  - name: a dead letter that does not come\n"
+             "    stage: validate\n"
+             "    input: ['{\"id\": 1, \"email\": \"a\", \"name\": \"A\", \"opted_in\": true, \"channel\": \"sms\"}']\n"
+             "    dead_letters: [nothing]\n");
+  auto wrong = run_troupe({"test", signup_app(), dir / "wrong.yaml"});
+  CHECK(exit_code(wrong.status) == 1);
+  CHECK_THAT(wrong.output, Catch::Contains("FAIL a wrong id") &&
+                               Catch::Contains("expected: {\"id\":2") &&
+                               Catch::Contains("got:      {\"id\":1") &&
+                               Catch::Contains("dead letters: 0, expected 1") &&
+                               Catch::Contains("0 of 2 cases passed"));
+  write_file(dir / "typo.yaml", "cases:\n  - stage: opted_in\n    inptu: []\n");
+  auto typo = run_troupe({"test", signup_app(), dir / "typo.yaml"});
+  CHECK(exit_code(typo.status) == 2);
+  CHECK_THAT(typo.output, Catch::Contains("typo.yaml:3: unknown key 'inptu'"));
+}
