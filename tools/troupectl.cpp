@@ -1,23 +1,21 @@
 // troupectl: look inside a node. This first part works offline, on a stopped node's data dir,
 // read-only (LMDB's MDB_RDONLY; a node that has the dir open is told about, not disturbed):
 //
+//   troupectl --data DIR status                the edges: partitions, records stored, and each
+//                                              consumer group's consumed count and lag; the
+//                                              stages' dead-letter counts
 //   troupectl --data DIR dlq list [STAGE]      dead letters of one stage, or of every stage
 //   troupectl --data DIR dlq show STAGE ID     one dead letter in full, with its record
 //   --json                                     one JSON object per dead letter instead of a table
 //
 // Exit codes: 0 ok; 1 the store cannot be read (damaged: see `troupe check`); 2 no such store,
 // stage or dead letter; 64 bad command line.
-#include "store/format.hpp"
+#include "troupectl_store.hpp"
 
 #include "envelope.capnp.h"
 
 #include <capnp/serialize.h>
 #include <CLI/CLI.hpp>
-#include <lmdb.h>
-
-#include <sys/file.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <ctime>
@@ -31,17 +29,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int exit_ok = 0, exit_failed = 1, exit_not_found = 2, exit_usage = 64;
+using namespace troupe::ctl;
 
-struct dead_letter {
-  std::string stage;
-  uint64_t id = 0;
-  std::string error, input;
-  uint32_t attempts = 0, partition = 0;
-  int64_t failed_at = 0;
-  uint64_t input_seq = 0, source_position = 0;
-  std::string record;
-};
 
 // A JSON string, escaped as RFC 8259 wants (bytes that are not UTF-8 pass through: the reasons
 // are the runtime's own text).
@@ -90,103 +79,6 @@ std::string describe_record(const std::string& bytes) {
   return "raw input: " + json_string(bytes);
 }
 
-class offline_store {
-public:
-  // nullopt and a message when the dir holds no readable store.
-  static std::optional<offline_store> open(const std::string& dir, std::string& why, int& code) {
-    if (!fs::exists(fs::path(dir) / "data.mdb")) {
-      why = dir + " holds no troupe store (no data.mdb)";
-      code = exit_not_found;
-      return std::nullopt;
-    }
-    offline_store s;
-    int rc = mdb_env_create(&s.env_);
-    if (rc == 0)
-      rc = mdb_env_set_maxdbs(s.env_, 1 << 16);
-    if (rc == 0)
-      rc = mdb_env_open(s.env_, dir.c_str(), MDB_RDONLY | MDB_NOTLS, 0644);
-    if (rc == 0)
-      rc = mdb_txn_begin(s.env_, nullptr, MDB_RDONLY, &s.txn_);
-    if (rc != 0) {
-      why = "cannot read the store in " + dir + ": " + mdb_strerror(rc) + " (try `troupe check " +
-            dir + "`)";
-      code = exit_failed;
-      return std::nullopt;
-    }
-    return s;
-  }
-  offline_store(offline_store&& o) noexcept : env_(o.env_), txn_(o.txn_) { o.env_ = nullptr, o.txn_ = nullptr; }
-  ~offline_store() {
-    if (txn_)
-      mdb_txn_abort(txn_);
-    if (env_)
-      mdb_env_close(env_);
-  }
-
-  std::vector<std::string> stages_with_dead_letters() {
-    std::vector<std::string> out;
-    MDB_dbi main;
-    MDB_cursor* c = nullptr;
-    if (mdb_dbi_open(txn_, nullptr, 0, &main) != 0 || mdb_cursor_open(txn_, main, &c) != 0)
-      return out;
-    MDB_val k, v;
-    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-      std::string name(static_cast<const char*>(k.mv_data), k.mv_size);
-      if (name.rfind("dead/", 0) == 0)
-        out.push_back(name.substr(5));
-    }
-    mdb_cursor_close(c);
-    return out;
-  }
-
-  // The stage's dead letters (all, or the one numbered `only`); false when the stage has no log.
-  bool dead_letters(const std::string& stage, std::optional<uint64_t> only,
-                    std::vector<dead_letter>& out, std::string& problem) {
-    MDB_dbi dbi;
-    if (mdb_dbi_open(txn_, ("dead/" + stage).c_str(), MDB_INTEGERKEY, &dbi) != 0)
-      return false;
-    MDB_cursor* c = nullptr;
-    if (int rc = mdb_cursor_open(txn_, dbi, &c); rc != 0) {
-      problem = mdb_strerror(rc);
-      return true;
-    }
-    MDB_val k, v;
-    size_t id = only.value_or(0);
-    k = {sizeof id, &id};
-    int rc = mdb_cursor_get(c, &k, &v, only ? MDB_SET_KEY : MDB_FIRST);
-    for (; rc == 0; rc = only ? MDB_NOTFOUND : mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-      std::memcpy(&id, k.mv_data, sizeof id);
-      std::string_view key(static_cast<const char*>(k.mv_data), k.mv_size);
-      auto body = troupe::store_format::unseal(key, {static_cast<const char*>(v.mv_data), v.mv_size});
-      if (!body || body->size() % 8 != 0) {
-        problem = "dead letter " + std::to_string(id) + " of stage '" + stage +
-                  "' is damaged (it fails its checksum): run `troupe check`";
-        break;
-      }
-      auto words = kj::heapArray<capnp::word>(body->size() / 8);
-      std::memcpy(words.begin(), body->data(), body->size());
-      try {
-        capnp::FlatArrayMessageReader msg{words.asPtr()};
-        auto dl = msg.getRoot<troupe::schema::DeadLetter>();
-        auto rec = dl.getRecord();
-        out.push_back({stage, id, dl.getError().cStr(), dl.getInput().cStr(), dl.getAttempts(),
-                       dl.getPartition(), dl.getFailedAt(), dl.getInputSeq(),
-                       dl.getSourcePosition(),
-                       std::string(reinterpret_cast<const char*>(rec.begin()), rec.size())});
-      } catch (const kj::Exception& e) {
-        problem = "dead letter " + std::to_string(id) + " does not decode: " + e.getDescription().cStr();
-        break;
-      }
-    }
-    mdb_cursor_close(c);
-    return true;
-  }
-
-private:
-  offline_store() = default;
-  MDB_env* env_ = nullptr;
-  MDB_txn* txn_ = nullptr;
-};
 
 void print(const dead_letter& d, bool json, bool full) {
   auto line = d.source_position ? d.source_position : 0;
@@ -210,6 +102,57 @@ void print(const dead_letter& d, bool json, bool full) {
     std::cout << "  record: " << describe_record(d.record) << "\n";
 }
 
+int print_status(offline_store& store, const std::string& dir, bool json) {
+  std::string problem;
+  auto edges = store.edges(problem);
+  std::error_code ec;
+  auto size = fs::file_size(fs::path(dir) / "data.mdb", ec);
+  std::vector<std::pair<std::string, uint64_t>> dead;
+  for (const auto& s : store.stages_with_dead_letters())
+    dead.emplace_back(s, store.dead_letter_count(s));
+  if (json) {
+    std::cout << "{\"data_dir\":" << json_string(dir) << ",\"data_bytes\":" << size << ",\"edges\":{";
+    bool first = true;
+    for (const auto& [name, e] : edges) {
+      std::cout << (first ? "" : ",") << json_string(name) << ":{\"partitions\":" << e.partitions
+                << ",\"appended\":" << e.appended << ",\"stored\":" << e.stored << ",\"groups\":{";
+      bool g1 = true;
+      for (const auto& [group, consumed] : e.consumed) {
+        std::cout << (g1 ? "" : ",") << json_string(group) << ":{\"consumed\":" << consumed
+                  << ",\"lag\":" << e.lag.at(group) << "}";
+        g1 = false;
+      }
+      std::cout << "}}";
+      first = false;
+    }
+    std::cout << "},\"dead_letters\":{";
+    first = true;
+    for (const auto& [s, n] : dead) {
+      std::cout << (first ? "" : ",") << json_string(s) << ":" << n;
+      first = false;
+    }
+    std::cout << "}}\n";
+  } else {
+    std::cout << "data dir " << dir << " (data.mdb " << size << " bytes)\n";
+    for (const auto& [name, e] : edges) {
+      std::cout << "edge " << name << ": " << e.partitions << " partition"
+                << (e.partitions == 1 ? "" : "s") << ", " << e.appended << " records appended, "
+                << e.stored << " stored\n";
+      for (const auto& [group, consumed] : e.consumed)
+        std::cout << "  read by " << group << ": " << consumed << " consumed, " << e.lag.at(group)
+                  << " to go\n";
+    }
+    for (const auto& [s, n] : dead)
+      if (n > 0)
+        std::cout << "stage " << s << ": " << n << " dead letter" << (n == 1 ? "" : "s") << "\n";
+  }
+  if (!problem.empty()) {
+    std::cerr << "troupectl: " << problem << "\n";
+    return exit_failed;
+  }
+  return exit_ok;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -220,6 +163,7 @@ int main(int argc, char** argv) {
   cli.add_option("--data", data, "a stopped node's data dir, read-only")->required();
   cli.add_flag("--json", json, "one JSON object per line");
   cli.require_subcommand(1);
+  auto* status = cli.add_subcommand("status", "where the edges and consumer groups stand");
   auto* dlq = cli.add_subcommand("dlq", "dead letters");
   dlq->require_subcommand(1);
   std::string stage;
@@ -244,6 +188,8 @@ int main(int argc, char** argv) {
     std::cerr << "troupectl: " << why << "\n";
     return code;
   }
+  if (status->parsed())
+    return print_status(*store, data, json);
   std::vector<std::string> stages = stage.empty() ? store->stages_with_dead_letters()
                                                   : std::vector<std::string>{stage};
   std::vector<dead_letter> found;

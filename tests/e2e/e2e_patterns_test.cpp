@@ -115,6 +115,22 @@ TEST_CASE("the sign-up app routes every valid sign-up as its oracle says", "[e2e
   }
   std::sort(lines.begin(), lines.end());
   CHECK(lines == bad);
+  // Its status: every edge consumed to the end; the valid sign-ups were copied four ways.
+  auto status = run_command({ctl, "--data", dir / "data", "status"});
+  REQUIRE(exit_code(status.status) == 0);
+  auto valid = 20000 - bad.size();
+  CHECK_THAT(status.output, Catch::Contains("edge to_welcome: 1 partition, " + std::to_string(valid) +
+                                            " records appended") &&
+                                Catch::Contains("read by welcome: " + std::to_string(valid) +
+                                                " consumed, 0 to go"));
+  auto count = [&](const std::string& what) {
+    size_t n = 0;
+    for (auto at = status.output.find(what); at != std::string::npos; at = status.output.find(what, at + 1))
+      ++n;
+    return n;
+  };
+  CHECK(count(" to go") == count(" consumed, 0 to go")); // no group has anything left
+  CHECK(count(" to go") >= 9);
   auto unknown = run_command({ctl, "--data", dir / "data", "dlq", "list", "nosuch"});
   CHECK(exit_code(unknown.status) == 2);
   CHECK_THAT(unknown.output, Catch::Contains("no stage 'nosuch'") && Catch::Contains("validate"));
