@@ -81,8 +81,20 @@ constexpr const char* before_values = "u";
 
 // -- tokenize -----------------------------------------------------------------------------------
 
+namespace {
+field_path text_path(const params& p) {
+  std::optional<field_path> path;
+  try {
+    path.emplace(input_struct(p, "tokenize"), p.get_string("field", "text"));
+  } catch (const std::invalid_argument& e) {
+    p.fail("field", std::string(e.what()) + " (set field: to the Text field to split)");
+  }
+  return std::move(*path);
+}
+} // namespace
+
 tokenize::tokenize(const params& p)
-    : text_(input_struct(p, "tokenize"), p.get_string("field", "text")),
+    : text_(text_path(p)),
       combine_(p.get_bool("combine", false)),
       lowercase_(p.get_bool("lowercase", true)) {
   if (text_.type().which() != capnp::schema::Type::TEXT)
@@ -167,10 +179,11 @@ reduce::reduce(const params& p) : per_step_(p.get_u64("emit_per_step", 1024)) {
     }
     if (!is_number(value_->type()))
       p.fail("field", "'" + value_->text() + "' must be a number field to " + name);
-    integral_ = is_integer_type(value_->type()) && op_ != op::avg;
+    int_fold_ = is_integer_type(value_->type());
   } else {
-    integral_ = true;
+    int_fold_ = true;
   }
+  integral_ = int_fold_ && op_ != op::avg;
   auto out = output_struct(p, "reduce");
   key_field_ = field_param(p, out, "key_field", "key", is_text, "a Text field");
   value_field_ = field_param(p, out, "value_field", "value",
@@ -186,7 +199,7 @@ void reduce::process(context& ctx, const record& r) {
   bool avg = op_ == op::avg;
   std::string key = value_prefix + std::string(r.key());
   auto state = ctx.state();
-  auto had = decode(state.get(key), integral_, avg);
+  auto had = decode(state.get(key), int_fold_, avg);
   aggregate a = had.value_or(aggregate{});
   if (op_ == op::count) {
     ++a.i;
@@ -196,9 +209,23 @@ void reduce::process(context& ctx, const record& r) {
       ctx.dead_letter(r, "reduce: the record has no field '" + value_->text() + "'");
       return;
     }
-    if (integral_) {
+    if (int_fold_) { // exactly, in 64-bit signed integers; what does not fit is refused
+      if (v->k == field_value::kind::unsigned_integer && v->u > uint64_t(INT64_MAX)) {
+        ctx.dead_letter(r, "reduce: " + value_->text() + " = " + std::to_string(v->u) +
+                             " does not fit a 64-bit signed integer");
+        return;
+      }
       int64_t x = v->k == field_value::kind::unsigned_integer ? static_cast<int64_t>(v->u) : v->i;
-      a.i = !had ? x : op_ == op::sum ? a.i + x : op_ == op::min ? std::min(a.i, x) : std::max(a.i, x);
+      bool adds = op_ == op::sum || op_ == op::avg;
+      int64_t sum = 0;
+      if (had && adds && __builtin_add_overflow(a.i, x, &sum)) {
+        ctx.dead_letter(r, "reduce: adding " + std::to_string(x) + " to the " + (avg ? "sum" : "total") +
+                             " of key '" + std::string(r.key()) + "' (" + std::to_string(a.i) +
+                             ") overflows a 64-bit signed integer");
+        return;
+      }
+      a.i = !had ? x : adds ? sum : op_ == op::min ? std::min(a.i, x) : std::max(a.i, x);
+      ++a.n;
     } else {
       double x = v->k == field_value::kind::floating ? v->f
                  : v->k == field_value::kind::unsigned_integer ? static_cast<double>(v->u)
@@ -207,7 +234,7 @@ void reduce::process(context& ctx, const record& r) {
       ++a.n;
     }
   }
-  state.put(key, encode(a, integral_, avg));
+  state.put(key, encode(a, int_fold_, avg));
 }
 
 bool reduce::drained(context& ctx) {
@@ -224,7 +251,7 @@ bool reduce::drained(context& ctx) {
         more = false;
         break;
       }
-      auto a = decode(v, integral_, avg);
+      auto a = decode(v, int_fold_, avg);
       if (!a)
         throw std::logic_error("reduce: the state of key '" + k.substr(1) + "' is not an aggregate");
       auto key = k.substr(1);
@@ -234,6 +261,10 @@ bool reduce::drained(context& ctx) {
       b.set(key_field_, capnp::Text::Reader(key.c_str(), key.size()));
       if (integral_)
         b.set(value_field_, a->i);
+      else if (avg && int_fold_) // an exact integer sum, divided once
+        b.set(value_field_, a->n ? static_cast<double>(static_cast<long double>(a->i) /
+                                                       static_cast<long double>(a->n))
+                                 : 0.0);
       else
         b.set(value_field_, avg ? (a->n ? a->f / static_cast<double>(a->n) : 0.0) : a->f);
       at = k;

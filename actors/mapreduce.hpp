@@ -41,7 +41,8 @@ public:
 private:
   op op_;
   std::optional<field_path> value_;  // what sum, min, max and avg fold
-  bool integral_ = false;            // folding integers exactly (int64), else doubles
+  bool int_fold_ = false;            // folding integers exactly (int64), else doubles
+  bool integral_ = false;            // and the result is one (not an avg)
   capnp::StructSchema::Field key_field_, value_field_;
   size_t per_step_;
 };

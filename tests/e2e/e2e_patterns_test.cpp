@@ -409,3 +409,56 @@ TEST_CASE("troupe test runs the apps' cases, and shows what differs", "[e2e][pat
   CHECK(exit_code(typo.status) == 2);
   CHECK_THAT(typo.output, Catch::Contains("typo.yaml:3: unknown key 'inptu'"));
 }
+
+TEST_CASE("reduce folds integers exactly and refuses what overflows", "[e2e][mapreduce]") {
+  temp_dir dir;
+  write_file(dir / "sales.capnp", "@0xf1e2d3c4b5a69788;\n"
+                                  "struct Sale { region @0 :Text; qty @1 :Int64; big @2 :UInt64; }\n"
+                                  "struct Total { region @0 :Text; value @1 :Int64; }\n"
+                                  "struct Mean { region @0 :Text; value @1 :Float64; }\n");
+  write_file(dir / "in.jsonl", "");
+  write_file(dir / "app.yaml",
+             "app: sales\n"
+             "schema: {files: [sales.capnp], payload: Sale}\n"
+             "edges: {totals: {type: Total}, means: {type: Mean}, bigs: {type: Total}}\n"
+             "stages:\n"
+             "  - {name: read, type: jsonl_source, path: in.jsonl, key: region,\n"
+             "     outputs: {out: sales}}\n"
+             "  - {name: copy, type: copier, input: sales, outputs: {a: s1, b: s2, c: s3}}\n"
+             "  - {name: sum, type: reduce, op: sum, field: qty, key_field: region, input: s1, output: totals}\n"
+             "  - {name: avg, type: reduce, op: avg, field: qty, key_field: region, input: s2, output: means}\n"
+             "  - {name: max, type: reduce, op: max, field: big, key_field: region, input: s3, output: bigs}\n"
+             "  - {name: w1, type: jsonl_sink, input: totals, path: t.jsonl}\n"
+             "  - {name: w2, type: jsonl_sink, input: means, path: m.jsonl}\n"
+             "  - {name: w3, type: jsonl_sink, input: bigs, path: b.jsonl}\n");
+  // 2^53 + 1 + 1 in doubles is 2^53 (each 1 rounds away): the average would be 3002399751580330.67.
+  write_file(dir / "cases.yaml",
+             "cases:\n"
+             "  - name: a sum that overflows is a dead letter, the rest is exact\n"
+             "    stage: sum\n"
+             "    key: region\n"
+             "    input: |\n"
+             "      {\"region\": \"b\", \"qty\": 9223372036854775807}\n"
+             "      {\"region\": \"b\", \"qty\": 1}\n"
+             "      {\"region\": \"b\", \"qty\": -7}\n"
+             "    expect: {out: ['{\"region\": \"b\", \"value\": 9223372036854775800}']}\n"
+             "    dead_letters: [overflows]\n"
+             "  - name: an average of integers divides an exact sum\n"
+             "    stage: avg\n"
+             "    key: region\n"
+             "    input: |\n"
+             "      {\"region\": \"a\", \"qty\": 9007199254740992}\n"
+             "      {\"region\": \"a\", \"qty\": 1}\n"
+             "      {\"region\": \"a\", \"qty\": 1}\n"
+             "    expect: {out: ['{\"region\": \"a\", \"value\": 3002399751580331.5}']}\n"
+             "  - name: an unsigned value beyond 64-bit signed is refused\n"
+             "    stage: max\n"
+             "    key: region\n"
+             "    input: ['{\"region\": \"c\", \"big\": 18446744073709551615}', '{\"region\": \"c\", \"big\": 3}']\n"
+             "    expect: {out: ['{\"region\": \"c\", \"value\": 3}']}\n"
+             "    dead_letters: [does not fit]\n");
+  auto r = run_troupe({"test", dir / "app.yaml", dir / "cases.yaml"});
+  INFO(r.output);
+  CHECK(exit_code(r.status) == 0);
+  CHECK_THAT(r.output, Catch::Contains("3 of 3 cases passed"));
+}
