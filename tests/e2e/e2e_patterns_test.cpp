@@ -131,6 +131,11 @@ TEST_CASE("the sign-up app routes every valid sign-up as its oracle says", "[e2e
   };
   CHECK(count(" to go") == count(" consumed, 0 to go")); // no group has anything left
   CHECK(count(" to go") >= 9);
+  // Run again, it has nothing to do, and says so.
+  auto again = run_troupe({"run", signup_app(), "--data-dir", dir / "data"});
+  CHECK(exit_code(again.status) == 0);
+  CHECK_THAT(again.output, Catch::Contains("had already finished in an earlier run") &&
+                               Catch::Contains("troupe reset"));
   auto unknown = run_command({ctl, "--data", dir / "data", "dlq", "list", "nosuch"});
   CHECK(exit_code(unknown.status) == 2);
   CHECK_THAT(unknown.output, Catch::Contains("no stage 'nosuch'") && Catch::Contains("validate"));

@@ -128,9 +128,20 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   detail::install_crash_handlers();
   ctx->blamed = detail::collect_blame(app.data_dir);
   ctx->run_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32) | 1;
-  if (auto reader = db->reader(); !reader->refresh())
+  // Whether an earlier run finished the whole app: every partition of every stage is done.
+  bool finished_before = !app.stages.empty();
+  if (auto reader = db->reader(); !reader->refresh()) {
     if (auto clean = reader->meta("clean_stop"); clean && *clean)
       ctx->clean_run = std::strtoull((*clean)->c_str(), nullptr, 10);
+    for (const auto& spec : db->layout().stages)
+      for (uint32_t p = 0; finished_before && p < std::max<uint32_t>(spec.partitions, 1); ++p) {
+        auto done = reader->state(*db->find_stage(spec.name), state_scope::partition, p,
+                                  state_space::runtime, "done");
+        finished_before = done && *done;
+      }
+  } else {
+    finished_before = false;
+  }
   std::map<std::string, stage_ref> refs;
   for (size_t i = 0; i < app.stages.size(); ++i) {
     auto specs = worker_specs(app, *db, i);
@@ -223,7 +234,11 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   outcome.commits = db->stats().commits;
   outcome.flushes = db->stats().flushes;
   db.reset();
-  if (outcome.exit_code == 0)
+  if (outcome.exit_code == 0 && finished_before)
+    log_event(log_level::info, "node",
+              "app " + app.name + " had already finished in an earlier run: nothing was left to "
+              "do (to run it afresh, clear its data: troupe reset " + app.file + ")");
+  else if (outcome.exit_code == 0)
     log_event(log_level::info, "node", "app " + app.name + " stopped; everything is committed");
   else
     log_event(log_level::error, "node", "app " + app.name + " failed: " + outcome.message);
