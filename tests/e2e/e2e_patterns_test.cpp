@@ -136,6 +136,14 @@ TEST_CASE("the sign-up app routes every valid sign-up as its oracle says", "[e2e
   CHECK(exit_code(again.status) == 0);
   CHECK_THAT(again.output, Catch::Contains("had already finished in an earlier run") &&
                                Catch::Contains("troupe reset"));
+  CHECK_THAT(again.output, !Catch::Contains("settings changed"));
+  // With other settings for a stage that already ran, it says that they apply to nothing done.
+  auto changed = run_troupe({"run", signup_app(), "--data-dir", dir / "data", "--set",
+                             "stages.opted_in.where=!optedIn"}); // '!' on a command line is text
+  CHECK(exit_code(changed.status) == 0);
+  CHECK_THAT(changed.output, Catch::Contains("stage opted_in: its settings changed") &&
+                                 Catch::Contains("then: type=filter where=optedIn; now: type=filter "
+                                                 "where=!optedIn"));
   auto unknown = run_command({ctl, "--data", dir / "data", "dlq", "list", "nosuch"});
   CHECK(exit_code(unknown.status) == 2);
   CHECK_THAT(unknown.output, Catch::Contains("no stage 'nosuch'") && Catch::Contains("validate"));
@@ -377,6 +385,14 @@ TEST_CASE("expressions and ports are checked when the app loads", "[e2e][pattern
   CHECK_THAT(key, Catch::Contains("Text or integer"));
   auto none = lint("  - {name: c, type: copier, input: orders}\n");
   CHECK_THAT(none, Catch::Contains("at least one output"));
+  // `where: !rush` is a YAML tag: the condition would be nothing. Said so, with the fix.
+  auto tag = lint("  - name: f\n"
+                  "    type: filter\n"
+                  "    where: !rush\n"
+                  "    input: orders\n"
+                  "    output: out\n");
+  CHECK_THAT(tag, Catch::Contains("app.yaml:7:") && Catch::Contains("as a tag") &&
+                      Catch::Contains("where: '!rush'"));
   // A misspelt input is reported once, as a dangling edge, not again as a missing struct.
   auto dangling = lint("  - {name: f, type: filter, where: rush, input: ordrs, output: out}\n");
   CHECK_THAT(dangling, Catch::Contains("dangling edge 'ordrs'"));

@@ -381,6 +381,13 @@ stage_draft app_loader::read_stage(const YAML::Node& n, const std::string& field
       continue;
     yaml_params::value v;
     YAML::Node node = entry.second;
+    // `where: !flag` is a YAML tag, not text: the value would silently be nothing.
+    if (const auto& tag = node.Tag(); tag.size() > 1 && tag[0] == '!') {
+      r_.at(entry.first, s.field + "." + key,
+            "YAML reads '" + tag + "' as a tag, not as text; quote the value: " + key + ": '" + tag +
+                (node.IsScalar() && !node.Scalar().empty() ? " " + node.Scalar() : "") + "'");
+      continue;
+    }
     auto m = node.IsNull() ? entry.first.Mark() : node.Mark(); // a null's mark is the next token
     v.line = line_of(m);
     v.column = column_of(m);
@@ -522,6 +529,20 @@ void app_loader::build_stages() {
         s.cfg.type_info ? s.cfg.type_info->params : std::vector<std::string>{}, schemas_,
         std::move(payloads));
     s.cfg.stage_params = p;
+    s.cfg.settings = "type=" + s.cfg.type;
+    for (const auto& [key, v] : s.own) { // a std::map: in key order
+      s.cfg.settings += " " + key + "=";
+      if (v.what == yaml_params::value::kind::scalar) {
+        s.cfg.settings += v.text;
+      } else if (v.what == yaml_params::value::kind::list) {
+        s.cfg.settings += "[" + join(v.items) + "]";
+      } else if (v.what == yaml_params::value::kind::map) {
+        std::string m;
+        for (const auto& e : v.entries)
+          m += (m.empty() ? "" : ", ") + e.key + ": " + e.text;
+        s.cfg.settings += "{" + m + "}";
+      }
+    }
     for (const auto& in : s.inputs)
       s.cfg.inputs.push_back(in.edge);
     for (const auto& [port, ref] : s.outputs)

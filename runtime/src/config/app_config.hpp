@@ -77,6 +77,9 @@ struct stage_config {
   retry_config retry;
   supervision_config supervision;
   std::shared_ptr<const params> stage_params; // the stage's own keys
+  // Its type and own keys as one line ("type=reduce op=sum field=count"), keys in order: what
+  // the node compares with the settings the stage's stored state was made with.
+  std::string settings;
   // Absolute paths of the files the stage writes (its type's owned_paths params), as given.
   std::vector<std::string> owned_paths;
   int line = 0;

@@ -34,7 +34,9 @@ public:
     std::string_view rest = std::string_view(text_).substr(0, eq);
     YAML::Node value;
     try {
-      value = YAML::Load(text_.substr(eq + 1));
+      // A leading '!' would be a YAML tag; on a command line it is meant as text (`where=!rush`).
+      auto raw = text_.substr(eq + 1);
+      value = !raw.empty() && raw[0] == '!' ? YAML::Node(raw) : YAML::Load(raw);
     } catch (const YAML::Exception& e) {
       r_.at_override(text_, "", "the value is not valid YAML: " + e.msg);
       return;

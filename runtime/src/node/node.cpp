@@ -98,6 +98,36 @@ std::vector<worker_spec> worker_specs(const app_config& app, const store& db, si
 
 } // namespace
 
+namespace {
+
+// A stage whose stored state was made with other settings (its type or its own keys) resumes
+// from that state with the new ones: say so, once, and remember the new settings. Changing
+// `workers` or the wiring is not a change of settings.
+void warn_of_changed_settings(const app_config& app, store& db) {
+  auto reader = db.reader();
+  if (reader->refresh())
+    return;
+  for (const auto& cfg : app.stages) {
+    auto key = "stage_settings/" + cfg.name;
+    auto stored = reader->meta(key);
+    if (!stored)
+      continue;
+    if (*stored && **stored == cfg.settings)
+      continue;
+    if (*stored)
+      log_event(log_level::warn, "stage " + cfg.name,
+                "its settings changed since its stored state was made (then: " + **stored +
+                  "; now: " + cfg.settings + "): what it already processed, or finished, keeps "
+                  "the old settings' results. To apply the new ones to everything, clear the "
+                  "app's data (troupe reset " + app.file + ") and run again");
+    if (auto err = db.put_meta(key, cfg.settings))
+      log_event(log_level::warn, "node", "cannot record the settings of stage " + cfg.name + ": " +
+                                           describe(err));
+  }
+}
+
+} // namespace
+
 node_outcome run_node(caf::actor_system& sys, const app_config& app,
                       const std::function<void(caf::actor)>& on_started,
                       const node_options& node_opts) {
@@ -142,6 +172,7 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   } else {
     finished_before = false;
   }
+  warn_of_changed_settings(app, *db);
   std::map<std::string, stage_ref> refs;
   for (size_t i = 0; i < app.stages.size(); ++i) {
     auto specs = worker_specs(app, *db, i);
