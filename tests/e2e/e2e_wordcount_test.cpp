@@ -97,7 +97,7 @@ TEST_CASE("word count equals coreutils' count", "[e2e][mapreduce]") {
   INFO(r.output);
   REQUIRE(exit_code(r.status) == 0);
   auto want = coreutils_counts(dir);
-  CHECK(want.size() > 1000);
+  CHECK(want.size() > 500); // a vocabulary big enough to spread over every partition
   CHECK(troupe_counts(dir) == want);
 }
 
