@@ -13,6 +13,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <capnp/serialize.h>
+
+#include <cstring>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -110,6 +114,35 @@ T must(caf::expected<T> x) {
   if (!x)
     FAIL("store read failed: " << describe(x.error()));
   return std::move(*x);
+}
+
+// The dead letters of a stage of a stopped node, read from its store: the app file is loaded
+// (plugins from TROUPE_PLUGIN_PATH) with `data_dir` as its data dir.
+struct stored_dead_letter {
+  std::string error;
+  uint64_t input_seq = 0, source_position = 0;
+  // The line it came from: a source's own position, or the source position it carried.
+  uint64_t line() const { return source_position ? source_position : input_seq; }
+};
+inline std::vector<stored_dead_letter> stored_dead_letters(const std::string& app_file,
+                                                           const std::string& data_dir,
+                                                           const std::string& stage) {
+  registry reg;
+  register_builtin_stages(reg);
+  auto loaded = load_app(app_file, reg, data_dir);
+  REQUIRE(loaded.issues.empty());
+  auto db = open_store(*loaded.app);
+  auto reader = db->reader();
+  REQUIRE_FALSE(reader->refresh());
+  std::vector<stored_dead_letter> out;
+  for (const auto& e : must(reader->dead_letters(*db->find_stage(stage)))) {
+    auto words = kj::heapArray<capnp::word>(e.bytes.size() / sizeof(capnp::word));
+    std::memcpy(words.begin(), e.bytes.data(), e.bytes.size());
+    capnp::FlatArrayMessageReader msg{kj::ArrayPtr<const capnp::word>(words.begin(), words.size())};
+    auto dl = msg.getRoot<schema::DeadLetter>();
+    out.push_back({dl.getError().cStr(), dl.getInputSeq(), dl.getSourcePosition()});
+  }
+  return out;
 }
 
 } // namespace troupe::test

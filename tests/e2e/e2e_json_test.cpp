@@ -72,21 +72,9 @@ struct dead_letter {
 
 // The source's dead letters, read from the stopped node's store.
 std::vector<dead_letter> dead_letters_of(const temp_dir& dir) {
-  registry reg;
-  register_builtin_stages(reg);
-  auto loaded = load_app(dir / "app.yaml", reg, dir / "data");
-  REQUIRE(loaded.issues.empty());
-  auto db = open_store(*loaded.app);
-  auto reader = db->reader();
-  REQUIRE_FALSE(reader->refresh());
   std::vector<dead_letter> out;
-  for (const auto& e : must(reader->dead_letters(*db->find_stage("read")))) {
-    auto words = kj::heapArray<capnp::word>(e.bytes.size() / sizeof(capnp::word));
-    std::memcpy(words.begin(), e.bytes.data(), e.bytes.size());
-    capnp::FlatArrayMessageReader msg{words.asPtr()};
-    auto dl = msg.getRoot<troupe::schema::DeadLetter>();
-    out.push_back({dl.getInputSeq(), dl.getError().cStr()});
-  }
+  for (const auto& d : stored_dead_letters(dir / "app.yaml", dir / "data", "read"))
+    out.push_back({d.input_seq, d.error});
   return out;
 }
 

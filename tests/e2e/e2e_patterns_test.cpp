@@ -34,22 +34,10 @@ int run(const std::string& command) {
 // a source's own position (its line), or the line the record came from.
 std::vector<uint64_t> dead_lines(const std::string& app, const std::string& data,
                                  const std::vector<std::string>& stages) {
-  registry reg;
-  register_builtin_stages(reg);
-  auto loaded = load_app(app, reg, data);
-  REQUIRE(loaded.issues.empty());
-  auto db = open_store(*loaded.app);
-  auto reader = db->reader();
-  REQUIRE_FALSE(reader->refresh());
   std::vector<uint64_t> out;
   for (const auto& stage : stages)
-    for (const auto& e : must(reader->dead_letters(*db->find_stage(stage)))) {
-      auto words = kj::heapArray<capnp::word>(e.bytes.size() / sizeof(capnp::word));
-      std::memcpy(words.begin(), e.bytes.data(), e.bytes.size());
-      capnp::FlatArrayMessageReader msg{words.asPtr()};
-      auto dl = msg.getRoot<troupe::schema::DeadLetter>();
-      out.push_back(dl.getSourcePosition() ? dl.getSourcePosition() : dl.getInputSeq());
-    }
+    for (const auto& d : stored_dead_letters(app, data, stage))
+      out.push_back(d.line());
   std::sort(out.begin(), out.end());
   return out;
 }
