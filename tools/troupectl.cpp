@@ -7,10 +7,17 @@
 //   troupectl --data DIR dlq list [STAGE]      dead letters of one stage, or of every stage
 //   troupectl --data DIR dlq show STAGE ID     one dead letter in full, with its record
 //   --json                                     one JSON object per dead letter instead of a table
+//   --app FILE                                 the app: its data dir (unless --data), and its
+//                                              edges' structs, so that records show as JSON
 //
 // Exit codes: 0 ok; 1 the store cannot be read (damaged: see `troupe check`); 2 no such store,
 // stage or dead letter; 64 bad command line.
 #include "troupectl_store.hpp"
+
+#include "builtin_stages.hpp"
+#include "config/app_config.hpp"
+
+#include <troupe/json.hpp>
 
 #include "envelope.capnp.h"
 
@@ -21,6 +28,7 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -60,8 +68,30 @@ std::string time_text(int64_t ms) {
   return buf;
 }
 
-// What the record of a dead letter is: a source's raw input as text, else an Envelope.
-std::string describe_record(const std::string& bytes) {
+// The structs of the app's edges, when troupectl was given the app (--app): a dead letter's
+// record is then shown with its payload as JSON.
+std::map<std::string, capnp::StructSchema> edge_structs;
+
+// The payload of an Envelope read from `edge`, as JSON; nullopt without the app or a struct.
+std::optional<std::string> payload_json(troupe::schema::Envelope::Reader env, const std::string& edge) {
+  auto s = edge_structs.find(edge);
+  if (s == edge_structs.end())
+    return std::nullopt;
+  try {
+    std::string out;
+    troupe::json_encoder enc{s->second};
+    if (enc.encode(env.getPayload().getAs<capnp::DynamicStruct>(s->second), out))
+      return std::nullopt;
+    return out;
+  } catch (const kj::Exception&) {
+    return std::nullopt;
+  }
+}
+
+// What the record of a dead letter is: a source's raw input as text, else an Envelope (with its
+// payload as JSON in `payload`, when the app says what the edge carries).
+std::string describe_record(const std::string& bytes, const std::string& edge = {},
+                            std::optional<std::string>* payload = nullptr) {
   if (bytes.size() >= 8 && bytes.size() % 8 == 0) {
     auto words = kj::heapArray<capnp::word>(bytes.size() / 8);
     std::memcpy(words.begin(), bytes.data(), bytes.size());
@@ -70,6 +100,8 @@ std::string describe_record(const std::string& bytes) {
       auto env = msg.getRoot<troupe::schema::Envelope>();
       auto id = env.getId();
       std::string key(reinterpret_cast<const char*>(env.getKey().begin()), env.getKey().size());
+      if (payload)
+        *payload = payload_json(env, edge);
       return "an Envelope of " + std::to_string(bytes.size()) + " bytes: id " +
              id.getOrigin().cStr() + "/" + std::to_string(id.getSeq()) +
              (env.hasKey() ? ", key " + json_string(key) : ", no key");
@@ -82,13 +114,17 @@ std::string describe_record(const std::string& bytes) {
 
 void print(const dead_letter& d, bool json, bool full) {
   auto line = d.source_position ? d.source_position : 0;
+  std::optional<std::string> payload;
+  auto record = describe_record(d.record, d.input, &payload);
   if (json) {
     std::cout << "{\"stage\":" << json_string(d.stage) << ",\"id\":" << d.id << ",\"error\":"
               << json_string(d.error) << ",\"attempts\":" << d.attempts << ",\"failed_at\":"
               << json_string(time_text(d.failed_at)) << ",\"input\":" << json_string(d.input)
               << ",\"partition\":" << d.partition << ",\"position\":" << d.input_seq
-              << ",\"source_line\":" << line << ",\"record\":" << json_string(describe_record(d.record))
-              << "}\n";
+              << ",\"source_line\":" << line << ",\"record\":" << json_string(record);
+    if (payload)
+      std::cout << ",\"payload\":" << *payload;
+    std::cout << "}\n";
     return;
   }
   std::cout << d.stage << " #" << d.id << "  " << time_text(d.failed_at) << "  " << d.input;
@@ -98,8 +134,11 @@ void print(const dead_letter& d, bool json, bool full) {
   if (line && line != d.input_seq)
     std::cout << ", line " << line;
   std::cout << "  attempts " << d.attempts << "\n  " << d.error << "\n";
-  if (full)
-    std::cout << "  record: " << describe_record(d.record) << "\n";
+  if (full) {
+    std::cout << "  record: " << record << "\n";
+    if (payload)
+      std::cout << "  payload: " << *payload << "\n";
+  }
 }
 
 int print_status(offline_store& store, const std::string& dir, bool json) {
@@ -160,7 +199,11 @@ int main(int argc, char** argv) {
   cli.set_version_flag("--version", "troupectl " TROUPE_VERSION);
   std::string data;
   bool json = false;
-  cli.add_option("--data", data, "a stopped node's data dir, read-only")->required();
+  std::string app_file;
+  cli.add_option("--data", data, "a stopped node's data dir, read-only");
+  cli.add_option("--app", app_file,
+                                 "the app's YAML file: its data dir (unless --data), and the "
+                                 "structs of its edges, to show records as JSON");
   cli.add_flag("--json", json, "one JSON object per line");
   cli.require_subcommand(1);
   auto* status = cli.add_subcommand("status", "where the edges and consumer groups stand");
@@ -180,6 +223,23 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     cli.exit(e);
     return exit_usage;
+  }
+  if (data.empty() && app_file.empty()) {
+    std::cerr << "troupectl: give --data DIR (a stopped node's data dir) or --app FILE\n";
+    return exit_usage;
+  }
+  troupe::registry reg;
+  std::optional<troupe::load_result> loaded;
+  if (!app_file.empty()) {
+    troupe::register_builtin_stages(reg);
+    loaded = troupe::load_app(app_file, reg, data);
+    for (const auto& issue : loaded->issues)
+      std::cerr << issue.to_string() << "\n";
+    if (loaded->errors())
+      return 2;
+    data = loaded->app->data_dir;
+    for (const auto& [edge, p] : loaded->app->edge_payloads)
+      edge_structs.emplace(edge, p.schema);
   }
   std::string why;
   int code = exit_ok;

@@ -103,6 +103,12 @@ TEST_CASE("the sign-up app routes every valid sign-up as its oracle says", "[e2e
   }
   std::sort(lines.begin(), lines.end());
   CHECK(lines == bad);
+  // Given the app, a dead letter's record shows its payload as JSON.
+  auto with_app = run_command({ctl, "--app", signup_app(), "--data", dir / "data", "--json", "dlq",
+                               "list", "validate"});
+  REQUIRE(exit_code(with_app.status) == 0);
+  CHECK_THAT(with_app.output, Catch::Contains("\"payload\":{\"id\":") &&
+                                  Catch::Contains("\"channel\":"));
   // Its status: every edge consumed to the end; the valid sign-ups were copied four ways.
   auto status = run_command({ctl, "--data", dir / "data", "status"});
   REQUIRE(exit_code(status.status) == 0);
