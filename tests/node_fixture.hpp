@@ -116,11 +116,21 @@ T must(caf::expected<T> x) {
   return std::move(*x);
 }
 
+// The numbers in a file, one per line (an oracle's list of lines, say).
+inline std::vector<uint64_t> numbers_in(const std::string& path) {
+  std::vector<uint64_t> out;
+  std::ifstream in{path};
+  for (std::string line; std::getline(in, line);)
+    out.push_back(std::stoull(line));
+  return out;
+}
+
 // The dead letters of a stage of a stopped node, read from its store: the app file is loaded
 // (plugins from TROUPE_PLUGIN_PATH) with `data_dir` as its data dir.
 struct stored_dead_letter {
   std::string error;
   uint64_t input_seq = 0, source_position = 0;
+  uint32_t attempts = 0;
   // The line it came from: a source's own position, or the source position it carried.
   uint64_t line() const { return source_position ? source_position : input_seq; }
 };
@@ -140,7 +150,7 @@ inline std::vector<stored_dead_letter> stored_dead_letters(const std::string& ap
     std::memcpy(words.begin(), e.bytes.data(), e.bytes.size());
     capnp::FlatArrayMessageReader msg{kj::ArrayPtr<const capnp::word>(words.begin(), words.size())};
     auto dl = msg.getRoot<schema::DeadLetter>();
-    out.push_back({dl.getError().cStr(), dl.getInputSeq(), dl.getSourcePosition()});
+    out.push_back({dl.getError().cStr(), dl.getInputSeq(), dl.getSourcePosition(), dl.getAttempts()});
   }
   return out;
 }

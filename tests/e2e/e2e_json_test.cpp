@@ -78,14 +78,6 @@ std::vector<dead_letter> dead_letters_of(const temp_dir& dir) {
   return out;
 }
 
-std::vector<uint64_t> numbers_in(const std::string& path) {
-  std::vector<uint64_t> out;
-  std::ifstream in{path};
-  for (std::string line; std::getline(in, line);)
-    out.push_back(std::stoull(line));
-  return out;
-}
-
 // Checks the output with the oracle and the dead letters with the lines it found invalid.
 void check_run(const temp_dir& dir) {
   auto bad_path = dir / "bad_lines";

@@ -112,8 +112,10 @@ TEST_CASE("word count is exact after SIGKILLs and rescaled reducers", "[e2e][map
     // Few totals per step, so that the reducers' emission takes many steps a kill can hit.
     write_app(dir, reducers[round], 20, 7); // groups of 7 lines: a group never spans steps
     troupe_process node{dir / "app.yaml", dir / "data", dir / "node.log"};
-    if (round == 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20 + rnd() % 200)); // a random moment
+    if (round == 0) { // during the map: once the store grew by a random amount
+      auto data = dir / "data/data.mdb";
+      auto target = size_of(data) + (256u << 10) + rnd() % (2u << 20);
+      wait_until([&] { return size_of(data) >= target || !node.running(); }, 60s);
     } else { // while the reducers write their totals out
       auto out = dir / "out/counts.jsonl";
       auto before = size_of(out);
