@@ -96,7 +96,8 @@ void splitter::process(context& ctx, const record& r) {
   // Every condition needed is evaluated before anything is forwarded: a record that lacks a
   // field goes whole to the dead-letter log, not to some routes and then there.
   auto payload = r.payload_any().getAs<capnp::AnyStruct>();
-  std::vector<const std::string*> to;
+  auto& to = targets_; // reused: no allocation per record
+  to.clear();
   for (const auto& route : routes_) {
     try {
       if (!route.when.matches(payload))
@@ -141,14 +142,20 @@ sharder::sharder(const params& p) {
 }
 
 void sharder::process(context& ctx, const record& r) {
-  std::string key;
+  std::string number; // an integer key's decimal digits; a Text key is read in place
+  std::string_view key;
   if (key_) {
     auto v = key_->read(r.payload_any().getAs<capnp::AnyStruct>());
     if (!v) {
       ctx.dead_letter(r, "sharder: the record has no field '" + key_->text() + "', its shard key");
       return;
     }
-    key = key_bytes(*v);
+    if (v->k == field_value::kind::text) {
+      key = v->text;
+    } else {
+      number = key_bytes(*v);
+      key = number;
+    }
   } else if (r.has_key()) {
     key = r.key();
   } else {

@@ -67,6 +67,7 @@ private:
   std::vector<route> routes_;
   bool all_ = false;
   std::optional<std::string> default_;
+  std::vector<const std::string*> targets_; // of the record in hand
 };
 
 class sharder : public stage {
