@@ -108,12 +108,8 @@ field_path::field_path(capnp::StructSchema root, std::string path) : text_(std::
       st.default_bits = default_bits(proto.getSlot().getDefaultValue());
     }
     steps_.push_back(st);
-    if (dot == std::string::npos) {
-      using T = capnp::schema::Type;
-      readable_ = !st.group && (bytes_of(st.which) > 0 || st.which == T::BOOL ||
-                                st.which == T::TEXT || st.which == T::DATA);
+    if (dot == std::string::npos)
       return;
-    }
     auto type = fields_.back().getType();
     if (!type.isStruct())
       throw std::invalid_argument("'" + text_ + "': '" + name + "' is not a struct or group");

@@ -42,10 +42,9 @@ public:
   std::optional<capnp::DynamicValue::Reader> get(capnp::DynamicStruct::Reader from) const;
   bool has(capnp::DynamicStruct::Reader from) const { return get(from).has_value(); }
 
-  // The same for a path to a number, bool, enum, Text or Data field (readable()), read
-  // straight from the struct's sections by the offsets the schema gives: no dynamic dispatch
-  // per record. Text and Data views point into the message.
-  bool readable() const { return readable_; }
+  // The same for a path to a number, bool, enum, Text or Data field, read straight from the
+  // struct's sections by the offsets the schema gives: no dynamic dispatch per record. Text and
+  // Data views point into the message. Another type is a std::logic_error.
   std::optional<field_value> read(capnp::AnyStruct::Reader from) const;
   bool present(capnp::AnyStruct::Reader from) const;
 
@@ -63,7 +62,6 @@ private:
     uint16_t discriminant = 0;   // its union's value for it, when in_union
     uint32_t union_offset = 0;   // where the containing struct keeps its discriminant (16-bit units)
   };
-  bool readable_ = false;
   std::string text_;
   std::vector<capnp::StructSchema::Field> fields_;
   std::vector<step> steps_;
