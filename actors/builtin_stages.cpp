@@ -7,6 +7,7 @@
 #include "jsonl_source.hpp"
 #include "mapreduce.hpp"
 #include "routing.hpp"
+#include "work_queue.hpp"
 
 namespace troupe {
 
@@ -30,6 +31,7 @@ void register_builtin_stages(registry& reg) {
     .single_worker();
   register_routing_stages(reg);
   register_mapreduce_stages(reg);
+  register_work_queue(reg);
 }
 
 } // namespace troupe

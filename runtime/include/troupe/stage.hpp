@@ -22,6 +22,7 @@
 
 #include <troupe/stage_type.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -245,6 +246,11 @@ public:
   // state to resume after a crash. A worker reaches its own partitions with
   // ctx.partitions() and ctx.partition_state(p). The default emits nothing.
   virtual bool drained(context& ctx);
+  // For a stage whose type leases its items (stage_type::leases): the item's priority, higher
+  // first. Called once per record as it arrives, on any worker's object, with no step around it
+  // (no context): read the record only. A throw dead-letters the record with its message. The
+  // default: 0 for every record (arrival order).
+  virtual int64_t priority(const record& r);
 };
 
 // What a source reports after a call to produce.
@@ -302,6 +308,9 @@ public:
   virtual uint64_t get_u64(std::string_view key, uint64_t fallback) const = 0;
   virtual double get_double(std::string_view key, double fallback) const = 0;
   virtual bool get_bool(std::string_view key, bool fallback) const = 0;
+  // A duration as the runtime's keys take one ("250ms", "30s", "5m", "1h"), at least 1 ms.
+  virtual std::chrono::milliseconds get_duration(std::string_view key,
+                                                 std::chrono::milliseconds fallback) const = 0;
   // A path, resolved relative to the directory of the YAML file.
   virtual std::string get_path(std::string_view key) const = 0;
   // A list of strings (`[a, b]`; one string alone counts as a list of one); empty when the key

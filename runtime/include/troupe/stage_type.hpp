@@ -51,6 +51,11 @@ struct stage_type {
   bool blocking = false;
   // Refuse `workers` > 1: for stages whose effect outside LMDB is one ordered thing (a file).
   bool single_worker = false;
+  // Its workers lease items instead of owning partitions (a work queue): a free worker takes
+  // the next waiting item, highest stage::priority first; an item whose worker dies or holds it
+  // past the stage's `lease` goes to another. No keyed state (worker_state only); no per-key
+  // order. See runtime/CONFIG.md, "Work queues".
+  bool leases = false;
   // Every edge the stage reads or writes must carry a payload struct (edges.<e>.type or
   // schema.payload): for schema-agnostic stages that still go through one (the JSON codecs).
   bool needs_payload_struct = false;
@@ -90,6 +95,7 @@ public:
   stage_type_builder& reads_paths(std::vector<std::string> keys);
   stage_type_builder& blocking();
   stage_type_builder& single_worker();
+  stage_type_builder& leases();
   stage_type_builder& needs_payload_struct();
   stage_type_builder& passes_through();
 

@@ -369,6 +369,14 @@ stage_draft app_loader::read_stage(const YAML::Node& n, const std::string& field
   read_batch(r_, n["batch"], field + ".batch", s.cfg.batch);
   read_retry(r_, n["retry"], field + ".retry", s.cfg.retry);
   read_supervision(r_, n["supervision"], field + ".supervision", s.cfg.supervision);
+  if (auto v = n["lease"]; v.IsDefined()) {
+    if (s.cfg.type_info && !s.cfg.type_info->leases)
+      r_.at(v, field + ".lease",
+            "'lease' is for stages that lease their items (a work_queue); type '" + s.cfg.type +
+              "' divides its input by partition instead");
+    else if (auto x = read_duration(r_, v, field + ".lease", true))
+      s.cfg.lease = *x;
+  }
 
   const auto& runtime_keys = runtime_stage_keys();
   for (const auto& entry : n) {
@@ -612,6 +620,7 @@ store_layout layout_of(const app_config& app) {
     stage_spec spec;
     spec.name = s.name;
     spec.workers = s.workers;
+    spec.leasing = s.type_info && s.type_info->leases;
     for (const auto& in : s.inputs)
       for (edge_id e = 0; e < app.edges.size(); ++e)
         if (app.edges[e].name == in)

@@ -76,6 +76,9 @@ struct stage_config {
   batch_config batch;
   retry_config retry;
   supervision_config supervision;
+  // A leasing stage's items (stage_type::leases): how long a worker may hold one before it
+  // goes to another worker.
+  std::chrono::milliseconds lease{300000};
   std::shared_ptr<const params> stage_params; // the stage's own keys
   // Its type and own keys as one line ("type=reduce op=sum field=count"), keys in order: what
   // the node compares with the settings the stage's stored state was made with.

@@ -135,6 +135,10 @@ void app_loader::check_graph() {
     for (size_t i : consumers[edge]) {
       const auto& reader = stages_[i];
       spec.groups.push_back(reader.cfg.name);
+      // A leasing stage's workers share every partition: they need none of their own.
+      bool leasing = reader.cfg.type_info && reader.cfg.type_info->leases;
+      if (leasing)
+        continue;
       spec.default_partitions = std::max(spec.default_partitions, reader.cfg.workers);
       if (spec.partitions > 0 && reader.cfg.workers > spec.partitions && reader.workers_value)
         r_.at(*reader.workers_value, reader.field + ".workers",

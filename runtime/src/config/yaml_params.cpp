@@ -52,6 +52,19 @@ double yaml_params::get_double(std::string_view key, double fallback) const {
   return *parsed;
 }
 
+std::chrono::milliseconds yaml_params::get_duration(std::string_view key,
+                                                    std::chrono::milliseconds fallback) const {
+  auto* v = find(key);
+  if (!v)
+    return fallback;
+  reject_null(key, *v);
+  auto parsed = parse_duration(scalar(key, *v, "a duration"));
+  if (!parsed || parsed->count() < 1)
+    throw_at(*v, key, "expected a duration of at least 1ms (like 250ms, 30s, 5m, 1h), found " +
+                        describe(*v));
+  return *parsed;
+}
+
 bool yaml_params::get_bool(std::string_view key, bool fallback) const {
   auto* v = find(key);
   if (!v)

@@ -68,6 +68,8 @@ public:
   uint64_t get_u64(std::string_view key, uint64_t fallback) const override;
   double get_double(std::string_view key, double fallback) const override;
   bool get_bool(std::string_view key, bool fallback) const override;
+  std::chrono::milliseconds get_duration(std::string_view key,
+                                         std::chrono::milliseconds fallback) const override;
   std::string get_path(std::string_view key) const override;
   std::vector<std::string> get_strings(std::string_view key) const override;
   std::vector<std::pair<std::string, std::string>> get_map(std::string_view key) const override;

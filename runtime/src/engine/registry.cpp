@@ -13,7 +13,7 @@ params::~params() = default;
 const std::vector<std::string>& runtime_stage_keys() {
   static const std::vector<std::string> keys = {"name",    "type",       "inputs",  "input",
                                                 "outputs", "output",     "workers", "batch",
-                                                "retry",   "supervision"};
+                                                "retry",   "supervision", "lease"};
   return keys;
 }
 
@@ -105,6 +105,13 @@ stage_type_builder& stage_type_builder::blocking() {
 
 stage_type_builder& stage_type_builder::single_worker() {
   type_->single_worker = true;
+  return *this;
+}
+
+stage_type_builder& stage_type_builder::leases() {
+  if (type_->kind == stage_kind::source)
+    throw std::invalid_argument("stage type '" + type_->name + "': a source has no items to lease");
+  type_->leases = true;
   return *this;
 }
 

@@ -67,10 +67,21 @@ void init(self_ptr self) {
   step.origins.assign(st.spec.partitions, std::string{});
   step.next_id.assign(st.spec.partitions, 0);
   bool all_done = true;
+  st.leases = st.spec.leases;
+  step.leasing = st.leases != nullptr;
+  if (step.leasing) {
+    step.origins[0] = cfg.name + "@" + std::to_string(st.spec.worker);
+    auto id = take(st.reader->state(st.spec.stage, state_scope::worker, st.spec.worker,
+                                    state_space::runtime, "next_id"));
+    if (id && id->size() == 8)
+      step.next_id[0] = get_le64(id->data());
+  }
   for (auto p : step.owned) {
-    step.origins[p] = st.spec.partitions > 1 ? cfg.name + "/" + std::to_string(p) : cfg.name;
-    auto id = take(st.reader->state(st.spec.stage, state_scope::partition, p, state_space::runtime,
-                                    "next_id"));
+    if (!step.leasing)
+      step.origins[p] = st.spec.partitions > 1 ? cfg.name + "/" + std::to_string(p) : cfg.name;
+    auto id = step.leasing ? std::optional<std::string>{}
+                           : take(st.reader->state(st.spec.stage, state_scope::partition, p,
+                                                   state_space::runtime, "next_id"));
     if (id && id->size() == 8)
       step.next_id[p] = get_le64(id->data());
     auto done = take(
@@ -78,7 +89,13 @@ void init(self_ptr self) {
     all_done = all_done && done.has_value();
   }
   step.first_id = step.next_id;
-  if (!st.spec.inputs.empty()) {
+  if (step.leasing) {
+    // Its items' attempts live in the lease table; a death of the process loses them with the
+    // leases (see CONFIG.md, "Work queues"), so no crash marker.
+    st.marker_settled = true;
+    if (auto err = st.leases->restarted(st.spec.worker, *st.reader))
+      throw store_failure(err);
+  } else if (!st.spec.inputs.empty()) {
     auto marker = take(st.reader->state(st.spec.stage, state_scope::worker, st.spec.worker,
                                         state_space::runtime, "crash"));
     if (marker)

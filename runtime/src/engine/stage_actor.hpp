@@ -41,6 +41,10 @@
 
 namespace troupe {
 
+namespace detail {
+class lease_table;
+}
+
 // (fatal_atom, std::string): a worker met damage in the store, or another failure that must stop
 // the whole node; sent to node_context::node.
 using fatal_atom = caf::atom_constant<caf::atom("fatal")>;
@@ -95,7 +99,14 @@ struct worker_spec {
   std::vector<std::vector<stage_id>> output_consumers; // stages reading each output edge
   std::vector<stage_id> upstream;                      // producers of the inputs
   std::vector<uint32_t> edge_partitions;               // every edge's partition count, by id
+  // A leasing stage's items, shared by its workers (they each own every partition); null for
+  // other stages. See lease_table.hpp.
+  std::shared_ptr<detail::lease_table> leases;
 };
+
+// The lease table of a leasing stage, for its worker specs.
+std::shared_ptr<detail::lease_table> make_lease_table(const stage_config& cfg,
+                                                      const worker_spec& spec);
 
 // The input partitions worker `w` of `workers` owns when the inputs have `partitions`.
 std::vector<partition_id> owned_partitions(uint32_t w, uint32_t workers, uint32_t partitions);

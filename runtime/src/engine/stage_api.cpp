@@ -151,9 +151,11 @@ void state_store::put_u64(std::string_view key, uint64_t value) {
 // -- context ------------------------------------------------------------------------------------
 
 state_store context::state() {
+  step_->check_keyed_state();
   return state_store{*step_, state_store::scope::partition, step_->current_partition()};
 }
 state_store context::state(const record& r) {
+  step_->check_keyed_state();
   return state_store{*step_, state_store::scope::partition, r.partition()};
 }
 state_store context::worker_state() {
@@ -165,6 +167,7 @@ state_store context::partition_state(uint32_t partition) {
     throw std::invalid_argument("stage '" + step_->stage_name + "' worker " +
                                 std::to_string(step_->worker) + " does not own partition " +
                                 std::to_string(partition));
+  step_->check_keyed_state();
   return state_store{*step_, state_store::scope::partition, partition};
 }
 
@@ -250,6 +253,8 @@ record batch::operator[](size_t i) const {
 stage_base::~stage_base() = default;
 
 bool stage::drained(context&) { return true; }
+
+int64_t stage::priority(const record&) { return 0; }
 
 void stage::process(context&, const record&) {
   throw std::logic_error("stage overrides neither process nor process_batch");

@@ -75,6 +75,12 @@ void step_impl::finish() {
     delta->state.push_back(
       {scope, index, state_space::user, key.substr(store_format::state_key_prefix), value});
   }
+  if (leasing) {
+    if (next_id[0] != first_id[0])
+      delta->state.push_back({state_scope::worker, worker, state_space::runtime, "next_id",
+                              le64_bytes(next_id[0])});
+    return;
+  }
   for (auto p : owned)
     if (next_id[p] != first_id[p])
       delta->state.push_back({state_scope::partition, p, state_space::runtime, "next_id",
@@ -99,11 +105,18 @@ partition_id step_impl::current_partition() const {
   return current->partition;
 }
 
+void step_impl::check_keyed_state() const {
+  if (leasing)
+    throw std::logic_error("stage '" + stage_name + "' leases its items (any worker may take any "
+                           "item), so it has no keyed state: use worker_state()");
+}
+
 void step_impl::start_output(edge_id e) {
   flush_pending();
   out->open();
   out->edge = e;
-  out->id_partition = current ? current->partition : owned.front();
+  // A leasing stage's workers share every partition: each numbers its records itself (slot 0).
+  out->id_partition = leasing ? 0 : current ? current->partition : owned.front();
   auto env = out->envelope = out->message->initRoot<schema::Envelope>();
   if (current) {
     auto in = current->envelope();

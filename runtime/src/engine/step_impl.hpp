@@ -101,6 +101,7 @@ struct step_impl {
   uint32_t partitions = 1;            // the stage's state partitions
   std::vector<partition_id> owned;    // the input partitions this worker owns; {0} for a source
   bool has_inputs = false;
+  bool leasing = false; // items go to any worker (a work queue): no keyed state
   durability mode = durability::process;
   std::map<std::string, edge_id, std::less<>> ports;
   std::vector<uint32_t> edge_partitions; // partition count of every edge, by edge id
@@ -110,6 +111,8 @@ struct step_impl {
 
   // Record ids: each partition of the stage numbers the records it creates, from a counter kept in
   // the partition's runtime state, so ids do not depend on the worker count. Indexed by partition.
+  // A leasing stage's worker numbers its records itself ("<stage>@<worker>", in slot 0, the
+  // counter in the worker's runtime state).
   std::vector<std::string> origins;
   std::vector<uint64_t> next_id;
   std::vector<uint64_t> first_id; // next_id when the step began
@@ -164,6 +167,8 @@ struct step_impl {
 
   // The state partition for the record in hand; throws std::logic_error without one.
   partition_id current_partition() const;
+  // Throws std::logic_error in a leasing stage: its workers share every partition.
+  void check_keyed_state() const;
   std::vector<std::pair<std::string, std::string>> scan_state(state_scope scope, uint32_t index,
                                                               std::string_view after,
                                                               size_t max) const;

@@ -5,8 +5,10 @@
 //   worker_step.cpp   running steps, failures, isolation
 //   worker_crash.cpp  crash markers: deaths of the process counted across starts
 //   worker_flight.cpp steps in flight: sending, acks, refusals, resends
+//   worker_lease.cpp  steps of a leasing stage (a work queue): items by lease, not by partition
 #pragma once
 
+#include "engine/lease_table.hpp"
 #include "engine/stage_actor.hpp"
 #include "engine/step_impl.hpp"
 
@@ -36,6 +38,8 @@ struct sent_step {
   bool acked = false;
   bool finishing = false;      // the step marks the worker done
   bool marker = false;         // a crash marker committed before a step runs
+  std::vector<lease> leases;   // a leasing stage's items the step completes
+  std::vector<lease_move> moves; // and the cursor moves it carries
 };
 
 // Where a worker starts, as its crash marker records it: the fingerprint of its positions, how
@@ -71,6 +75,14 @@ struct worker_state {
   std::vector<record_impl> records;
   std::vector<step_delta::dead_letter> undecodable; // of the batch in hand
   std::vector<std::unique_ptr<envelope_decoder>> decoders;
+
+  // A leasing stage (see lease_table.hpp): the table its workers share, the items and cursor
+  // moves of the step in hand, and the snapshot's heads.
+  std::shared_ptr<lease_table> leases;
+  std::vector<lease> leased;
+  std::vector<lease_move> moves;
+  std::vector<uint64_t> heads;
+  envelope_decoder priority_decoder;
 
   std::deque<sent_step> flight;          // oldest first
   std::deque<state_overlay> overlays;    // their user-state writes, in step with `flight`
@@ -128,7 +140,17 @@ void resend(self_ptr self);
 void leave_marker(worker_state& st);
 void commit_start_marker(self_ptr self);
 
+// worker_lease.cpp
+void run_lease_step(self_ptr self);
+// A step of leased items failed: they go back to the table (see lease_table::release).
+void on_lease_failure(self_ptr self, const std::string& what, bool records);
+void on_lease_step_acked(worker_state& st, sent_step& step);
+
 // worker_step.cpp
+// Runs stage code at the step boundary; false when it threw (the failure is handled).
+bool run_code(self_ptr self, const std::function<void(context&)>& code);
+void finish_drained(self_ptr self);
+void stop_for_good(self_ptr self);
 void run_step(self_ptr self);
 void schedule_step(self_ptr self, std::chrono::milliseconds delay = std::chrono::milliseconds{0});
 void stop_now(self_ptr self);

@@ -24,6 +24,8 @@ void on_acked(self_ptr self, uint64_t step) {
   if (!entry || entry->acked)
     return; // a resent step answered twice cannot happen; be safe
   entry->acked = true;
+  if (st.leases)
+    on_lease_step_acked(st, *entry);
   st.resend_attempts = 0;
   st.waiting_since = {};
   if (st.waiting_reported) {

@@ -80,6 +80,10 @@ void dead_letter_in_hand(self_ptr self, const std::string& why, uint32_t attempt
 void on_step_failure(self_ptr self, const std::string& what) {
   auto& st = self->state;
   st.step.abandon();
+  if (st.leases) {
+    on_lease_failure(self, what, true);
+    return;
+  }
   ++st.failures;
   const auto max = st.spec.config->retry.max_attempts;
   if (st.src || st.records.empty()) { // a source, or drained(): no record to blame
@@ -121,6 +125,8 @@ void on_step_failure(self_ptr self, const std::string& what) {
 void on_transient_failure(self_ptr self, const std::string& what) {
   auto& st = self->state;
   st.step.abandon();
+  if (st.leases)
+    on_lease_failure(self, what, false);
   ++st.transient_failures;
   if (st.transient_failures == 1 || st.transient_failures % 100 == 0)
     log_event(log_level::warn, st.who,
@@ -194,7 +200,14 @@ void run_source_step(self_ptr self) {
   schedule_step(self, result.what == produce_result::kind::idle ? idle : std::chrono::milliseconds{1});
 }
 
-// instead of waiting for records that cannot come.
+} // namespace
+
+bool run_code(self_ptr self, const std::function<void(context&)>& code) {
+  return run_stage_code(self, code);
+}
+
+// Stops this worker for good in this run, marking the stage failed so that its consumers stop
+// too, instead of waiting for records that cannot come.
 void stop_for_good(self_ptr self) {
   auto& st = self->state;
   st.node->failed->add(st.spec.stage);
@@ -227,6 +240,8 @@ void finish_drained(self_ptr self) {
   send_step(self, true);
   st.at = phase::waiting;
 }
+
+namespace {
 
 void run_consumer_step(self_ptr self) {
   auto& st = self->state;
@@ -420,6 +435,8 @@ void run_step(self_ptr self) {
   }
   if (st.src)
     run_source_step(self);
+  else if (st.leases)
+    run_lease_step(self);
   else
     run_consumer_step(self);
 }

@@ -86,12 +86,16 @@ std::vector<worker_spec> worker_specs(const app_config& app, const store& db, si
       for (const auto& [port, edge] : other.outputs)
         if (edge == in && producers.insert(other.name).second)
           base.upstream.push_back(*db.find_stage(other.name));
+  bool leasing = cfg.type_info && cfg.type_info->leases && !cfg.inputs.empty();
+  if (leasing)
+    base.leases = make_lease_table(cfg, base);
   std::vector<worker_spec> specs;
   for (uint32_t w = 0; w < cfg.workers; ++w) {
     specs.push_back(base);
     specs.back().worker = w;
     if (!cfg.inputs.empty())
-      specs.back().owned = owned_partitions(w, cfg.workers, base.partitions);
+      specs.back().owned = owned_partitions(leasing ? 0 : w, leasing ? 1 : cfg.workers,
+                                            base.partitions);
   }
   return specs;
 }

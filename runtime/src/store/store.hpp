@@ -64,6 +64,8 @@ struct edge_spec {
 struct stage_spec {
   std::string name;
   uint32_t workers = 1;
+  // Its workers lease items instead of owning partitions (any worker count on any partitions).
+  bool leasing = false;
   // The edges the stage reads. Its keyed state is split like them: the stage has as many state
   // partitions as its inputs have partitions (all inputs must have the same count), 1 without
   // inputs. Resolved by store::open into `partitions`.

@@ -105,7 +105,7 @@ caf::error store::load(MDB_txn* txn) {
                        "the same edges.<edge>.partitions on each");
       stage.partitions = p;
     }
-    if (!stage.inputs.empty() && stage.workers > stage.partitions)
+    if (!stage.inputs.empty() && !stage.leasing && stage.workers > stage.partitions)
       return invalid("store: stage '" + stage.name + "' has " + std::to_string(stage.workers) +
                      " workers but its input has " + std::to_string(stage.partitions) +
                      " partitions; each worker needs a partition of its own: lower workers, or "
