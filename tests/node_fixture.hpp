@@ -134,14 +134,9 @@ struct stored_dead_letter {
   // The line it came from: a source's own position, or the source position it carried.
   uint64_t line() const { return source_position ? source_position : input_seq; }
 };
-inline std::vector<stored_dead_letter> stored_dead_letters(const std::string& app_file,
-                                                           const std::string& data_dir,
+inline std::vector<stored_dead_letter> stored_dead_letters(const app_config& app,
                                                            const std::string& stage) {
-  registry reg;
-  register_builtin_stages(reg);
-  auto loaded = load_app(app_file, reg, data_dir);
-  REQUIRE(loaded.issues.empty());
-  auto db = open_store(*loaded.app);
+  auto db = open_store(app);
   auto reader = db->reader();
   REQUIRE_FALSE(reader->refresh());
   std::vector<stored_dead_letter> out;
@@ -153,6 +148,15 @@ inline std::vector<stored_dead_letter> stored_dead_letters(const std::string& ap
     out.push_back({dl.getError().cStr(), dl.getInputSeq(), dl.getSourcePosition(), dl.getAttempts()});
   }
   return out;
+}
+inline std::vector<stored_dead_letter> stored_dead_letters(const std::string& app_file,
+                                                           const std::string& data_dir,
+                                                           const std::string& stage) {
+  registry reg;
+  register_builtin_stages(reg);
+  auto loaded = load_app(app_file, reg, data_dir);
+  REQUIRE(loaded.issues.empty());
+  return stored_dead_letters(*loaded.app, stage);
 }
 
 } // namespace troupe::test

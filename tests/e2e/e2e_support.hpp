@@ -267,14 +267,44 @@ inline std::optional<json_object> parse_flat_json(std::string_view s) {
         case 'r': out += '\r'; break;
         case 'b': out += '\b'; break;
         case 'f': out += '\f'; break;
-        case 'u': { // ASCII only: enough for these tests
-          if (i + 4 >= s.size())
+        case 'u': { // a code point, a surrogate pair for those beyond the BMP; as UTF-8
+          auto hex4 = [&](size_t at) -> long {
+            if (at + 4 > s.size())
+              return -1;
+            auto h = std::string(s.substr(at, 4));
+            char* end = nullptr;
+            auto v = std::strtol(h.c_str(), &end, 16);
+            return end == h.c_str() + 4 ? v : -1;
+          };
+          long code = hex4(i + 1);
+          if (code < 0 || (code >= 0xdc00 && code <= 0xdfff))
             return false;
-          auto code = std::strtoul(std::string(s.substr(i + 1, 4)).c_str(), nullptr, 16);
-          if (code > 0x7f)
-            return false;
-          out += static_cast<char>(code);
           i += 4;
+          if (code >= 0xd800 && code <= 0xdbff) {
+            if (i + 2 >= s.size() || s[i + 1] != '\\' || s[i + 2] != 'u')
+              return false;
+            long low = hex4(i + 3);
+            if (low < 0xdc00 || low > 0xdfff)
+              return false;
+            code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
+            i += 6;
+          }
+          auto c = static_cast<unsigned long>(code);
+          if (c < 0x80) {
+            out += static_cast<char>(c);
+          } else if (c < 0x800) {
+            out += static_cast<char>(0xc0 | (c >> 6));
+            out += static_cast<char>(0x80 | (c & 0x3f));
+          } else if (c < 0x10000) {
+            out += static_cast<char>(0xe0 | (c >> 12));
+            out += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
+            out += static_cast<char>(0x80 | (c & 0x3f));
+          } else {
+            out += static_cast<char>(0xf0 | (c >> 18));
+            out += static_cast<char>(0x80 | ((c >> 12) & 0x3f));
+            out += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
+            out += static_cast<char>(0x80 | (c & 0x3f));
+          }
           break;
         }
         default: return false;
