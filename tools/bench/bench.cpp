@@ -3,7 +3,7 @@
 //
 //   troupe_bench [--records N] [--batch B] [--value-size V] [--modes process,sync]
 //                [--dir DIR] [--keep] [--quick] [--budget S] [--repeat K]
-//                [--phases raw,pipeline,unconsumed,patterns] [--max-backlog M] [--retention R] [--verbose]
+//                [--phases raw,pipeline,unconsumed,patterns,queue] [--max-backlog M] [--retention R] [--verbose]
 //
 // Exit codes: 0 whatever the figures (a benchmark, not a test); 1 a phase crashed or failed;
 // 64 bad command line.
@@ -34,6 +34,7 @@ namespace {
 constexpr double process_target = 0.35;
 constexpr double sync_target = 0.8;
 constexpr double pattern_target = 0.7; // a routing stage against none (the batch-patterns issue)
+constexpr double queue_target = 100000; // in-process tasks/s at sync (the batch-patterns issue)
 constexpr double rss_target_mib = 256;
 constexpr uint64_t rss_target_records = 10000000;
 
@@ -118,7 +119,7 @@ int main(int argc, char** argv) {
   cli.add_option("--value-size", base.value_size, "bytes per value / generator payload (100)")
       ->check(CLI::Range(1u, 1u << 20));
   cli.add_option("--modes", modes, "durabilities to measure (process,sync)")->delimiter(',');
-  cli.add_option("--phases", phases, "phases to run (raw,pipeline,unconsumed,patterns)")->delimiter(',');
+  cli.add_option("--phases", phases, "phases to run (raw,pipeline,unconsumed,patterns,queue)")->delimiter(',');
   cli.add_option("--dir", dir, "parent of the run's fresh data directory (./bench-data)");
   cli.add_flag("--keep", keep, "keep the data directories");
   cli.add_flag("--quick", quick, "1M records instead of 10M: a smoke run");
@@ -156,7 +157,8 @@ int main(int argc, char** argv) {
     return std::find(phases.begin(), phases.end(), p) != phases.end();
   };
   for (const auto& p : phases)
-    if (p != "raw" && p != "pipeline" && p != "unconsumed" && p != "patterns") {
+    if (p != "raw" && p != "pipeline" && p != "unconsumed" && p != "patterns" &&
+        p != "queue") {
       std::cerr << "troupe_bench: --phases: unknown phase '" << p << "'\n";
       return 64;
     }
@@ -278,6 +280,28 @@ int main(int argc, char** argv) {
     }
     base.pattern.clear();
   }
+  // A work queue of trivial in-process tasks (2 workers leasing from one partition) at `sync`,
+  // against the plain pipeline at `sync`: tasks/s end to end.
+  std::optional<double> queue_rate, queue_ratio;
+  if (wants("queue")) {
+    std::optional<double> plain;
+    for (const char* x : {"plain", "queue"}) {
+      base.pattern = x;
+      auto& r = run(std::string{"queue gen->"} + x + "->count", std::string{"queue-"} + x,
+                    troupe::durability::sync, run_pattern);
+      if (!r.report.ok())
+        continue;
+      if (!plain) {
+        plain = rate_of(r.report.result);
+        r.phase = "queue gen->count (plain)";
+      } else {
+        queue_rate = rate_of(r.report.result);
+        if (*plain > 0)
+          r.ratio = queue_ratio = *queue_rate / *plain;
+      }
+    }
+    base.pattern.clear();
+  }
   std::optional<child_report> unconsumed;
   if (wants("unconsumed")) {
     auto m = mode_list.empty() ? troupe::durability::process : mode_list.front();
@@ -315,6 +339,10 @@ int main(int argc, char** argv) {
   for (const auto& [x, ratio] : pattern_ratios)
     std::printf("target %s ratio to plain >= %.2f: %s (%.3f)\n", x.c_str(), pattern_target,
                 pass_fail(ratio >= pattern_target).c_str(), ratio);
+  if (queue_rate)
+    std::printf("target work queue tasks/s at sync >= %.0f: %s (%.0f tasks/s, %.3f of plain)\n",
+                queue_target, pass_fail(*queue_rate >= queue_target).c_str(), *queue_rate,
+                queue_ratio.value_or(0));
   if (unconsumed && unconsumed->ok()) {
     bool full = unconsumed->result.records >= rss_target_records;
     std::printf(

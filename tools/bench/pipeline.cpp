@@ -48,9 +48,17 @@ public:
   }
 };
 
+// A trivial in-process task of a work queue: leased, then passed on.
+class task_stage : public stage {
+public:
+  explicit task_stage(const params&) {}
+  void process(context& ctx, const record& r) override { ctx.forward("out", r); }
+};
+
 void register_bench_stages(registry& reg) {
   register_builtin_stages(reg);
   reg.add_operator<pass_stage>("bench.pass");
+  reg.add_operator<task_stage>("bench.task").leases();
   reg.add_sink<count_sink>("bench.count");
 }
 
@@ -240,6 +248,8 @@ phase_result run_pattern(const phase_options& o) {
     middle = "{name: x, type: sharder, key: index, input: raw, outputs: {shard_0: mid}}";
   else if (x == "merger")
     middle = "{name: x, type: merger, inputs: [raw], output: mid}";
+  else if (x == "queue")
+    middle = "{name: x, type: bench.task, workers: 2, input: raw, output: mid}";
   else if (x != "plain") {
     r.fail("unknown pattern '" + x + "'");
     return r;
