@@ -2,6 +2,7 @@
 // schema-agnostic: none declares the struct it reads or emits; the JSON ones need some struct.
 #include "builtin_stages.hpp"
 
+#include "dir_source.hpp"
 #include "generator.hpp"
 #include "jsonl_sink.hpp"
 #include "jsonl_source.hpp"
@@ -22,6 +23,10 @@ void register_builtin_stages(registry& reg) {
     .reads_paths({"path"})
     .params({"follow", "poll_ms", "field", "max_line_bytes", "lines_per_record"})
     .blocking();
+  reg.add_source<dir_source>("dir_source")
+    .needs_payload_struct()
+    .reads_paths({"path"})
+    .params({"pattern", "path_field", "name_field"});
   reg.add_source<generator>("generator").params({"count", "rate", "payload_size"});
   reg.add_sink<jsonl_sink>("jsonl_sink")
     .needs_payload_struct()

@@ -88,6 +88,8 @@ subprocess_result run_subprocess(const std::vector<std::string>& argv, const std
   posix_spawn_file_actions_adddup2(&actions, in_r.v, 0);
   posix_spawn_file_actions_adddup2(&actions, out_w.v, 1);
   posix_spawn_file_actions_adddup2(&actions, err_w.v, 2);
+  if (!options.cwd.empty())
+    posix_spawn_file_actions_addchdir_np(&actions, options.cwd.c_str());
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t defaults;

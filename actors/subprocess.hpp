@@ -2,7 +2,8 @@
 // collected, a deadline enforced. For the work queue's command workers.
 //
 // The command runs in a process group of its own, so a timeout kills it and whatever it started
-// (SIGKILL to the group). It inherits the environment and the working directory; SIGPIPE is back
+// (SIGKILL to the group). It inherits the environment and (unless `cwd` says) the working
+// directory; SIGPIPE is back
 // to its default in it. Standard output is kept whole up to `max_output` bytes (beyond that the
 // run fails); of standard error the last `stderr_tail` bytes are kept, for the error message.
 #pragma once
@@ -33,6 +34,7 @@ struct subprocess_options {
   std::chrono::milliseconds timeout{60000};
   size_t max_output = size_t{64} << 20;
   size_t stderr_tail = 4096;
+  std::string cwd; // where it runs; empty: this process's working directory
 };
 
 // Runs argv[0] (looked up in PATH when it has no slash) with `input` on its standard input.

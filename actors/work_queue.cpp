@@ -3,6 +3,7 @@
 
 #include <capnp/dynamic.h>
 
+#include <filesystem>
 #include <stdexcept>
 
 namespace troupe {
@@ -61,6 +62,8 @@ command_worker::command_worker(const params& p) {
     p.fail("stdin", "expected json or none, found '" + in + "'");
   json_stdin_ = in == "json";
   options_.timeout = p.get_duration("timeout", std::chrono::seconds{60});
+  if (p.has("cwd"))
+    options_.cwd = p.get_path("cwd");
   if (p.has("priority")) {
     try {
       priority_.emplace(input, p.get_string("priority"));
@@ -73,6 +76,16 @@ command_worker::command_worker(const params& p) {
   encoder_ = std::make_unique<json_encoder>(input);
   if (auto out = p.output_schema("out"))
     decoder_ = std::make_unique<json_decoder>(*out);
+}
+
+void command_worker::open(context&) {
+  if (options_.cwd.empty())
+    return;
+  std::error_code ec;
+  std::filesystem::create_directories(options_.cwd, ec);
+  if (ec || !std::filesystem::is_directory(options_.cwd))
+    throw permanent_error("work_queue: cannot use " + options_.cwd + " as the command's folder" +
+                          (ec ? ": " + ec.message() : std::string{}));
 }
 
 int64_t command_worker::priority(const record& r) {
@@ -159,7 +172,7 @@ void register_work_queue(registry& reg) {
   reg.add_operator<command_worker>("work_queue")
     .outputs({})
     .optional_outputs({"out"})
-    .params({"command", "stdin", "timeout", "priority"})
+    .params({"command", "stdin", "timeout", "priority", "cwd"})
     .needs_payload_struct()
     .leases()
     .blocking();

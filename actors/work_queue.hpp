@@ -13,6 +13,8 @@
 //   timeout   per item (default 60s): past it the command and its process group are killed and
 //             the attempt fails
 //   priority  an integer field: higher is taken first (strict); default: arrival order
+//   cwd       the folder the command runs in (relative to the YAML; created when missing);
+//             default: the node's working directory
 //
 // Exit status 0 is success; anything else, a signal or the timeout fails the attempt, and the
 // dead letter keeps the end of the command's standard error. When the optional `out` port is
@@ -37,6 +39,7 @@ namespace troupe {
 class command_worker : public stage {
 public:
   explicit command_worker(const params& p);
+  void open(context& ctx) override;
   void process(context& ctx, const record& r) override;
   int64_t priority(const record& r) override;
 
