@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 
 namespace troupe::test {
@@ -114,6 +115,15 @@ T must(caf::expected<T> x) {
   if (!x)
     FAIL("store read failed: " << describe(x.error()));
   return std::move(*x);
+}
+
+// 0 .. n-1 without those in `skip`.
+inline std::vector<uint64_t> iota_except(uint64_t n, const std::set<uint64_t>& skip = {}) {
+  std::vector<uint64_t> out;
+  for (uint64_t i = 0; i < n; ++i)
+    if (!skip.count(i))
+      out.push_back(i);
+  return out;
 }
 
 // The numbers in a file, one per line (an oracle's list of lines, say).

@@ -150,6 +150,9 @@ void on_lease_step_acked(worker_state& st, sent_step& step);
 // Runs stage code at the step boundary; false when it threw (the failure is handled).
 bool run_code(self_ptr self, const std::function<void(context&)>& code);
 void finish_drained(self_ptr self);
+// Nothing left to read in hand (`consumed` says so for the log): finish if every producer
+// finished, stop if one failed, else wait idle for the writer's wake.
+void after_input_drained(self_ptr self, const char* consumed);
 void stop_for_good(self_ptr self);
 void run_step(self_ptr self);
 void schedule_step(self_ptr self, std::chrono::milliseconds delay = std::chrono::milliseconds{0});

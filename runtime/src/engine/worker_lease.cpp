@@ -169,27 +169,8 @@ void lease_idle(self_ptr self) {
   auto& st = self->state;
   auto s = st.leases->state();
   if (s.waiting == 0 && s.leased == 0 && s.settled && unacked(st) == 0) {
-    auto status = upstream_status(st);
-    if (!status) {
-      fail(self, status.error());
-      return;
-    }
-    switch (*status) {
-      case upstream::done:
-        finish_drained(self);
-        return;
-      case upstream::failed:
-        log_event(log_level::warn, st.who,
-                  "stops: every item is done and a stage upstream failed");
-        st.step.abandon();
-        stop_for_good(self);
-        return;
-      case upstream::running:
-        st.step.abandon();
-        st.at = phase::idle; // the writer wakes us when records arrive
-        st.reader->release();
-        return;
-    }
+    after_input_drained(self, "every item is done");
+    return;
   }
   st.step.abandon();
   if (unacked(st) > 0) {

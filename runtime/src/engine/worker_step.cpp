@@ -216,6 +216,31 @@ void stop_for_good(self_ptr self) {
   try_stop(self);
 }
 
+void after_input_drained(self_ptr self, const char* consumed) {
+  auto& st = self->state;
+  auto status = upstream_status(st);
+  if (!status) {
+    fail(self, status.error());
+    return;
+  }
+  switch (*status) {
+    case upstream::done:
+      finish_drained(self);
+      return;
+    case upstream::failed:
+      log_event(log_level::warn, st.who,
+                std::string{"stops: "} + consumed + " and a stage upstream failed");
+      st.step.abandon();
+      stop_for_good(self);
+      return;
+    case upstream::running:
+      st.step.abandon();
+      st.at = phase::idle; // the writer wakes us when records arrive
+      st.reader->release();
+      return;
+  }
+}
+
 // Every input drained for good: the stage's drained() runs, in steps of its own, each after the
 // previous ones committed (so it sees all of its state), until it says it is finished; that last
 // step carries the done mark.
@@ -280,27 +305,8 @@ void run_consumer_step(self_ptr self) {
       schedule_step(self);
       return;
     }
-    auto status = upstream_status(st);
-    if (!status) {
-      fail(self, status.error());
-      return;
-    }
-    switch (*status) {
-      case upstream::done:
-        finish_drained(self);
-        return;
-      case upstream::failed:
-        log_event(log_level::warn, st.who,
-                  "stops: everything available is consumed and a stage upstream failed");
-        st.step.abandon();
-        stop_for_good(self);
-        return;
-      case upstream::running:
-        st.step.abandon();
-        st.at = phase::idle;
-        st.reader->release();
-        return;
-    }
+    after_input_drained(self, "everything available is consumed");
+    return;
   }
   if (!st.marker_settled) {
     st.step.abandon();

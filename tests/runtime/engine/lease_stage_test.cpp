@@ -2,6 +2,7 @@
 // whose failures and stalls the test controls; the store is read back afterwards.
 #include "node_fixture.hpp"
 #include "test_stages.hpp"
+#include "wait.hpp"
 
 #include <algorithm>
 #include <array>
@@ -9,7 +10,6 @@
 #include <chrono>
 #include <set>
 #include <stdexcept>
-#include <thread>
 
 using namespace troupe;
 using namespace troupe::test;
@@ -20,7 +20,8 @@ std::array<std::atomic<uint64_t>, 4> taken_by{};
 std::atomic<uint32_t> stalled_retry_attempt{0};
 
 // Forwards every record. Throws for `poison` on every attempt; on the first attempt of `stall`
-// holds its worker for `stall_ms` (a stuck worker); with `use_state`, touches keyed state.
+// holds its worker (a stuck worker) until another worker has taken the item again, or for at
+// most `stall_ms`; with `use_state`, touches keyed state.
 class probe : public stage {
 public:
   explicit probe(const params& p)
@@ -35,7 +36,8 @@ public:
       throw std::runtime_error("poison record " + std::to_string(i));
     if (i == stall_) {
       if (r.attempt() == 0)
-        std::this_thread::sleep_for(std::chrono::milliseconds{stall_ms_}); // the stuck worker
+        wait_until([] { return stalled_retry_attempt != 0; },
+                   std::chrono::milliseconds{stall_ms_});
       else
         stalled_retry_attempt = r.attempt();
     }
@@ -81,14 +83,6 @@ std::vector<uint64_t> sorted(std::vector<uint64_t> v) {
   return v;
 }
 
-std::vector<uint64_t> iota_except(uint64_t n, std::set<uint64_t> skip = {}) {
-  std::vector<uint64_t> out;
-  for (uint64_t i = 0; i < n; ++i)
-    if (!skip.count(i))
-      out.push_back(i);
-  return out;
-}
-
 } // namespace
 
 TEST_CASE("a work queue's workers share one partition's items: each item once, a failing item "
@@ -121,7 +115,7 @@ TEST_CASE("an item held past its lease goes to another worker, and the stuck wor
   stalled_retry_attempt = 0;
   auto loaded = load_yaml(dir, queue_app(400, "    workers: 2\n    lease: 200ms\n"
                                               "    batch: {max_items: 4}\n"
-                                              "    stall: 100\n    stall_ms: 1500\n"),
+                                              "    stall: 100\n    stall_ms: 30000\n"),
                           register_probe);
   REQUIRE(run_app(loaded->app()).exit_code == 0);
   auto db = open_store(loaded->app());

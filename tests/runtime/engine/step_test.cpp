@@ -109,13 +109,6 @@ std::string pipeline(const std::string& middle_type, const std::string& middle_p
          "    inputs: [done]\n";
 }
 
-std::vector<uint64_t> iota_except(uint64_t n, std::set<uint64_t> skip = {}) {
-  std::vector<uint64_t> out;
-  for (uint64_t i = 0; i < n; ++i)
-    if (!skip.count(i))
-      out.push_back(i);
-  return out;
-}
 
 } // namespace
 
