@@ -10,6 +10,7 @@ packages=(
   build-essential cmake pkg-config
   libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils catch2
   libyaml-cpp-dev libcli11-dev libfmt-dev libxxhash-dev libsimdjson-dev
+  libcpp-httplib-dev nlohmann-json3-dev
   jq file python3 ffmpeg
 )
 

@@ -1,17 +1,37 @@
-// troupectl: look inside a node. This first part works offline, on a stopped node's data dir,
-// read-only (LMDB's MDB_RDONLY; a node that has the dir open is told about, not disturbed):
+// troupectl: look inside a node and operate it.
+//
+// A running node, through its admin endpoint (runtime/ADMIN_API.md), found by --app FILE (the
+// address in its admin:, or the one the node wrote to <data_dir>/admin.json) or --address:
+//
+//   troupectl --app FILE status                node, app, uptime, durability, data and map size,
+//                                              commits/s and fsyncs/s
+//   troupectl --app FILE ps                    the supervision tree: each stage and worker with
+//                                              its state, restarts, records in/out, rate, lag
+//                                              (records and age of the oldest), dead letters,
+//                                              last error
+//   troupectl --app FILE top [--sort lag|rate] ps, refreshed every --interval ms
+//   troupectl --app FILE graph                 the topology, as Graphviz DOT
+//   troupectl --app FILE metrics               what /metrics serves (Prometheus text)
+//   troupectl --app FILE pause|resume STAGE    stop starting steps / start again
+//   troupectl --app FILE kill STAGE/N          kill a worker (its supervisor restarts it)
+//   --token T (or $TROUPE_TOKEN)               the admin token, for what changes anything
+//
+// A stopped node's data dir, read-only (LMDB's MDB_RDONLY; a node that has the dir open is told
+// about, not disturbed):
 //
 //   troupectl --data DIR status                the edges: partitions, records stored, and each
 //                                              consumer group's consumed count and lag; the
 //                                              stages' dead-letter counts
-//   troupectl --data DIR dlq list [STAGE]      dead letters of one stage, or of every stage
-//   troupectl --data DIR dlq show STAGE ID     one dead letter in full, with its record
-//   --json                                     one JSON object per dead letter instead of a table
+//   troupectl [--data DIR] dlq list [STAGE]    dead letters of one stage, or of every stage
+//   troupectl [--data DIR] dlq show STAGE ID   one dead letter in full, with its record
 //   --app FILE                                 the app: its data dir (unless --data), and its
 //                                              edges' structs, so that records show as JSON
 //
-// Exit codes: 0 ok; 1 the store cannot be read (damaged: see `troupe check`); 2 no such store,
-// stage or dead letter; 64 bad command line.
+// --json: JSON instead of tables (one object per line).
+// Exit codes: 0 ok; 1 failed (the store cannot be read: see `troupe check`; or the node failed
+// the request); 2 no such store, stage, actor or dead letter; 3 no node answers; 4 refused (the
+// admin token is missing or wrong); 64 bad command line.
+#include "troupectl_online.hpp"
 #include "troupectl_store.hpp"
 
 #include "builtin_stages.hpp"
@@ -24,6 +44,7 @@
 #include <capnp/serialize.h>
 #include <CLI/CLI.hpp>
 
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -195,18 +216,37 @@ int print_status(offline_store& store, const std::string& dir, bool json) {
 } // namespace
 
 int main(int argc, char** argv) {
-  CLI::App cli{"troupectl: look inside a troupe node (offline: a stopped node's data dir)"};
+  CLI::App cli{"troupectl: look inside a troupe node and operate it (a running node through its "
+               "admin endpoint; a stopped node's data dir with --data)"};
   cli.set_version_flag("--version", "troupectl " TROUPE_VERSION);
-  std::string data;
+  std::string data, app_file, address, token;
   bool json = false;
-  std::string app_file;
   cli.add_option("--data", data, "a stopped node's data dir, read-only");
   cli.add_option("--app", app_file,
-                                 "the app's YAML file: its data dir (unless --data), and the "
-                                 "structs of its edges, to show records as JSON");
-  cli.add_flag("--json", json, "one JSON object per line");
+                 "the app's YAML file: where its node listens, its data dir (unless --data), and "
+                 "the structs of its edges, to show records as JSON");
+  cli.add_option("--address", address, "a running node's admin endpoint, HOST:PORT");
+  cli.add_option("--token", token, "the admin token (default: $TROUPE_TOKEN)");
+  cli.add_flag("--json", json, "JSON instead of tables");
   cli.require_subcommand(1);
-  auto* status = cli.add_subcommand("status", "where the edges and consumer groups stand");
+  auto* status = cli.add_subcommand("status", "the node (running), or where the edges and "
+                                              "consumer groups stand (--data)");
+  auto* ps = cli.add_subcommand("ps", "the supervision tree, with each actor's counters");
+  auto* top = cli.add_subcommand("top", "ps, refreshed");
+  std::string sort = "lag";
+  unsigned interval = 1000, iterations = 0;
+  top->add_option("--sort", sort, "lag or rate")->check(CLI::IsMember({"lag", "rate"}));
+  top->add_option("--interval", interval, "milliseconds between refreshes")->check(CLI::Range(100u, 3600000u));
+  top->add_option("-n,--iterations", iterations, "refreshes before it exits (0: until interrupted)");
+  auto* graph = cli.add_subcommand("graph", "the topology as Graphviz DOT");
+  auto* metrics = cli.add_subcommand("metrics", "the node's /metrics (Prometheus text)");
+  std::string target;
+  auto* pause = cli.add_subcommand("pause", "stop starting steps in STAGE (steps in flight commit)");
+  pause->add_option("stage", target, "the stage")->required();
+  auto* resume = cli.add_subcommand("resume", "let a paused STAGE go on");
+  resume->add_option("stage", target, "the stage")->required();
+  auto* kill = cli.add_subcommand("kill", "kill a worker, STAGE/N; its supervisor restarts it");
+  kill->add_option("actor", target, "the worker, e.g. price/0")->required();
   auto* dlq = cli.add_subcommand("dlq", "dead letters");
   dlq->require_subcommand(1);
   std::string stage;
@@ -224,8 +264,15 @@ int main(int argc, char** argv) {
     cli.exit(e);
     return exit_usage;
   }
-  if (data.empty() && app_file.empty()) {
-    std::cerr << "troupectl: give --data DIR (a stopped node's data dir) or --app FILE\n";
+  bool online = !dlq->parsed() && data.empty();
+  if (data.empty() && app_file.empty() && address.empty()) {
+    std::cerr << "troupectl: give --app FILE or --address HOST:PORT (a running node), or --data "
+                 "DIR (a stopped node's data dir)\n";
+    return exit_usage;
+  }
+  if (!data.empty() && !(status->parsed() || dlq->parsed())) {
+    std::cerr << "troupectl: with --data (a stopped node) only status and dlq work; for a "
+                 "running node give --app or --address\n";
     return exit_usage;
   }
   troupe::registry reg;
@@ -240,6 +287,37 @@ int main(int argc, char** argv) {
     data = loaded->app->data_dir;
     for (const auto& [edge, p] : loaded->app->edge_payloads)
       edge_structs.emplace(edge, p.schema);
+  }
+  if (online) {
+    online_options o;
+    o.json = json;
+    o.token = token;
+    if (o.token.empty())
+      if (const char* t = std::getenv("TROUPE_TOKEN"))
+        o.token = t;
+    o.address = address;
+    if (o.address.empty()) {
+      const auto& admin = loaded->app->admin;
+      std::string why;
+      o.address = node_address(admin.host, admin.port, data, why);
+      if (o.address.empty()) {
+        std::cerr << "troupectl: " << why << "\n";
+        return exit_unreachable;
+      }
+    }
+    if (status->parsed())
+      return online_status(o);
+    if (ps->parsed())
+      return online_ps(o);
+    if (top->parsed())
+      return online_top(o, sort, interval, iterations);
+    if (graph->parsed())
+      return online_graph(o);
+    if (metrics->parsed())
+      return online_metrics(o);
+    if (pause->parsed() || resume->parsed())
+      return online_pause(o, target, pause->parsed());
+    return online_kill(o, target);
   }
   std::string why;
   int code = exit_ok;

@@ -36,9 +36,9 @@ namespace detail {
 
 namespace {
 
-const std::vector<std::string> top_keys = {"app",     "data_dir", "durability",  "store",
-                                           "plugins", "schema",   "supervision", "defaults",
-                                           "edges",   "stages"};
+const std::vector<std::string> top_keys = {"app",      "data_dir", "durability", "store",
+                                           "plugins",  "schema",   "supervision", "defaults",
+                                           "edges",    "stages",   "admin"};
 constexpr uint32_t max_workers = 4096;
 constexpr uint32_t max_partitions = 4096;
 
@@ -230,6 +230,7 @@ void app_loader::read_settings(const YAML::Node& root) {
         app_.stall_timeout = *d;
   }
 
+  read_admin(root["admin"]);
   read_supervision(r_, root["supervision"], "supervision", app_.node_supervision);
   default_supervision_ = app_.node_supervision;
   if (const YAML::Node defaults = root["defaults"]; open_map(r_, defaults, "defaults")) {

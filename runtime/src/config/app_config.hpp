@@ -95,6 +95,15 @@ struct edge_payload {
   std::string name; // as the messages name it: "orders.capnp:Order"
 };
 
+// The node's admin endpoint (HTTP; runtime/src/admin): troupectl, /metrics and the dashboard.
+struct admin_config {
+  bool enabled = true;
+  std::string host = "127.0.0.1"; // loopback unless the YAML says otherwise
+  uint16_t port = 0;              // 0: a free port, logged and written to <data_dir>/admin.json
+  std::string token;              // empty: no token; else required (bearer) to change anything
+  bool read_needs_token = false;  // `read: token`: reading needs it too
+};
+
 struct app_config {
   std::string file;     // the YAML file as given
   std::string base_dir; // its directory: relative paths resolve against it
@@ -111,6 +120,7 @@ struct app_config {
   // Each edge's struct by edge name; an edge without one (any struct goes) is absent.
   std::map<std::string, edge_payload, std::less<>> edge_payloads;
   supervision_config node_supervision; // how the node restarts whole stages
+  admin_config admin;
   std::vector<edge_spec> edges;        // every edge, declared or implied by a stage
   std::vector<stage_config> stages;    // in file order (rest_for_one follows it)
 };

@@ -127,6 +127,31 @@ void init(self_ptr self) {
   step.finish();
 }
 
+// What a worker whose code threw dies with (its supervisor decides what follows), logged.
+caf::error exit_reason_of(worker_state& st, std::exception_ptr& ep) {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const store_failure& e) {
+    log_event(log_level::error, st.who, std::string{"failed: "} + e.what());
+    if (code_of(e.error()) == errc::store_corrupt)
+      caf::anon_send(st.node->node, fatal_atom::value, st.who + ": " + describe(e.error()));
+    return e.error();
+  } catch (const permanent_error& e) {
+    log_event(log_level::error, st.who, std::string{"failed for good: "} + e.what());
+    return make_error(errc::permanent, st.who + ": " + e.what());
+  } catch (const std::exception& e) {
+    log_event(log_level::error, st.who, std::string{"failed: "} + e.what());
+    return make_error(errc::stage_failed, st.who + ": " + e.what());
+  } catch (const kj::Exception& e) {
+    std::string what = e.getDescription().cStr();
+    log_event(log_level::error, st.who, "failed: " + what);
+    return make_error(errc::stage_failed, st.who + ": " + what);
+  } catch (...) {
+    log_event(log_level::error, st.who, "failed: unknown exception");
+    return make_error(errc::stage_failed, st.who + ": unknown exception");
+  }
+}
+
 caf::behavior stage_worker(self_ptr self, std::shared_ptr<const node_context> node,
                            worker_spec spec) {
   auto& st = self->state;
@@ -135,29 +160,22 @@ caf::behavior stage_worker(self_ptr self, std::shared_ptr<const node_context> no
   st.delta = std::make_shared<step_delta>();
   st.who = "stage " + st.spec.config->name +
            (st.spec.config->workers > 1 ? "/" + std::to_string(st.spec.worker) : "");
+  if (const auto* m = st.node->metrics.get()) {
+    if (auto* s = m->stage(st.spec.config->name)) {
+      st.paused = &s->paused;
+      st.metrics = st.spec.worker < s->workers.size() ? s->workers[st.spec.worker].get() : nullptr;
+    }
+  }
+  if (st.metrics)
+    st.metrics->set_state(worker_run_state::starting);
   self->set_exception_handler([=](std::exception_ptr& ep) -> caf::error {
     auto& st = self->state;
-    try {
-      std::rethrow_exception(ep);
-    } catch (const store_failure& e) {
-      log_event(log_level::error, st.who, std::string{"failed: "} + e.what());
-      if (code_of(e.error()) == errc::store_corrupt)
-        caf::anon_send(st.node->node, fatal_atom::value, st.who + ": " + describe(e.error()));
-      return e.error();
-    } catch (const permanent_error& e) {
-      log_event(log_level::error, st.who, std::string{"failed for good: "} + e.what());
-      return make_error(errc::permanent, st.who + ": " + e.what());
-    } catch (const std::exception& e) {
-      log_event(log_level::error, st.who, std::string{"failed: "} + e.what());
-      return make_error(errc::stage_failed, st.who + ": " + e.what());
-    } catch (const kj::Exception& e) {
-      std::string what = e.getDescription().cStr();
-      log_event(log_level::error, st.who, "failed: " + what);
-      return make_error(errc::stage_failed, st.who + ": " + what);
-    } catch (...) {
-      log_event(log_level::error, st.who, "failed: unknown exception");
-      return make_error(errc::stage_failed, st.who + ": unknown exception");
+    auto err = exit_reason_of(st, ep);
+    if (st.metrics) {
+      st.metrics->set_state(worker_run_state::failed);
+      st.metrics->set_error(describe(err));
     }
+    return err;
   });
   auto writer = st.node->writer;
   for (auto e : st.spec.inputs)
@@ -175,6 +193,8 @@ caf::behavior stage_worker(self_ptr self, std::shared_ptr<const node_context> no
           stop_now(self);
           return;
         }
+        if (st.metrics)
+          st.metrics->set_state(worker_run_state::running);
         if (!st.delta->empty()) // open() wrote state: it commits first
           send_step(self, false);
         schedule_step(self);

@@ -25,6 +25,7 @@
 #pragma once
 
 #include "config/app_config.hpp"
+#include "observe/metrics.hpp"
 #include "store/store.hpp"
 
 #include <caf/actor.hpp>
@@ -83,6 +84,8 @@ struct node_context {
   // markers tell deaths of the process from restarts and stops with them.
   uint64_t run_id = 0;
   uint64_t clean_run = 0;
+  // What the workers count about themselves, for the admin endpoint (observe/metrics.hpp).
+  std::shared_ptr<node_metrics> metrics = std::make_shared<node_metrics>();
 };
 
 struct worker_spec {

@@ -40,6 +40,8 @@ struct sent_step {
   bool marker = false;         // a crash marker committed before a step runs
   std::vector<lease> leases;   // a leasing stage's items the step completes
   std::vector<lease_move> moves; // and the cursor moves it carries
+  uint64_t records_in = 0;     // records it consumes (for the metrics)
+  std::chrono::steady_clock::time_point started; // when its step began
 };
 
 // Where a worker starts, as its crash marker records it: the fingerprint of its positions, how
@@ -59,6 +61,9 @@ struct worker_state {
   std::shared_ptr<const node_context> node;
   worker_spec spec;
   std::string who; // "stage <name>/<worker>" for the log
+  worker_metrics* metrics = nullptr;  // this worker's counters (the node's metrics own them)
+  const std::atomic<bool>* paused = nullptr; // its stage's pause switch (troupectl pause)
+  std::chrono::steady_clock::time_point step_started; // of the step in hand
   std::unique_ptr<stage_base> code;
   stage* op = nullptr;
   source* src = nullptr;
@@ -156,6 +161,8 @@ void after_input_drained(self_ptr self, const char* consumed);
 void stop_for_good(self_ptr self);
 void run_step(self_ptr self);
 void schedule_step(self_ptr self, std::chrono::milliseconds delay = std::chrono::milliseconds{0});
+// How often a paused worker looks whether it was resumed.
+constexpr std::chrono::milliseconds pause_poll{100};
 void stop_now(self_ptr self);
 void try_stop(self_ptr self);
 void fail(self_ptr self, caf::error err); // ends the actor; damage also stops the node

@@ -7,9 +7,12 @@
 
 #include "base/backoff.hpp"
 #include "base/log.hpp"
+#include "codec/codec.hpp"
 #include "writer/writer.hpp"
 
 #include <caf/all.hpp>
+
+#include <algorithm>
 
 namespace troupe::detail {
 
@@ -24,6 +27,13 @@ void on_acked(self_ptr self, uint64_t step) {
   if (!entry || entry->acked)
     return; // a resent step answered twice cannot happen; be safe
   entry->acked = true;
+  if (st.metrics) {
+    auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::steady_clock::now() - entry->started).count();
+    auto in = st.leases ? entry->leases.size() : entry->records_in;
+    st.metrics->step_committed(in, entry->delta->outputs.size(), entry->delta->dead.size(),
+                               static_cast<uint64_t>(std::max<int64_t>(micros, 0)), now_ms());
+  }
   if (st.leases)
     on_lease_step_acked(st, *entry);
   st.resend_attempts = 0;
@@ -111,7 +121,11 @@ void send_step(self_ptr self, bool finishing, bool marker) {
   auto& st = self->state;
   auto delta = std::move(st.delta);
   delta->step = ++st.step_counter;
-  st.flight.push_back({delta, st.batch_end, false, finishing, marker});
+  uint64_t records_in = 0;
+  for (size_t i = 0; i < st.batch_end.size() && i < st.sent.size(); ++i)
+    records_in += st.batch_end[i].next - st.sent[i].next;
+  st.flight.push_back({delta, st.batch_end, false, finishing, marker, {}, {}, records_in,
+                       st.step_started});
   st.overlays.emplace_back();
   st.overlays.back().swap(st.step.overlay);
   st.sent = st.batch_end;

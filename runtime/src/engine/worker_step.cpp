@@ -80,6 +80,8 @@ void dead_letter_in_hand(self_ptr self, const std::string& why, uint32_t attempt
 void on_step_failure(self_ptr self, const std::string& what) {
   auto& st = self->state;
   st.step.abandon();
+  if (st.metrics)
+    st.metrics->set_error(what);
   if (st.leases) {
     on_lease_failure(self, what, true);
     return;
@@ -125,6 +127,8 @@ void on_step_failure(self_ptr self, const std::string& what) {
 void on_transient_failure(self_ptr self, const std::string& what) {
   auto& st = self->state;
   st.step.abandon();
+  if (st.metrics)
+    st.metrics->set_error(what);
   if (st.leases)
     on_lease_failure(self, what, false);
   ++st.transient_failures;
@@ -374,6 +378,8 @@ void stop_now(self_ptr self) {
     st.step.abandon(); // close() cannot commit: the last step already did
   }
   st.reader.reset();
+  if (st.metrics)
+    st.metrics->set_state(st.finishing ? worker_run_state::finished : worker_run_state::stopped);
   self->quit();
 }
 
@@ -388,6 +394,10 @@ void try_stop(self_ptr self) {
 
 void fail(self_ptr self, caf::error err) {
   auto& st = self->state;
+  if (st.metrics) {
+    st.metrics->set_state(worker_run_state::failed);
+    st.metrics->set_error(describe(err));
+  }
   if (code_of(err) == errc::store_corrupt) {
     log_event(log_level::error, st.who, describe(err));
     caf::anon_send(st.node->node, fatal_atom::value, st.who + ": " + describe(err));
@@ -406,6 +416,13 @@ void run_step(self_ptr self) {
     st.at = phase::waiting;
     return;
   }
+  if (st.paused && st.paused->load(std::memory_order_relaxed)) {
+    // Paused by an operator (troupectl pause): the steps in flight commit, no new one starts.
+    // Looked at again every pause_poll; resume takes effect within it.
+    schedule_step(self, pause_poll);
+    return;
+  }
+  st.step_started = std::chrono::steady_clock::now();
   if (auto err = st.reader->refresh()) {
     fail(self, err);
     return;

@@ -1,6 +1,8 @@
 #include "node/node.hpp"
 
+#include "admin/admin_server.hpp"
 #include "base/log.hpp"
+#include "codec/codec.hpp"
 #include "engine/crash_blame.hpp"
 #include "engine/stage_actor.hpp"
 #include "store/store.hpp"
@@ -26,18 +28,34 @@ struct stage_ref {
 // Logs what the supervisors report. When the node gives a stage up, its consumers are told, so
 // they stop once they consumed what there is instead of waiting for input that cannot come, and
 // so are its producers, which stop instead of waiting on a full log nobody drains.
+// The metrics count restarts and give-ups: children are "<stage>/<worker>" (a stage's
+// supervisor restarting a worker) or "stage <name>" (the node's restarting a whole stage).
 caf::behavior supervision_log(caf::event_based_actor*, std::shared_ptr<const node_context> ctx,
                               std::map<std::string, stage_ref> stages) {
   return {
-    [](restart_atom, const std::string& sup, const std::string& child, int64_t delay_ms,
-       const std::string& reason) {
+    [=](restart_atom, const std::string& sup, const std::string& child, int64_t delay_ms,
+        const std::string& reason) {
       log_event(log_level::warn, sup,
                 "restarting " + child + " in " + std::to_string(delay_ms) + " ms after: " + reason);
+      if (auto* w = ctx->metrics->worker(child)) {
+        w->restarts.fetch_add(1);
+        w->set_state(worker_run_state::restarting);
+        w->set_error(reason);
+      } else if (child.rfind("stage ", 0) == 0) {
+        if (auto* s = ctx->metrics->stage(child.substr(6)))
+          s->restarts.fetch_add(1);
+      }
     },
     [=](gave_up_atom, const std::string& sup, const std::string& child,
         const std::string& reason) {
       log_event(log_level::error, sup,
                 child + " is given up and stays stopped (the node runs on): " + reason);
+      if (child.rfind("stage ", 0) == 0)
+        if (auto* s = ctx->metrics->stage(child.substr(6))) {
+          s->given_up = true;
+          for (auto& w : s->workers)
+            w->set_state(worker_run_state::given_up);
+        }
       if (auto i = stages.find(child); i != stages.end()) {
         ctx->failed->add(i->second.id);
         caf::anon_send(ctx->writer, wake_atom::value, i->second.outputs, true);
@@ -151,6 +169,31 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
               app.data_dir + ", durability " +
               (app.mode == durability::sync ? "sync" : "process"));
 
+  auto metrics = std::make_shared<node_metrics>();
+  metrics->started_ms = now_ms();
+  for (const auto& cfg : app.stages) {
+    auto s = std::make_unique<stage_metrics>();
+    s->name = cfg.name;
+    for (uint32_t w = 0; w < cfg.workers; ++w)
+      s->workers.push_back(std::make_unique<worker_metrics>());
+    metrics->stages.push_back(std::move(s));
+  }
+  std::shared_ptr<admin_state> admin;
+  std::unique_ptr<admin_server> admin_http;
+  if (app.admin.enabled) {
+    admin = std::make_shared<admin_state>();
+    admin->app = &app;
+    admin->db = db.get();
+    admin->owner = db;
+    admin->metrics = metrics;
+    admin->sys = &sys;
+    admin->started_ms = metrics->started_ms;
+    auto started = admin_server::start(admin);
+    if (!started)
+      return {1, describe(started.error())};
+    admin_http = std::move(*started);
+  }
+
   auto writer = spawn_writer(sys, *db, app.flush_interval, app.stall_timeout);
   caf::scoped_actor self{sys}; // waits for the tree below; workers report fatal failures to it
   auto ctx = std::make_shared<node_context>();
@@ -162,6 +205,7 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   detail::install_crash_handlers();
   ctx->blamed = detail::collect_blame(app.data_dir);
   ctx->run_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32) | 1;
+  ctx->metrics = metrics;
   // Whether an earlier run finished the whole app: every partition of every stage is done.
   bool finished_before = !app.stages.empty();
   if (auto reader = db->reader(); !reader->refresh()) {
@@ -215,6 +259,8 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   // step, and a restarted stage would then run beside them. It goes down when its workers have.
   root_opts.shutdown_timeout = std::chrono::hours(24 * 365);
   auto root = spawn_supervisor(sys, root_opts, std::move(stages));
+  if (admin)
+    admin->set_root(root);
 
   node_outcome outcome;
   self->monitor(root);
@@ -263,6 +309,9 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
                   "stage " + cfg.name + " holds " + std::to_string(*n) +
                     (*n == 1 ? " dead letter" : " dead letters"));
   }
+  // The endpoint reads the store: it goes before the store closes.
+  admin_http.reset();
+  admin.reset();
   // The process did not die: the crash markers this run left are stops, not deaths.
   if (auto err = db->put_meta("clean_stop", std::to_string(ctx->run_id)))
     log_event(log_level::warn, "node", "cannot record the orderly stop: " + describe(err));

@@ -253,7 +253,7 @@ std::optional<uint32_t> store::find_group(edge_id edge, std::string_view stage) 
 std::vector<std::string> data_dir_files(const std::string& dir) {
   std::vector<std::string> out;
   std::error_code ec;
-  for (const char* name : {"data.mdb", "lock.mdb", marker_file})
+  for (const char* name : {"data.mdb", "lock.mdb", marker_file, "admin.json"})
     if (fs::exists(fs::path(dir) / name, ec))
       out.emplace_back(name);
   for (const auto& entry : fs::directory_iterator(dir, ec))

@@ -1,0 +1,68 @@
+// What the admin endpoint reads and drives: the app, the store (a reader per request), the
+// workers' counters, the supervision tree's root, and a sampler that turns counters into rates
+// and remembers when each partition's head passed a position (the age of the oldest unconsumed
+// record: the store keeps no append times).
+#pragma once
+
+#include "config/app_config.hpp"
+#include "observe/metrics.hpp"
+#include "store/store.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace troupe {
+
+// Rates over the sampler's last window (about a second), per worker and for the node.
+struct admin_rates {
+  double commits = 0, flushes = 0;
+  std::map<std::string, std::pair<double, double>> workers; // "<stage>/<w>" -> (in/s, out/s)
+};
+
+struct admin_state {
+  const app_config* app = nullptr;
+  store* db = nullptr;
+  std::shared_ptr<store> owner; // keeps the store open while the endpoint runs
+  std::shared_ptr<node_metrics> metrics;
+  caf::actor_system* sys = nullptr;
+  int64_t started_ms = 0;
+
+  void set_root(caf::actor root);
+  caf::actor root() const;
+
+  // The sampler: called about once a second (the server's own thread).
+  void sample(int64_t now_ms);
+  admin_rates rates() const;
+  // How long ago the head of (edge, partition) first passed `position` (the age of the record at
+  // `position`), as far as the samples reach back; nullopt when no record is that old.
+  std::optional<int64_t> age_ms(edge_id edge, partition_id p, uint64_t position, int64_t now_ms) const;
+
+private:
+  struct sample_point {
+    int64_t at_ms = 0;
+    uint64_t commits = 0, flushes = 0;
+    std::map<std::string, std::pair<uint64_t, uint64_t>> workers;
+    std::vector<std::vector<uint64_t>> heads; // [edge][partition]
+  };
+  mutable std::mutex mutex_;
+  caf::actor root_;
+  std::deque<sample_point> samples_; // oldest first, at most max_samples
+  static constexpr size_t max_samples = 3600;
+};
+
+// The views the routes serve, as text (JSON unless said otherwise). Each reads the store
+// through a reader of its own.
+std::string status_json(admin_state& s);
+std::string ps_json(admin_state& s);
+std::string graph_dot(const app_config& app);
+std::string prometheus_text(admin_state& s);
+
+} // namespace troupe
