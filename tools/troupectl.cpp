@@ -14,6 +14,11 @@
 //   troupectl --app FILE metrics               what /metrics serves (Prometheus text)
 //   troupectl --app FILE pause|resume STAGE    stop starting steps / start again
 //   troupectl --app FILE kill STAGE/N          kill a worker (its supervisor restarts it)
+//   troupectl --app FILE peek EDGE [--from SEQ] [--partition P] [-n N]
+//                                              records of an edge, decoded, payloads as JSON
+//   troupectl --app FILE dlq retry|purge STAGE [IDS...|--all]
+//                                              put dead letters back on the stage's input, or
+//                                              delete them (numbers stay stable)
 //   --token T (or $TROUPE_TOKEN)               the admin token, for what changes anything
 //
 // A stopped node's data dir, read-only (LMDB's MDB_RDONLY; a node that has the dir open is told
@@ -247,10 +252,29 @@ int main(int argc, char** argv) {
   resume->add_option("stage", target, "the stage")->required();
   auto* kill = cli.add_subcommand("kill", "kill a worker, STAGE/N; its supervisor restarts it");
   kill->add_option("actor", target, "the worker, e.g. price/0")->required();
+  auto* peek = cli.add_subcommand("peek", "records of an edge, decoded to JSON");
+  std::string edge;
+  std::optional<uint64_t> from;
+  std::optional<uint32_t> partition;
+  unsigned count = 10;
+  peek->add_option("edge", edge, "the edge")->required();
+  peek->add_option("--from", from, "the first sequence number (default: the oldest stored)");
+  peek->add_option("--partition", partition, "one partition (default: each in turn)");
+  peek->add_option("-n", count, "how many records (at most 10000)")->check(CLI::Range(1u, 10000u));
   auto* dlq = cli.add_subcommand("dlq", "dead letters");
   dlq->require_subcommand(1);
   std::string stage;
   uint64_t id = 0;
+  std::vector<uint64_t> ids;
+  bool all = false;
+  auto* retry = dlq->add_subcommand("retry", "put dead letters back on their stage's input "
+                                             "(a running node)");
+  auto* purge = dlq->add_subcommand("purge", "delete dead letters (a running node)");
+  for (auto* c : {retry, purge}) {
+    c->add_option("stage", stage, "the stage")->required();
+    c->add_option("ids", ids, "their numbers (from dlq list)");
+    c->add_flag("--all", all, "every dead letter of the stage");
+  }
   auto* list = dlq->add_subcommand("list", "the dead letters of STAGE, or of every stage");
   list->add_option("stage", stage, "a stage");
   auto* show = dlq->add_subcommand("show", "one dead letter in full");
@@ -264,7 +288,16 @@ int main(int argc, char** argv) {
     cli.exit(e);
     return exit_usage;
   }
-  bool online = !dlq->parsed() && data.empty();
+  bool online = (!dlq->parsed() && data.empty()) || retry->parsed() || purge->parsed();
+  if ((retry->parsed() || purge->parsed()) && ids.empty() != all) {
+    std::cerr << "troupectl: name the dead letters (their numbers, from dlq list) or give --all\n";
+    return exit_usage;
+  }
+  if (online && !data.empty()) {
+    std::cerr << "troupectl: dlq retry and purge change a running node: give --app or --address, "
+                 "not --data\n";
+    return exit_usage;
+  }
   if (data.empty() && app_file.empty() && address.empty()) {
     std::cerr << "troupectl: give --app FILE or --address HOST:PORT (a running node), or --data "
                  "DIR (a stopped node's data dir)\n";
@@ -315,6 +348,10 @@ int main(int argc, char** argv) {
       return online_graph(o);
     if (metrics->parsed())
       return online_metrics(o);
+    if (peek->parsed())
+      return online_peek(o, edge, partition, from, count);
+    if (retry->parsed() || purge->parsed())
+      return online_requeue(o, stage, ids, all, retry->parsed());
     if (pause->parsed() || resume->parsed())
       return online_pause(o, target, pause->parsed());
     return online_kill(o, target);

@@ -25,7 +25,8 @@ struct answer {
 };
 
 // One request; a failure is printed and turned into an exit code.
-answer call(const online_options& o, const std::string& method, const std::string& path) {
+answer call(const online_options& o, const std::string& method, const std::string& path,
+            const std::string& body = "{}") {
   httplib::Client client{"http://" + o.address};
   client.set_connection_timeout(5);
   client.set_read_timeout(30);
@@ -33,7 +34,7 @@ answer call(const online_options& o, const std::string& method, const std::strin
   if (!o.token.empty())
     headers.emplace("Authorization", "Bearer " + o.token);
   auto res = method == "GET" ? client.Get(path.c_str(), headers)
-                             : client.Post(path.c_str(), headers, "{}", "application/json");
+                             : client.Post(path.c_str(), headers, body, "application/json");
   if (!res) {
     std::cerr << "troupectl: no node answers at " << o.address << " ("
               << httplib::to_string(res.error()) << "): is it running?\n";
@@ -221,6 +222,59 @@ int online_pause(const online_options& o, const std::string& stage, bool pause) 
   bool changed = json::parse(a.body).value("changed", true);
   std::cout << "stage " << stage << (pause ? " paused" : " resumed")
             << (changed ? "" : (pause ? " (it was paused already)" : " (it was not paused)")) << "\n";
+  return exit_ok;
+}
+
+int online_peek(const online_options& o, const std::string& edge, std::optional<uint32_t> partition,
+                std::optional<uint64_t> from, unsigned n) {
+  std::string path = "/v1/edges/" + edge + "/records?n=" + std::to_string(n);
+  if (partition)
+    path += "&partition=" + std::to_string(*partition);
+  if (from)
+    path += "&from=" + std::to_string(*from);
+  auto a = call(o, "GET", path);
+  if (a.code != exit_ok)
+    return a.code;
+  auto body = json::parse(a.body);
+  for (const auto& r : body.at("records")) {
+    if (o.json) {
+      std::cout << r.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+      continue;
+    }
+    std::cout << "p" << r.at("partition").get<uint32_t>() << " #" << r.at("seq").get<uint64_t>();
+    if (r.contains("error")) {
+      std::cout << "  cannot be decoded: " << text_or(r.at("error")) << "\n";
+      continue;
+    }
+    std::cout << "  " << text_or(r.at("id"));
+    if (r.at("key").is_string())
+      std::cout << "  key " << r.at("key").dump(-1, ' ', false, json::error_handler_t::replace);
+    std::cout << "  " << r.at("payload").dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+  }
+  if (!o.json) {
+    std::cout << body.at("records").size() << " record" << (body.at("records").size() == 1 ? "" : "s");
+    for (const auto& p : body.at("partitions"))
+      std::cout << "; partition " << p.at("partition").get<uint32_t>() << " stores "
+                << p.at("tail").get<uint64_t>() << ".." << p.at("head").get<uint64_t>();
+    std::cout << "\n";
+  }
+  return exit_ok;
+}
+
+int online_requeue(const online_options& o, const std::string& stage,
+                   const std::vector<uint64_t>& ids, bool all, bool retry) {
+  json body = all ? json{{"all", true}} : json{{"ids", ids}};
+  auto a = call(o, "POST", "/v1/stages/" + stage + "/dead-letters/" + (retry ? "retry" : "purge"),
+                body.dump());
+  if (a.code != exit_ok)
+    return a.code;
+  if (o.json) {
+    std::cout << a.body;
+    return exit_ok;
+  }
+  auto n = json::parse(a.body).at(retry ? "retried" : "purged").get<uint64_t>();
+  std::cout << (retry ? "put back " : "purged ") << n << " dead letter" << (n == 1 ? "" : "s")
+            << " of stage " << stage << (retry ? " on its input" : "") << "\n";
   return exit_ok;
 }
 

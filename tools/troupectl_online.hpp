@@ -2,7 +2,10 @@
 // status, ps, top, graph, metrics, pause, resume, kill.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace troupe::ctl {
 
@@ -27,6 +30,12 @@ int online_top(const online_options& o, const std::string& sort, unsigned interv
 int online_graph(const online_options& o);
 int online_metrics(const online_options& o);
 int online_pause(const online_options& o, const std::string& stage, bool pause);
+// Records of an edge: `n` from `from` (default: the oldest stored), of one partition or of each.
+int online_peek(const online_options& o, const std::string& edge, std::optional<uint32_t> partition,
+                std::optional<uint64_t> from, unsigned n);
+// Dead letters of a stage (`ids`, or all) put back on its input (retry) or deleted (purge).
+int online_requeue(const online_options& o, const std::string& stage,
+                   const std::vector<uint64_t>& ids, bool all, bool retry);
 // `actor` is "<stage>/<worker>", or a stage with one worker.
 int online_kill(const online_options& o, const std::string& actor);
 

@@ -188,3 +188,110 @@ TEST_CASE("a wrong admin: names its file, line and field", "[e2e][admin]") {
   CHECK_THAT(second.output, Catch::Contains("cannot listen on " + taken) &&
                               Catch::Contains("admin.address"));
 }
+
+TEST_CASE("troupectl peeks at an edge, purges a dead letter and puts the others back",
+          "[e2e][admin]") {
+  temp_dir dir;
+  write_file(dir / "job.capnp", "@0xb1c2d3e4f5a60718;\nstruct Job { id @0 :UInt64; name @1 :Text; }\n");
+  // Odd jobs fail until the file `ok` exists; a job that succeeds is echoed as the output.
+  write_file(dir / "worker.sh", "read -r line\n"
+                                "case \"$1\" in *[13579]) [ -f \"$2/ok\" ] || { echo \"job $1 is not ready\" >&2; exit 3; };; esac\n"
+                                "printf '%s\\n' \"$line\"\n");
+  std::string jobs;
+  for (int i = 0; i < 20; ++i)
+    jobs += "{\"id\": " + std::to_string(i) + ", \"name\": \"Zoë " + std::to_string(i) + "\"}\n";
+  write_file(dir / "jobs.jsonl", jobs);
+  write_file(dir / "app.yaml",
+             "app: jobs\n"
+             "data_dir: " + dir / "data" + "\n"
+             "admin: {token: s3cret}\n"
+             "schema: {file: job.capnp, payload: Job}\n"
+             "stages:\n"
+             "  - {name: read, type: jsonl_source, path: jobs.jsonl, follow: true, output: jobs}\n"
+             "  - name: work\n"
+             "    type: work_queue\n"
+             "    input: jobs\n"
+             "    retry: {max_attempts: 1}\n"
+             "    command: [sh, " + dir / "worker.sh" + ", '{id}', " + dir.path().string() + "]\n"
+             "    outputs: {out: done}\n"
+             "  - {name: write, type: jsonl_sink, input: done, path: done.jsonl}\n");
+  troupe_process node{dir / "app.yaml", dir / "data", dir / "node.log"};
+  auto ctl = [&](std::vector<std::string> a, const std::string& token = "") {
+    std::vector<std::string> argv{std::string(TROUPE_BIN_DIR) + "/troupectl", "--app", dir / "app.yaml"};
+    if (!token.empty())
+      argv.insert(argv.end(), {"--token", token});
+    argv.insert(argv.end(), a.begin(), a.end());
+    return run_command(argv);
+  };
+  auto lines = [&] {
+    bool complete = false;
+    return split_lines(read_file(dir / "done.jsonl"), complete).size();
+  };
+  auto dead = [&] {
+    auto r = ctl({"--json", "ps"});
+    if (exit_code(r.status) != 0)
+      return uint64_t{999};
+    auto ps = json::parse(r.output); // kept: a loop over a part of a temporary would dangle
+    for (const auto& s : ps.at("stages"))
+      if (s.at("name") == "work")
+        return s.at("dead_letters").get<uint64_t>();
+    return uint64_t{999};
+  };
+  bool settled = wait_until([&] { return (lines() == 10 && dead() == 10) || !node.running(); }, 60s);
+  INFO(tail_of(dir / "node.log"));
+  INFO("lines " << lines() << ", dead letters " << dead());
+  REQUIRE(settled);
+  REQUIRE(node.running());
+
+  // peek: the first records of the input, decoded through the app's struct.
+  auto peeked = ctl({"--json", "peek", "jobs", "-n", "3"});
+  REQUIRE(exit_code(peeked.status) == 0);
+  bool complete = false;
+  auto records = split_lines(peeked.output, complete);
+  REQUIRE(records.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    auto r = json::parse(records[i]);
+    CHECK(r.at("seq") == i);
+    CHECK(r.at("payload").at("id") == i);
+    CHECK(r.at("payload").at("name") == "Zoë " + std::to_string(i));
+  }
+  CHECK(exit_code(ctl({"peek", "nosuch"}).status) == 2);
+
+  // The dead letters' numbers and the jobs they hold (their position in `jobs` is the job id).
+  auto listed = ctl({"--json", "dlq", "list", "work"});
+  REQUIRE(exit_code(listed.status) == 0);
+  std::map<uint64_t, uint64_t> job_of;
+  for (auto line : split_lines(listed.output, complete)) {
+    auto d = json::parse(line);
+    CHECK_THAT(d.at("error").get<std::string>(), Catch::Contains("is not ready"));
+    job_of[d.at("id").get<uint64_t>()] = d.at("position").get<uint64_t>();
+  }
+  REQUIRE(job_of.size() == 10);
+
+  // Without the token nothing changes; a number that is not there changes nothing either.
+  CHECK(exit_code(ctl({"dlq", "purge", "work", "1"}).status) == 4);
+  CHECK(exit_code(ctl({"dlq", "purge", "work", "1", "999"}, "s3cret").status) == 2);
+  CHECK(dead() == 10);
+  auto purged = ctl({"dlq", "purge", "work", "1"}, "s3cret");
+  INFO(purged.output);
+  REQUIRE(exit_code(purged.status) == 0);
+  CHECK(dead() == 9);
+  CHECK(exit_code(ctl({"dlq", "purge", "work", "1"}, "s3cret").status) == 2); // gone already
+
+  // The jobs can run now: retried, the other nine come out, once each.
+  write_file(dir / "ok", "");
+  auto retried = ctl({"dlq", "retry", "work", "--all"}, "s3cret");
+  INFO(retried.output);
+  REQUIRE(exit_code(retried.status) == 0);
+  CHECK_THAT(retried.output, Catch::Contains("put back 9 dead letters"));
+  REQUIRE(wait_until([&] { return lines() == 19 && dead() == 0; }, 60s));
+  std::set<uint64_t> done;
+  auto output = read_file(dir / "done.jsonl");
+  for (auto line : split_lines(output, complete))
+    CHECK(done.insert(json::parse(line).at("id").get<uint64_t>()).second);
+  std::set<uint64_t> expected;
+  for (uint64_t i = 0; i < 20; ++i)
+    if (i != job_of.at(1))
+      expected.insert(i);
+  CHECK(done == expected);
+}

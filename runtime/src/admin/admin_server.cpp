@@ -151,6 +151,42 @@ struct admin_server::impl {
             self->send_exit(worker, make_error(errc::stage_failed, child + " was killed by troupectl"));
             reply(res, 200, json{{"actor", child}, {"killed", true}});
           });
+    route("GET", R"(/v1/edges/([^/]+)/records)", false,
+          [this](const httplib::Request& req, httplib::Response& res) {
+            auto number = [&](const char* name) -> std::optional<uint64_t> {
+              if (!req.has_param(name))
+                return std::nullopt;
+              return std::stoull(req.get_param_value(name));
+            };
+            auto partition = number("partition");
+            auto r = peek_edge(*state, req.matches[1].str(),
+                               partition ? std::optional<uint32_t>(static_cast<uint32_t>(*partition))
+                                         : std::nullopt,
+                               number("from"), std::min<uint64_t>(number("n").value_or(10), 10000));
+            res.status = r.status;
+            res.set_content(r.body, "application/json");
+          });
+    for (bool retry : {true, false})
+      route("POST", std::string(R"(/v1/stages/([^/]+)/dead-letters/)") + (retry ? "retry" : "purge"),
+            true, [this, retry](const httplib::Request& req, httplib::Response& res) {
+              json body = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
+              if (body.is_discarded() || !body.is_object() ||
+                  (!body.contains("ids") && !body.value("all", false))) {
+                refuse(res, 400, "the body names the dead letters: {\"ids\": [0, 3]} or {\"all\": true}");
+                return;
+              }
+              std::vector<uint64_t> ids;
+              if (body.contains("ids"))
+                ids = body.at("ids").get<std::vector<uint64_t>>();
+              auto r = requeue_dead_letters(*state, req.matches[1].str(), ids,
+                                            body.value("all", false), retry);
+              if (r.status == 200)
+                log_event(log_level::warn, "admin", std::string(retry ? "put back " : "purged ") +
+                                                      "dead letters of stage " + req.matches[1].str() +
+                                                      ": " + r.body.substr(0, r.body.size() - 1));
+              res.status = r.status;
+              res.set_content(r.body, "application/json");
+            });
     http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (res.status == 404 && res.body.empty())
         refuse(res, 404, "no such route: " + req.method + " " + req.path + " (see runtime/ADMIN_API.md)");

@@ -4,9 +4,15 @@
 
 namespace troupe {
 
-void admin_state::set_root(caf::actor root) {
+void admin_state::set_actors(caf::actor root, caf::actor writer) {
   std::lock_guard<std::mutex> lock{mutex_};
   root_ = std::move(root);
+  writer_ = std::move(writer);
+}
+
+caf::actor admin_state::writer() const {
+  std::lock_guard<std::mutex> lock{mutex_};
+  return writer_;
 }
 
 caf::actor admin_state::root() const {

@@ -35,8 +35,9 @@ struct admin_state {
   caf::actor_system* sys = nullptr;
   int64_t started_ms = 0;
 
-  void set_root(caf::actor root);
+  void set_actors(caf::actor root, caf::actor writer);
   caf::actor root() const;
+  caf::actor writer() const;
 
   // The sampler: called about once a second (the server's own thread).
   void sample(int64_t now_ms);
@@ -53,7 +54,7 @@ private:
     std::vector<std::vector<uint64_t>> heads; // [edge][partition]
   };
   mutable std::mutex mutex_;
-  caf::actor root_;
+  caf::actor root_, writer_;
   std::deque<sample_point> samples_; // oldest first, at most max_samples
   static constexpr size_t max_samples = 3600;
 };
@@ -64,5 +65,20 @@ std::string status_json(admin_state& s);
 std::string ps_json(admin_state& s);
 std::string graph_dot(const app_config& app);
 std::string prometheus_text(admin_state& s);
+
+// What an operation answers: an HTTP status and its JSON body.
+struct op_result {
+  int status = 200;
+  std::string body;
+};
+// Up to `max` records of an edge from `from` (default: the oldest stored) in one partition or in
+// each in turn, decoded, with their payloads as JSON through the edge's struct.
+op_result peek_edge(admin_state& s, const std::string& edge, std::optional<uint32_t> partition,
+                    std::optional<uint64_t> from, size_t max);
+// Dead letters of `stage` (`ids`, or all): put back on the input they were read from (retry: the
+// Envelope as it was, to the same partition; its stage must still be running) or deleted (purge),
+// in one transaction. Ids of the others do not change.
+op_result requeue_dead_letters(admin_state& s, const std::string& stage, std::vector<uint64_t> ids,
+                               bool all, bool retry);
 
 } // namespace troupe

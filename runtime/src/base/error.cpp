@@ -27,6 +27,7 @@ const char* to_string(errc code) {
     case errc::stopped: return "stopped";
     case errc::out_of_order: return "out_of_order";
     case errc::permanent: return "permanent";
+    case errc::not_found: return "not_found";
   }
   return "unknown";
 }

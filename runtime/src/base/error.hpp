@@ -24,6 +24,7 @@ enum class errc : uint8_t {
   stopped,         // the component was shut down
   out_of_order,    // a step refused because an earlier step of its worker was refused
   permanent,       // a failure no restart heals: the stage is given up at once
+  not_found,       // what a request names is not there (a dead letter retried meanwhile)
 };
 
 const char* to_string(errc code);

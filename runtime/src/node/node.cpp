@@ -260,7 +260,7 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   root_opts.shutdown_timeout = std::chrono::hours(24 * 365);
   auto root = spawn_supervisor(sys, root_opts, std::move(stages));
   if (admin)
-    admin->set_root(root);
+    admin->set_actors(root, writer);
 
   node_outcome outcome;
   self->monitor(root);

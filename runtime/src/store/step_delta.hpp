@@ -62,6 +62,9 @@ struct step_delta {
   std::vector<state_write> state;
   std::vector<cursor_move> cursors;
   std::vector<dead_letter> dead;
+  // Dead letters of `stage` to delete, by number (an operator's retry or purge); the delta fails
+  // with errc::not_found, and nothing of it applies, when one is not there.
+  std::vector<uint64_t> remove_dead;
   // Edges whose consumers should be woken even without new records (the producer finished).
   std::vector<edge_id> wake;
 
@@ -73,7 +76,8 @@ struct step_delta {
     return std::string_view{arena}.substr(o.offset, o.size);
   }
   bool empty() const {
-    return outputs.empty() && state.empty() && cursors.empty() && dead.empty() && wake.empty();
+    return outputs.empty() && state.empty() && cursors.empty() && dead.empty() &&
+           remove_dead.empty() && wake.empty();
   }
   void clear() {
     arena.clear();
@@ -81,6 +85,7 @@ struct step_delta {
     state.clear();
     cursors.clear();
     dead.clear();
+    remove_dead.clear();
     wake.clear();
   }
 };

@@ -41,7 +41,7 @@ caf::error store::impl::apply_delta(const step_delta& d) {
     e[o.edge].appended = true;
     dirty = true;
   }
-  if ((!d.state.empty() || !d.dead.empty()) && d.stage >= s.size())
+  if ((!d.state.empty() || !d.dead.empty() || !d.remove_dead.empty()) && d.stage >= s.size())
     return invalid("store: apply: state or dead letters for unknown stage id " +
                    std::to_string(d.stage));
   if (!d.state.empty()) {
@@ -96,6 +96,19 @@ caf::error store::impl::apply_delta(const step_delta& d) {
       if (int rc = api->put(txn, st.dead, &k, &v, MDB_APPEND); rc != 0)
         return lmdb_error(rc, "store: apply: appending to dead/" + layout->stages[d.stage].name);
       ++st.p_dead_head;
+      dirty = true;
+    }
+  }
+  if (!d.remove_dead.empty()) {
+    auto& st = touch_stage(d.stage);
+    for (uint64_t seq : d.remove_dead) {
+      MDB_val k{sizeof seq, &seq};
+      if (int rc = api->del(txn, st.dead, &k, nullptr); rc == MDB_NOTFOUND)
+        return make_error(errc::not_found, "stage '" + layout->stages[d.stage].name +
+                                             "' has no dead letter " + std::to_string(seq) +
+                                             " (retried or purged already?)");
+      else if (rc != 0)
+        return lmdb_error(rc, "store: apply: removing from dead/" + layout->stages[d.stage].name);
       dirty = true;
     }
   }

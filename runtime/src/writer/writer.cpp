@@ -330,6 +330,18 @@ caf::behavior writer(self_ptr self, store* db, std::chrono::milliseconds interva
       m[e].push_back(a);
       self->monitor(a);
     },
+    [=](admin_atom, const step_delta_ptr& delta) -> caf::result<caf::ok_atom> {
+      flush(self);
+      std::vector<const step_delta*> one{delta.get()};
+      std::vector<edge_id> appended, consumed;
+      if (auto err = self->state.db->apply(one, &appended, &consumed))
+        return err;
+      std::set<caf::actor> woken;
+      wake(self, self->state.append_watchers, appended, woken);
+      woken.clear();
+      wake(self, self->state.consume_watchers, consumed, woken);
+      return caf::ok_atom::value;
+    },
     [=](flush_atom) { flush(self); },
     [=](room_atom) { room_check(self); },
     [=](wake_atom, const std::vector<edge_id>& edges, bool consumers) {

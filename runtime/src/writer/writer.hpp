@@ -46,6 +46,10 @@ using watch_atom = caf::atom_constant<caf::atom("watch")>;
 // (wake_atom, std::vector<edge_id>, bool consumers): wake the consumers (true) or the producers
 // (false) of these edges now.
 using wake_atom = caf::atom_constant<caf::atom("wake")>;
+// (admin_atom, step_delta_ptr) -> ok_atom: an operator's change (troupectl: dead letters put back
+// or purged, cursors rewound), committed after what is queued, in a transaction of its own, without
+// the fencing of a worker's steps; an error when it does not apply (nothing of it then does).
+using admin_atom = caf::atom_constant<caf::atom("admin")>;
 // (shutdown_atom): commit what is queued, flush to disk, exit. Send it after every stage is down.
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 
