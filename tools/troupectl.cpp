@@ -16,6 +16,9 @@
 //   troupectl --app FILE kill STAGE/N          kill a worker (its supervisor restarts it)
 //   troupectl --app FILE peek EDGE [--from SEQ] [--partition P] [-n N]
 //                                              records of an edge, decoded, payloads as JSON
+//   troupectl --app FILE replay STAGE --from SEQ [--partition P]
+//                                              rewind the stage's cursors: it and everything
+//                                              downstream see those records again
 //   troupectl --app FILE dlq retry|purge STAGE [IDS...|--all]
 //                                              put dead letters back on the stage's input, or
 //                                              delete them (numbers stay stable)
@@ -261,6 +264,12 @@ int main(int argc, char** argv) {
   peek->add_option("--from", from, "the first sequence number (default: the oldest stored)");
   peek->add_option("--partition", partition, "one partition (default: each in turn)");
   peek->add_option("-n", count, "how many records (at most 10000)")->check(CLI::Range(1u, 10000u));
+  auto* replay = cli.add_subcommand("replay", "rewind a stage's cursors: it and everything "
+                                              "downstream see those records again");
+  uint64_t replay_from = 0;
+  replay->add_option("stage", target, "the stage")->required();
+  replay->add_option("--from", replay_from, "the sequence number to read again from")->required();
+  replay->add_option("--partition", partition, "one partition (default: every one)");
   auto* dlq = cli.add_subcommand("dlq", "dead letters");
   dlq->require_subcommand(1);
   std::string stage;
@@ -350,6 +359,8 @@ int main(int argc, char** argv) {
       return online_metrics(o);
     if (peek->parsed())
       return online_peek(o, edge, partition, from, count);
+    if (replay->parsed())
+      return online_replay(o, target, replay_from, partition);
     if (retry->parsed() || purge->parsed())
       return online_requeue(o, stage, ids, all, retry->parsed());
     if (pause->parsed() || resume->parsed())

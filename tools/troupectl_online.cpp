@@ -278,6 +278,29 @@ int online_requeue(const online_options& o, const std::string& stage,
   return exit_ok;
 }
 
+int online_replay(const online_options& o, const std::string& stage, uint64_t from,
+                  std::optional<uint32_t> partition) {
+  json body{{"from", from}};
+  if (partition)
+    body["partition"] = *partition;
+  auto a = call(o, "POST", "/v1/stages/" + stage + "/replay", body.dump());
+  if (a.code != exit_ok)
+    return a.code;
+  if (o.json) {
+    std::cout << a.body;
+    return exit_ok;
+  }
+  auto r = json::parse(a.body);
+  std::cout << "stage " << stage << " reads " << r.at("records").get<uint64_t>()
+            << " records again";
+  for (const auto& m : r.at("rewound"))
+    std::cout << "; " << m.at("edge").get<std::string>() << " partition "
+              << m.at("partition").get<uint32_t>() << ": " << m.at("from").get<uint64_t>()
+              << " -> " << m.at("to").get<uint64_t>();
+  std::cout << "\n";
+  return exit_ok;
+}
+
 int online_kill(const online_options& o, const std::string& actor) {
   auto slash = actor.rfind('/');
   auto path = slash == std::string::npos ? actor + "/0" : actor;

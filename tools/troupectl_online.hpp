@@ -36,6 +36,10 @@ int online_peek(const online_options& o, const std::string& edge, std::optional<
 // Dead letters of a stage (`ids`, or all) put back on its input (retry) or deleted (purge).
 int online_requeue(const online_options& o, const std::string& stage,
                    const std::vector<uint64_t>& ids, bool all, bool retry);
+// Rewinds the stage's cursors to `from` (in one partition, or each): it and what is downstream
+// see those records again.
+int online_replay(const online_options& o, const std::string& stage, uint64_t from,
+                  std::optional<uint32_t> partition);
 // `actor` is "<stage>/<worker>", or a stage with one worker.
 int online_kill(const online_options& o, const std::string& actor);
 

@@ -39,17 +39,6 @@ void refuse(httplib::Response& res, int status, const std::string& why) {
   reply(res, status, json{{"error", why}});
 }
 
-// The child named `name` of supervisor `sup`, or an invalid actor.
-caf::actor child_of(caf::actor_system& sys, const caf::actor& sup, const std::string& name) {
-  caf::actor found;
-  if (!sup)
-    return found;
-  caf::scoped_actor self{sys};
-  self->request(sup, std::chrono::seconds(5), caf::get_atom::value, name)
-    .receive([&](caf::actor& a) { found = std::move(a); }, [](caf::error&) {});
-  return found;
-}
-
 } // namespace
 
 struct admin_server::impl {
@@ -140,8 +129,7 @@ struct admin_server::impl {
               refuse(res, 404, "stage " + stage + " has no worker " + req.matches[2].str());
               return;
             }
-            auto sup = child_of(*state->sys, state->root(), "stage " + stage);
-            auto worker = child_of(*state->sys, sup, child);
+            auto worker = state->worker_actor(stage, std::stoul(req.matches[2].str()));
             if (!worker) {
               refuse(res, 409, child + " is not running (finished, given up, or restarting)");
               return;
@@ -187,6 +175,26 @@ struct admin_server::impl {
               res.status = r.status;
               res.set_content(r.body, "application/json");
             });
+    route("POST", R"(/v1/stages/([^/]+)/replay)", true,
+          [this](const httplib::Request& req, httplib::Response& res) {
+            json body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+            if (body.is_discarded() || !body.is_object() || !body.contains("from") ||
+                !body.at("from").is_number_unsigned()) {
+              refuse(res, 400, "the body says where to replay from: {\"from\": <sequence number>} "
+                               "(and optionally \"partition\": <n>)");
+              return;
+            }
+            std::optional<uint32_t> partition;
+            if (body.contains("partition"))
+              partition = body.at("partition").get<uint32_t>();
+            auto stage = req.matches[1].str();
+            auto r = replay_stage(*state, stage, body.at("from").get<uint64_t>(), partition);
+            if (r.status == 200)
+              log_event(log_level::warn, "admin", "stage " + stage + " replays: " +
+                                                    r.body.substr(0, r.body.size() - 1));
+            res.status = r.status;
+            res.set_content(r.body, "application/json");
+          });
     http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (res.status == 404 && res.body.empty())
         refuse(res, 404, "no such route: " + req.method + " " + req.path + " (see runtime/ADMIN_API.md)");

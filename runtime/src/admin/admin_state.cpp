@@ -1,5 +1,7 @@
 #include "admin/admin_state.hpp"
 
+#include <caf/all.hpp>
+
 #include <algorithm>
 
 namespace troupe {
@@ -8,6 +10,26 @@ void admin_state::set_actors(caf::actor root, caf::actor writer) {
   std::lock_guard<std::mutex> lock{mutex_};
   root_ = std::move(root);
   writer_ = std::move(writer);
+}
+
+namespace {
+
+// The child named `name` of supervisor `sup`, or an invalid actor.
+caf::actor child_of(caf::actor_system& sys, const caf::actor& sup, const std::string& name) {
+  caf::actor found;
+  if (!sup)
+    return found;
+  caf::scoped_actor self{sys};
+  self->request(sup, std::chrono::seconds(5), caf::get_atom::value, name)
+    .receive([&](caf::actor& a) { found = std::move(a); }, [](caf::error&) {});
+  return found;
+}
+
+} // namespace
+
+caf::actor admin_state::worker_actor(const std::string& stage, uint32_t index) const {
+  auto sup = child_of(*sys, root(), "stage " + stage);
+  return child_of(*sys, sup, stage + "/" + std::to_string(index));
 }
 
 caf::actor admin_state::writer() const {

@@ -38,6 +38,8 @@ struct admin_state {
   void set_actors(caf::actor root, caf::actor writer);
   caf::actor root() const;
   caf::actor writer() const;
+  // Worker `index` of `stage` as it runs now (asked of the supervisors); invalid while it is down.
+  caf::actor worker_actor(const std::string& stage, uint32_t index) const;
 
   // The sampler: called about once a second (the server's own thread).
   void sample(int64_t now_ms);
@@ -75,6 +77,13 @@ struct op_result {
 // each in turn, decoded, with their payloads as JSON through the edge's struct.
 op_result peek_edge(admin_state& s, const std::string& edge, std::optional<uint32_t> partition,
                     std::optional<uint64_t> from, size_t max);
+// Rewinds the cursors of `stage` on its inputs to `from` in every partition (one, with
+// `partition`) whose cursor is past it: the stage is paused, its steps in flight commit, the
+// cursors move in one transaction, its workers read them again, and it goes on (paused again if
+// it was). A position no longer stored is an error (retention); so is a finished stage, a source
+// or a work queue.
+op_result replay_stage(admin_state& s, const std::string& stage, uint64_t from,
+                       std::optional<uint32_t> partition);
 // Dead letters of `stage` (`ids`, or all): put back on the input they were read from (retry: the
 // Envelope as it was, to the same partition; its stage must still be running) or deleted (purge),
 // in one transaction. Ids of the others do not change.

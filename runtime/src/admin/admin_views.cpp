@@ -205,7 +205,10 @@ std::string ps_json(admin_state& s) {
     sj["oldest_unconsumed_ms"] = lag.oldest_ms ? json(*lag.oldest_ms) : json(nullptr);
     sj["dead_letters"] = readable ? dead_letters_of(s, *reader, cfg.name) : 0;
     sj["inputs"] = cfg.inputs;
-    sj["outputs"] = cfg.outputs;
+    json outputs = json::object();
+    for (const auto& [port, edge] : cfg.outputs)
+      outputs[port] = edge;
+    sj["outputs"] = std::move(outputs);
     stages.push_back(sj);
     json sup;
     sup["name"] = "stage " + cfg.name;

@@ -27,7 +27,7 @@ table{border-collapse:collapse;width:100%} td,th{text-align:left;padding:3px 4px
 <div id="side"><div id="detail">Click a stage for its workers.</div></div></main>
 <script>
 "use strict";
-const W=190,H=86,GX=80,GY=28;let layout=null,selected=null,last=null;
+const W=230,H=86,GX=80,GY=28;let layout=null,selected=null,last=null;
 const esc=s=>String(s).replace(/[&<>"]/g,c=>({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
 const num=n=>n>=1e6?(n/1e6).toFixed(1)+"M":n>=1e4?(n/1e3).toFixed(1)+"k":String(Math.round(n));
 function place(stages){

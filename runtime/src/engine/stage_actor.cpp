@@ -213,6 +213,27 @@ caf::behavior stage_worker(self_ptr self, std::shared_ptr<const node_context> no
       else if (st.at == phase::idle)
         schedule_step(self);
     },
+    [=](reload_atom) -> bool {
+      auto& st = self->state;
+      settle(st);
+      if (st.src || st.leases || !st.reader || unacked(st) > 0 || st.resend_pending)
+        return false;
+      if (auto err = st.reader->refresh()) {
+        fail(self, err);
+        return false;
+      }
+      const auto& owned = st.spec.owned;
+      for (size_t i = 0; i < st.spec.inputs.size(); ++i)
+        for (size_t k = 0; k < owned.size(); ++k) {
+          auto c = take(st.reader->cursor(st.spec.inputs[i], st.spec.config->name, owned[k]));
+          st.sent[i * owned.size() + k] = c.value_or(cursor_pos{});
+        }
+      st.batch_end = st.sent;
+      st.isolating = false;
+      st.failures = 0;
+      log_event(log_level::warn, st.who, "reads its input again from the rewound cursors");
+      return true;
+    },
     [=](stop_atom) {
       auto& st = self->state;
       st.stopping = true;

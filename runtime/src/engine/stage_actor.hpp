@@ -49,6 +49,10 @@ class lease_table;
 // (fatal_atom, std::string): a worker met damage in the store, or another failure that must stop
 // the whole node; sent to node_context::node.
 using fatal_atom = caf::atom_constant<caf::atom("fatal")>;
+// (reload_atom) -> bool: a paused worker with no step in flight reads its cursors again from the
+// store (an operator rewound them: troupectl replay); false when it cannot (a step is in flight,
+// or it is a source or a work queue, whose positions are not cursors alone).
+using reload_atom = caf::atom_constant<caf::atom("reload")>;
 
 // Stages that produce nothing more in this run: given up by the node supervisor, or stopped
 // because a stage they depend on was. Their consumers stop once they consumed what there is,

@@ -28,6 +28,7 @@ void on_acked(self_ptr self, uint64_t step) {
     return; // a resent step answered twice cannot happen; be safe
   entry->acked = true;
   if (st.metrics) {
+    st.metrics->in_flight = unacked(st);
     auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
                     std::chrono::steady_clock::now() - entry->started).count();
     auto in = st.leases ? entry->leases.size() : entry->records_in;
@@ -143,6 +144,8 @@ void send_step(self_ptr self, bool finishing, bool marker) {
   st.delta->incarnation = delta->incarnation;
   if (!st.resend_pending) // else the resend sends it, after its predecessors
     request_commit(self, delta);
+  if (st.metrics)
+    st.metrics->in_flight = unacked(st);
 }
 
 void settle(worker_state& st) {

@@ -419,9 +419,13 @@ void run_step(self_ptr self) {
   if (st.paused && st.paused->load(std::memory_order_relaxed)) {
     // Paused by an operator (troupectl pause): the steps in flight commit, no new one starts.
     // Looked at again every pause_poll; resume takes effect within it.
+    if (st.metrics)
+      st.metrics->holding = true;
     schedule_step(self, pause_poll);
     return;
   }
+  if (st.metrics)
+    st.metrics->holding = false;
   st.step_started = std::chrono::steady_clock::now();
   if (auto err = st.reader->refresh()) {
     fail(self, err);

@@ -51,6 +51,8 @@ struct worker_metrics {
   std::atomic<uint64_t> records_in{0}, records_out{0}, steps{0}, dead_letters{0}, restarts{0};
   std::atomic<int64_t> last_step_ms{0}; // wall clock of its last committed step; 0: none yet
   std::atomic<int> state{static_cast<int>(worker_run_state::starting)};
+  std::atomic<uint32_t> in_flight{0}; // steps sent and not yet acknowledged
+  std::atomic<bool> holding{false};   // paused: it saw the pause and starts no step
   latency_histogram latency; // from the start of a step to its commit
 
   void set_state(worker_run_state s) { state.store(static_cast<int>(s), std::memory_order_relaxed); }
