@@ -13,7 +13,7 @@ body{font:14px system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
 header{padding:10px 16px;background:#1d2330;color:#fff;display:flex;gap:24px;align-items:baseline}
 header b{font-size:16px} #status span{margin-right:16px;opacity:.85}
 main{display:flex;gap:16px;padding:16px} #graph{flex:1;background:#fff;border:1px solid #dde;border-radius:6px;overflow:auto}
-#side{width:360px;background:#fff;border:1px solid #dde;border-radius:6px;padding:12px;font-size:13px}
+#side{width:300px;background:#fff;border:1px solid #dde;border-radius:6px;padding:12px;font-size:13px}
 .stage rect{fill:#fff;stroke:#6b7a99;stroke-width:1.5;rx:8} .stage text{font-size:12px}
 .stage.running rect{stroke:#2f8f4e} .stage.paused rect{stroke:#c98a00;stroke-dasharray:4 3}
 .stage.restarting rect,.stage.given_up rect{stroke:#c0392b;stroke-width:2.5} .stage.finished rect{stroke:#8894ad;fill:#f0f2f6}
@@ -27,7 +27,7 @@ table{border-collapse:collapse;width:100%} td,th{text-align:left;padding:3px 4px
 <div id="side"><div id="detail">Click a stage for its workers.</div></div></main>
 <script>
 "use strict";
-const W=230,H=86,GX=80,GY=28;let layout=null,selected=null,last=null;
+const W=212,H=86,GX=64,GY=28;let layout=null,selected=null,last=null;
 const esc=s=>String(s).replace(/[&<>"]/g,c=>({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
 const num=n=>n>=1e6?(n/1e6).toFixed(1)+"M":n>=1e4?(n/1e3).toFixed(1)+"k":String(Math.round(n));
 function place(stages){
