@@ -67,7 +67,6 @@ void dir_source::open(context& ctx) {
 produce_result dir_source::produce(context& ctx, size_t max_items) {
   if (next_ >= names_.size())
     return produce_result::done();
-  auto out = ctx.output_schema("out");
   size_t end = std::min(names_.size(), next_ + std::max<size_t>(1, max_items));
   for (; next_ < end; ++next_) {
     const auto& name = names_[next_];

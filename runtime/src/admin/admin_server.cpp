@@ -11,7 +11,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,12 +21,6 @@ namespace troupe {
 namespace {
 
 using json = nlohmann::ordered_json;
-
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 void reply(httplib::Response& res, int status, const json& body) {
   res.status = status;
@@ -44,10 +37,7 @@ void refuse(httplib::Response& res, int status, const std::string& why) {
 struct admin_server::impl {
   std::shared_ptr<admin_state> state;
   httplib::Server http;
-  std::thread serving, sampling;
-  std::mutex mutex;
-  std::condition_variable wake;
-  bool stopping = false;
+  std::thread serving;
   std::string address_file;
 
   bool authorized(const httplib::Request& req, bool changes) const {
@@ -200,16 +190,6 @@ struct admin_server::impl {
         refuse(res, 404, "no such route: " + req.method + " " + req.path + " (see runtime/ADMIN_API.md)");
     });
   }
-
-  void sample_until_stopped() {
-    std::unique_lock<std::mutex> lock{mutex};
-    while (!stopping) {
-      lock.unlock();
-      state->sample(wall_ms());
-      lock.lock();
-      wake.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; });
-    }
-  }
 };
 
 admin_server::admin_server(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
@@ -241,7 +221,6 @@ caf::expected<std::unique_ptr<admin_server>> admin_server::start(std::shared_ptr
   auto* impl = server->impl_.get();
   server->address_ = host + ":" + std::to_string(port);
   impl->serving = std::thread([impl] { impl->http.listen_after_bind(); });
-  impl->sampling = std::thread([impl] { impl->sample_until_stopped(); });
   // Where troupectl --app finds a node whose port was picked: written whole, then renamed.
   namespace fs = std::filesystem;
   impl->address_file = (fs::path(state->app->data_dir) / "admin.json").string();
@@ -259,16 +238,9 @@ caf::expected<std::unique_ptr<admin_server>> admin_server::start(std::shared_ptr
 }
 
 admin_server::~admin_server() {
-  {
-    std::lock_guard<std::mutex> lock{impl_->mutex};
-    impl_->stopping = true;
-  }
-  impl_->wake.notify_all();
   impl_->http.stop();
   if (impl_->serving.joinable())
     impl_->serving.join();
-  if (impl_->sampling.joinable())
-    impl_->sampling.join();
   std::error_code ec;
   std::filesystem::remove(impl_->address_file, ec);
 }

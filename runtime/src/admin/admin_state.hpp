@@ -68,6 +68,17 @@ std::string ps_json(admin_state& s);
 std::string graph_dot(const app_config& app);
 std::string prometheus_text(admin_state& s);
 
+// What the alert rules look at, per stage.
+struct stage_figure {
+  std::string stage;
+  bool has_inputs = false, paused = false, given_up = false;
+  uint64_t lag = 0, dead_letters = 0, restarts = 0;
+  std::optional<int64_t> oldest_ms;
+  int64_t last_step_ms = 0; // the latest of its workers' committed steps; 0: none
+  std::string last_error;
+};
+std::vector<stage_figure> stage_figures(admin_state& s, int64_t now_ms);
+
 // What an operation answers: an HTTP status and its JSON body.
 struct op_result {
   int status = 200;

@@ -227,6 +227,40 @@ std::string ps_json(admin_state& s) {
   return dump(j);
 }
 
+std::vector<stage_figure> stage_figures(admin_state& s, int64_t now) {
+  std::vector<stage_figure> out;
+  auto reader = s.db->reader();
+  bool readable = !reader->refresh();
+  for (const auto& cfg : s.app->stages) {
+    const auto* m = s.metrics->stage(cfg.name);
+    if (!m)
+      continue;
+    stage_figure f;
+    f.stage = cfg.name;
+    f.has_inputs = !cfg.inputs.empty();
+    f.paused = m->paused.load();
+    f.given_up = m->given_up.load();
+    f.restarts = m->restarts.load();
+    int64_t error_at = -1;
+    for (const auto& w : m->workers) {
+      f.restarts += w->restarts.load();
+      f.last_step_ms = std::max(f.last_step_ms, w->last_step_ms.load());
+      if (auto e = w->last_error(); !e.empty() && w->last_error_ms() > error_at) {
+        f.last_error = e;
+        error_at = w->last_error_ms();
+      }
+    }
+    if (readable) {
+      auto lag = lag_of(s, *reader, cfg, now);
+      f.lag = lag.records;
+      f.oldest_ms = lag.oldest_ms;
+      f.dead_letters = dead_letters_of(s, *reader, cfg.name);
+    }
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
 std::string graph_dot(const app_config& app) {
   auto quoted = [](const std::string& s) {
     std::string out = "\"";

@@ -38,7 +38,7 @@ namespace {
 
 const std::vector<std::string> top_keys = {"app",      "data_dir", "durability", "store",
                                            "plugins",  "schema",   "supervision", "defaults",
-                                           "edges",    "stages",   "admin"};
+                                           "edges",    "stages",   "admin",      "alerts"};
 constexpr uint32_t max_workers = 4096;
 constexpr uint32_t max_partitions = 4096;
 
@@ -188,6 +188,7 @@ void app_loader::load() {
   read_schema(root["schema"]);
   read_edges(root["edges"]);
   read_stages(root);
+  read_alerts(root["alerts"]);
   check_graph();
   check_paths();
   check_payloads();

@@ -104,6 +104,20 @@ struct admin_config {
   bool read_needs_token = false;  // `read: token`: reading needs it too
 };
 
+// An alert rule (`alerts:`): a condition on a stage's figures, checked every second by the node;
+// when it starts to hold (for `hold`), the node logs it and runs `run` (see runtime/CONFIG.md).
+struct alert_rule {
+  enum class kind { lag, lag_age, dead_letters, restarts, given_up, stalled };
+  std::string name;
+  kind what = kind::lag;
+  double above = 0;                        // records (lag), ms (lag_age), count (others)
+  std::chrono::milliseconds window{60000}; // restarts: counted within; stalled: no step for
+  std::chrono::milliseconds hold{0};       // the condition holds this long before it fires
+  std::vector<std::string> stages;         // empty: every stage
+  std::vector<std::string> run;            // a command and its arguments; empty: log only
+  int line = 0;                            // where the YAML gave it, for messages
+};
+
 struct app_config {
   std::string file;     // the YAML file as given
   std::string base_dir; // its directory: relative paths resolve against it
@@ -121,6 +135,7 @@ struct app_config {
   std::map<std::string, edge_payload, std::less<>> edge_payloads;
   supervision_config node_supervision; // how the node restarts whole stages
   admin_config admin;
+  std::vector<alert_rule> alerts;
   std::vector<edge_spec> edges;        // every edge, declared or implied by a stage
   std::vector<stage_config> stages;    // in file order (rest_for_one follows it)
 };

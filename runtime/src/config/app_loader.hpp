@@ -7,7 +7,7 @@
 //   app_payload_checks.cpp what each edge carries, against its producer and consumers
 //   app_graph_checks.cpp ports, the graph of edges, cycles
 //   app_paths.cpp        the files stages write (owned) and read
-//   app_admin.cpp        `admin:`, the node's HTTP endpoint
+//   app_admin.cpp        `admin:`, the node's HTTP endpoint, and `alerts:`
 #pragma once
 
 #include "config/app_config.hpp"
@@ -74,6 +74,7 @@ private:
   void load();
   void read_settings(const YAML::Node& root);
   void read_admin(const YAML::Node& admin);
+  void read_alerts(const YAML::Node& alerts);
 
   // ---- plugins
   void read_plugins(const YAML::Node& list);

@@ -1,6 +1,7 @@
 #include "node/node.hpp"
 
 #include "admin/admin_server.hpp"
+#include "admin/monitor.hpp"
 #include "base/log.hpp"
 #include "codec/codec.hpp"
 #include "engine/crash_blame.hpp"
@@ -178,16 +179,16 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
       s->workers.push_back(std::make_unique<worker_metrics>());
     metrics->stages.push_back(std::move(s));
   }
-  std::shared_ptr<admin_state> admin;
+  // What troupectl, the dashboard and the alert rules see; the monitor samples it every second.
+  auto admin = std::make_shared<admin_state>();
+  admin->app = &app;
+  admin->db = db.get();
+  admin->owner = db;
+  admin->metrics = metrics;
+  admin->sys = &sys;
+  admin->started_ms = metrics->started_ms;
   std::unique_ptr<admin_server> admin_http;
   if (app.admin.enabled) {
-    admin = std::make_shared<admin_state>();
-    admin->app = &app;
-    admin->db = db.get();
-    admin->owner = db;
-    admin->metrics = metrics;
-    admin->sys = &sys;
-    admin->started_ms = metrics->started_ms;
     auto started = admin_server::start(admin);
     if (!started)
       return {1, describe(started.error())};
@@ -259,8 +260,8 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   // step, and a restarted stage would then run beside them. It goes down when its workers have.
   root_opts.shutdown_timeout = std::chrono::hours(24 * 365);
   auto root = spawn_supervisor(sys, root_opts, std::move(stages));
-  if (admin)
-    admin->set_actors(root, writer);
+  admin->set_actors(root, writer);
+  auto monitor = std::make_unique<node_monitor>(admin);
 
   node_outcome outcome;
   self->monitor(root);
@@ -310,6 +311,7 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
                     (*n == 1 ? " dead letter" : " dead letters"));
   }
   // The endpoint reads the store: it goes before the store closes.
+  monitor.reset();
   admin_http.reset();
   admin.reset();
   // The process did not die: the crash markers this run left are stops, not deaths.
