@@ -49,6 +49,17 @@ void init(self_ptr self) {
       st.sent.push_back(c.value_or(cursor_pos{})); // nothing is in flight yet
     }
   st.batch_end = st.sent;
+  if (st.metrics && st.metrics->restarts.load() > 0 && !st.sent.empty()) {
+    std::string at;
+    for (size_t i = 0; i < st.spec.inputs.size(); ++i)
+      for (size_t k = 0; k < owned.size(); ++k)
+        at += (at.empty() ? "" : ", ") + st.spec.input_names[i] +
+              (st.spec.edge_partitions[st.spec.inputs[i]] > 1 ? "[" + std::to_string(owned[k]) + "]" : "") +
+              " at " + std::to_string(st.sent[i * owned.size() + k].next);
+    if (at.size() > 400)
+      at = at.substr(0, 400) + ", ...";
+    log_event(log_level::info, st.who, "restarted: resumes after its last commit: " + at);
+  }
 
   auto& step = st.step;
   step.stage_name = cfg.name;
