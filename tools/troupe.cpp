@@ -40,6 +40,8 @@ constexpr int exit_config = 2;
 constexpr int exit_usage = 64;
 
 const std::vector<std::string> commands = {"run", "lint", "test", "check", "reset"};
+// troupe run's --log-level and --log-format, empty when not given.
+std::string log_level_flag, log_format_flag;
 
 std::string plural(size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
@@ -128,6 +130,14 @@ int run(const std::string& file, const troupe::load_options& options) {
   if (!loaded)
     return exit_config;
   const auto& app = *loaded->app;
+  if (auto l = troupe::parse_log_level(log_level_flag))
+    troupe::set_log_level(*l);
+  else if (app.log_threshold)
+    troupe::set_log_level(*app.log_threshold);
+  if (auto f = troupe::parse_log_format(log_format_flag))
+    troupe::set_log_format(*f);
+  else if (app.log_style)
+    troupe::set_log_format(*app.log_style);
 
 
   caf::actor_system_config cfg;
@@ -196,6 +206,12 @@ int main(int argc, char** argv) {
   auto* run_cmd = cli.add_subcommand("run", "run the app on this node");
   common(run_cmd);
   run_cmd->add_option("--data-dir", options.data_dir, "where the node keeps its LMDB store");
+  run_cmd->add_option("--log-level", log_level_flag, "debug, info, warn or error (default: the "
+                                                     "app's log.level, else $TROUPE_LOG, else info)")
+    ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  run_cmd->add_option("--log-format", log_format_flag, "text or json: one JSON object per line "
+                                                       "(default: log.format, else $TROUPE_LOG_FORMAT)")
+    ->check(CLI::IsMember({"text", "json"}));
   auto* lint_cmd = cli.add_subcommand("lint", "validate the app's YAML without running it");
   common(lint_cmd);
   std::string cases;

@@ -366,3 +366,53 @@ TEST_CASE("troupectl replay makes a stage and what is downstream see its records
     if (s.at("name") == "copy")
       CHECK(s.at("paused") == false);
 }
+
+TEST_CASE("the log as JSON lines, its level from the app or the command line", "[e2e][admin][log]") {
+  temp_dir dir;
+  write_file(dir / "tick.capnp", tick_schema);
+  write_file(dir / "app.yaml",
+             "app: logs\n"
+             "log: {format: json, level: info}\n"
+             "admin: {enabled: false}\n"
+             "schema: {file: tick.capnp, payload: Tick}\n"
+             "stages:\n"
+             "  - {name: gen, type: generator, count: 100, payload_size: 8, output: raw}\n"
+             "  - {name: odd, type: filter, workers: 2, where: 'n > 89', unmatched: dead_letter, "
+             "input: raw, output: kept}\n"
+             "  - {name: sink, type: jsonl_sink, input: kept, path: out.jsonl}\n");
+  auto parse_all = [](const std::string& text) {
+    std::vector<json> lines;
+    bool complete = false;
+    for (auto line : split_lines(text, complete)) {
+      INFO(line);
+      auto j = json::parse(line, nullptr, false);
+      REQUIRE_FALSE(j.is_discarded());
+      lines.push_back(j);
+    }
+    return lines;
+  };
+  auto first = run_troupe({"run", dir / "app.yaml", "--data-dir", dir / "data1"});
+  REQUIRE(exit_code(first.status) == 0);
+  auto lines = parse_all(first.output);
+  bool info = false, stage_warn = false, worker_line = false;
+  for (const auto& l : lines) {
+    info = info || l.at("level") == "info";
+    if (l.at("level") == "warn" && l.value("stage", "") == "odd") {
+      stage_warn = true;
+      CHECK_THAT(l.at("msg").get<std::string>(), Catch::Contains("goes to the dead-letter log"));
+    }
+    // A worker's own lines ("stage odd/1: finished ...") name it.
+    worker_line = worker_line || (l.value("stage", "") == "odd" && l.contains("worker") &&
+                                  l.at("worker").is_number());
+  }
+  CHECK(info);
+  CHECK(stage_warn);
+  CHECK(worker_line);
+  // --log-level wins over the app's: only warnings and errors.
+  auto quiet = run_troupe({"run", dir / "app.yaml", "--data-dir", dir / "data2", "--log-level", "warn"});
+  REQUIRE(exit_code(quiet.status) == 0);
+  auto warned = parse_all(quiet.output);
+  CHECK_FALSE(warned.empty());
+  for (const auto& l : warned)
+    CHECK(l.at("level") != "info");
+}

@@ -15,18 +15,16 @@ namespace {
 
 log_level initial_level() {
   const char* env = std::getenv("TROUPE_LOG");
-  if (!env)
-    return log_level::info;
-  if (!std::strcmp(env, "debug"))
-    return log_level::debug;
-  if (!std::strcmp(env, "warn"))
-    return log_level::warn;
-  if (!std::strcmp(env, "error"))
-    return log_level::error;
-  return log_level::info;
+  return env ? parse_log_level(env).value_or(log_level::info) : log_level::info;
+}
+
+log_format initial_format() {
+  const char* env = std::getenv("TROUPE_LOG_FORMAT");
+  return env ? parse_log_format(env).value_or(log_format::text) : log_format::text;
 }
 
 std::atomic<log_level> threshold{initial_level()};
+std::atomic<log_format> format{initial_format()};
 std::mutex out_mutex;
 log_observer observer; // guarded by out_mutex
 
@@ -40,10 +38,58 @@ const char* name(log_level l) {
   return "?";
 }
 
+void json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c < 0x20) {
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\u%04x", c);
+      out += esc;
+    } else {
+      out += static_cast<char>(c); // UTF-8 as it is (the log's texts are the runtime's own)
+    }
+  }
+  out += '"';
+}
+
+const char* lower(log_level l) {
+  switch (l) {
+    case log_level::debug: return "debug";
+    case log_level::info: return "info";
+    case log_level::warn: return "warn";
+    case log_level::error: return "error";
+  }
+  return "?";
+}
+
 } // namespace
+
+std::optional<log_level> parse_log_level(std::string_view s) {
+  for (auto l : {log_level::debug, log_level::info, log_level::warn, log_level::error})
+    if (s == lower(l))
+      return l;
+  return std::nullopt;
+}
+
+std::optional<log_format> parse_log_format(std::string_view s) {
+  if (s == "text")
+    return log_format::text;
+  if (s == "json")
+    return log_format::json;
+  return std::nullopt;
+}
 
 void set_log_level(log_level level) {
   threshold = level;
+}
+
+void set_log_format(log_format f) {
+  format = f;
 }
 
 void set_log_observer(log_observer f) {
@@ -69,10 +115,37 @@ void log_event(log_level level, std::string_view who, std::string_view what) {
   std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
   std::string line;
   line.reserve(64 + who.size() + what.size());
-  line += stamp;
   char frac[8];
-  std::snprintf(frac, sizeof frac, ".%03dZ ", static_cast<int>(ms));
+  std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(ms));
+  if (format.load() == log_format::json) {
+    line += "{\"time\":\"";
+    line += stamp;
+    line += frac;
+    line += "\",\"level\":\"";
+    line += lower(level);
+    line += "\",\"who\":";
+    json_string(line, who);
+    if (who.rfind("stage ", 0) == 0) {
+      auto name = who.substr(6);
+      auto slash = name.rfind('/');
+      line += ",\"stage\":";
+      json_string(line, slash == std::string_view::npos ? name : name.substr(0, slash));
+      if (slash != std::string_view::npos && slash + 1 < name.size() &&
+          name.find_first_not_of("0123456789", slash + 1) == std::string_view::npos) {
+        line += ",\"worker\":";
+        line += name.substr(slash + 1);
+      }
+    }
+    line += ",\"msg\":";
+    json_string(line, what);
+    line += "}\n";
+    std::lock_guard<std::mutex> guard{out_mutex};
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    return;
+  }
+  line += stamp;
   line += frac;
+  line += ' ';
   line += name(level);
   line += ' ';
   line += who;

@@ -175,3 +175,21 @@ void app_loader::read_alerts(const YAML::Node& alerts) {
 }
 
 } // namespace troupe::detail
+
+namespace troupe::detail {
+
+// `log: {level: info, format: json}`.
+void app_loader::read_log(const YAML::Node& log) {
+  if (!open_map(r_, log, "log"))
+    return;
+  check_keys(r_, log, "log", {"level", "format"});
+  if (auto v = log["level"]; v.IsDefined())
+    app_.log_threshold = read_enum<log_level>(r_, v, "log.level",
+                                              {{"debug", log_level::debug}, {"info", log_level::info},
+                                               {"warn", log_level::warn}, {"error", log_level::error}});
+  if (auto v = log["format"]; v.IsDefined())
+    app_.log_style = read_enum<log_format>(r_, v, "log.format",
+                                           {{"text", log_format::text}, {"json", log_format::json}});
+}
+
+} // namespace troupe::detail

@@ -38,7 +38,8 @@ namespace {
 
 const std::vector<std::string> top_keys = {"app",      "data_dir", "durability", "store",
                                            "plugins",  "schema",   "supervision", "defaults",
-                                           "edges",    "stages",   "admin",      "alerts"};
+                                           "edges",    "stages",   "admin",      "alerts",
+                                           "log"};
 constexpr uint32_t max_workers = 4096;
 constexpr uint32_t max_partitions = 4096;
 
@@ -232,6 +233,7 @@ void app_loader::read_settings(const YAML::Node& root) {
   }
 
   read_admin(root["admin"]);
+  read_log(root["log"]);
   read_supervision(r_, root["supervision"], "supervision", app_.node_supervision);
   default_supervision_ = app_.node_supervision;
   if (const YAML::Node defaults = root["defaults"]; open_map(r_, defaults, "defaults")) {

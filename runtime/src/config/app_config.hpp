@@ -2,6 +2,7 @@
 // becomes a config_issue naming file, line, column and field, and all of them are reported.
 #pragma once
 
+#include "base/log.hpp"
 #include "store/store.hpp"
 
 #include <troupe/stage.hpp>
@@ -136,6 +137,9 @@ struct app_config {
   supervision_config node_supervision; // how the node restarts whole stages
   admin_config admin;
   std::vector<alert_rule> alerts;
+  // `log:`; unset: TROUPE_LOG / TROUPE_LOG_FORMAT or the defaults (troupe run's flags win).
+  std::optional<log_level> log_threshold;
+  std::optional<log_format> log_style;
   std::vector<edge_spec> edges;        // every edge, declared or implied by a stage
   std::vector<stage_config> stages;    // in file order (rest_for_one follows it)
 };
