@@ -32,6 +32,16 @@ std::string app_yaml(const std::string& extra = "", const std::string& data_dir 
          "  - {name: sink, type: jsonl_sink, input: copied, path: out.jsonl}\n";
 }
 
+// troupectl against the running node of `app` (found through its data dir's admin.json).
+command_result troupectl(const std::string& app, std::vector<std::string> args,
+                         const std::string& token = "") {
+  std::vector<std::string> argv{std::string(TROUPE_BIN_DIR) + "/troupectl", "--app", app};
+  if (!token.empty())
+    argv.insert(argv.end(), {"--token", token});
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv);
+}
+
 // The value of one sample line of the Prometheus text, e.g. name{labels} 12.
 std::optional<double> sample(const std::string& text, const std::string& series) {
   std::istringstream in{text};
@@ -221,11 +231,7 @@ TEST_CASE("troupectl peeks at an edge, purges a dead letter and puts the others 
              "  - {name: write, type: jsonl_sink, input: done, path: done.jsonl}\n");
   troupe_process node{dir / "app.yaml", dir / "data", dir / "node.log"};
   auto ctl = [&](std::vector<std::string> a, const std::string& token = "") {
-    std::vector<std::string> argv{std::string(TROUPE_BIN_DIR) + "/troupectl", "--app", dir / "app.yaml"};
-    if (!token.empty())
-      argv.insert(argv.end(), {"--token", token});
-    argv.insert(argv.end(), a.begin(), a.end());
-    return run_command(argv);
+    return troupectl(dir / "app.yaml", std::move(a), token);
   };
   auto lines = [&] {
     bool complete = false;
@@ -321,11 +327,7 @@ TEST_CASE("troupectl replay makes a stage and what is downstream see its records
              "  - {name: sink, type: jsonl_sink, input: copied, path: out.jsonl}\n");
   troupe_process node{dir / "app.yaml", dir / "data", dir / "node.log"};
   auto ctl = [&](std::vector<std::string> a, const std::string& token = "") {
-    std::vector<std::string> argv{std::string(TROUPE_BIN_DIR) + "/troupectl", "--app", dir / "app.yaml"};
-    if (!token.empty())
-      argv.insert(argv.end(), {"--token", token});
-    argv.insert(argv.end(), a.begin(), a.end());
-    return run_command(argv);
+    return troupectl(dir / "app.yaml", std::move(a), token);
   };
   auto lines = [&] {
     bool complete = false;

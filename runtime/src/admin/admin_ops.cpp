@@ -1,7 +1,7 @@
 // The admin endpoint's operations on stored records: peek at an edge, put dead letters back on
 // their stage's input or purge them. Changes go to the writer as one delta (admin_atom): the
 // records appended and the dead letters removed commit together or not at all.
-#include "admin/admin_state.hpp"
+#include "admin/op_json.hpp"
 
 #include "codec/codec.hpp"
 #include "writer/writer.hpp"
@@ -13,7 +13,6 @@
 #include <caf/all.hpp>
 #include <capnp/dynamic.h>
 #include <capnp/serialize.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -23,12 +22,6 @@ namespace troupe {
 using json = nlohmann::ordered_json;
 
 namespace {
-
-op_result answer(int status, const json& body) {
-  return {status, body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"};
-}
-
-op_result failure(int status, const std::string& why) { return answer(status, json{{"error", why}}); }
 
 // A record's payload as JSON through the edge's struct; null when it has none or does not encode.
 json payload_of(const app_config& app, const std::string& edge, schema::Envelope::Reader env) {
@@ -70,25 +63,25 @@ op_result peek_edge(admin_state& s, const std::string& edge, std::optional<uint3
     std::string known;
     for (const auto& spec : s.db->layout().edges)
       known += (known.empty() ? "" : ", ") + spec.name;
-    return failure(404, "the app has no edge '" + edge + "' (its edges: " + known + ")");
+    return op_failure(404, "the app has no edge '" + edge + "' (its edges: " + known + ")");
   }
   uint32_t parts = std::max<uint32_t>(1, s.db->layout().edges[*e].partitions);
   if (partition && *partition >= parts)
-    return failure(404, "edge '" + edge + "' has " + std::to_string(parts) + " partition" +
+    return op_failure(404, "edge '" + edge + "' has " + std::to_string(parts) + " partition" +
                           (parts == 1 ? "" : "s") + ", no partition " + std::to_string(*partition));
   auto reader = s.db->reader();
   if (auto err = reader->refresh())
-    return failure(500, describe(err));
+    return op_failure(500, describe(err));
   json records = json::array();
   json partitions = json::array();
   envelope_decoder dec;
   for (uint32_t p = partition.value_or(0); p < (partition ? *partition + 1 : parts); ++p) {
     auto info = reader->partition(*e, p);
     if (!info)
-      return failure(500, describe(info.error()));
+      return op_failure(500, describe(info.error()));
     partitions.push_back({{"partition", p}, {"tail", info->tail}, {"head", info->head}});
     if (from && *from < info->tail && partition)
-      return failure(409, "record " + std::to_string(*from) + " of partition " + std::to_string(p) +
+      return op_failure(409, "record " + std::to_string(*from) + " of partition " + std::to_string(p) +
                             " of edge '" + edge + "' is no longer stored: it keeps " +
                             std::to_string(info->tail) + " to " + std::to_string(info->head) +
                             " (edges." + edge + ".retention)");
@@ -113,9 +106,9 @@ op_result peek_edge(admin_state& s, const std::string& edge, std::optional<uint3
                                return true;
                              });
     if (!read)
-      return failure(500, describe(read.error()));
+      return op_failure(500, describe(read.error()));
   }
-  return answer(200, json{{"edge", edge}, {"partitions", partitions}, {"records", records}});
+  return op_answer(200, json{{"edge", edge}, {"partitions", partitions}, {"records", records}});
 }
 
 op_result requeue_dead_letters(admin_state& s, const std::string& stage, std::vector<uint64_t> ids,
@@ -126,7 +119,7 @@ op_result requeue_dead_letters(admin_state& s, const std::string& stage, std::ve
     if (c.name == stage)
       cfg = &c;
   if (!id || !cfg)
-    return failure(404, "the app has no stage '" + stage + "'");
+    return op_failure(404, "the app has no stage '" + stage + "'");
   if (retry) {
     const auto* m = s.metrics->stage(stage);
     bool running = m && !m->given_up.load() &&
@@ -135,16 +128,16 @@ op_result requeue_dead_letters(admin_state& s, const std::string& stage, std::ve
                      return st != worker_run_state::finished && st != worker_run_state::given_up;
                    });
     if (!running)
-      return failure(409, "stage '" + stage + "' has finished (or was given up): records put "
+      return op_failure(409, "stage '" + stage + "' has finished (or was given up): records put "
                           "back on its input would not be read in this run. Purge them, or run "
                           "the app again once its input has more to give");
   }
   auto reader = s.db->reader();
   if (auto err = reader->refresh())
-    return failure(500, describe(err));
+    return op_failure(500, describe(err));
   auto entries = reader->dead_letters(*id);
   if (!entries)
-    return failure(500, describe(entries.error()));
+    return op_failure(500, describe(entries.error()));
   std::map<uint64_t, const dead_letter_entry*> by_id;
   for (const auto& entry : *entries)
     by_id[entry.seq] = &entry;
@@ -160,7 +153,7 @@ op_result requeue_dead_letters(admin_state& s, const std::string& stage, std::ve
     if (!by_id.count(i))
       missing.push_back(i);
   if (!missing.empty())
-    return answer(404, json{{"error", "stage '" + stage + "' has no dead letter numbered " +
+    return op_answer(404, json{{"error", "stage '" + stage + "' has no dead letter numbered " +
                                         std::to_string(missing.front()) +
                                         (missing.size() > 1 ? " (and " + std::to_string(missing.size() - 1) + " more)" : "")},
                             {"missing", missing}});
@@ -181,7 +174,7 @@ op_result requeue_dead_letters(admin_state& s, const std::string& stage, std::ve
     auto edge = s.db->find_edge(input);
     bool reads = std::find(cfg->inputs.begin(), cfg->inputs.end(), input) != cfg->inputs.end();
     if (!edge || !reads || check_framing(rec))
-      return failure(409, "dead letter " + std::to_string(i) + " of stage '" + stage +
+      return op_failure(409, "dead letter " + std::to_string(i) + " of stage '" + stage +
                             "' holds the raw input of " + input + " (at " +
                             std::to_string(dl.getInputSeq()) + "), not a record of an edge the "
                             "stage reads: it cannot be put back. Fix it where it came from, or "
@@ -190,8 +183,8 @@ op_result requeue_dead_letters(admin_state& s, const std::string& stage, std::ve
     delta->add_output(*edge, std::min(dl.getPartition(), parts - 1), rec);
   }
   if (auto err = commit(s, delta))
-    return failure(code_of(*err) == errc::not_found ? 404 : 500, describe(*err));
-  return answer(200, json{{"stage", stage}, {retry ? "retried" : "purged", ids.size()}, {"ids", ids}});
+    return op_failure(code_of(*err) == errc::not_found ? 404 : 500, describe(*err));
+  return op_answer(200, json{{"stage", stage}, {retry ? "retried" : "purged", ids.size()}, {"ids", ids}});
 }
 
 } // namespace troupe

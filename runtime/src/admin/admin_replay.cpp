@@ -3,13 +3,12 @@
 // stage is paused until every worker holds (it saw the pause) with no step in flight, the cursors
 // move in one writer transaction, each worker reads them again (reload_atom), and the stage goes
 // on. What it emits again are new records (new ids): the stages downstream see them as such.
-#include "admin/admin_state.hpp"
+#include "admin/op_json.hpp"
 
 #include "engine/stage_actor.hpp"
 #include "writer/writer.hpp"
 
 #include <caf/all.hpp>
-#include <nlohmann/json.hpp>
 
 #include <thread>
 
@@ -18,12 +17,6 @@ namespace troupe {
 using json = nlohmann::ordered_json;
 
 namespace {
-
-op_result answer(int status, const json& body) {
-  return {status, body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"};
-}
-
-op_result failure(int status, const std::string& why) { return answer(status, json{{"error", why}}); }
 
 struct rewind {
   std::string edge;
@@ -63,38 +56,38 @@ op_result replay_stage(admin_state& s, const std::string& stage, uint64_t from,
       cfg = &c;
   auto* m = s.metrics->stage(stage);
   if (!cfg || !m)
-    return failure(404, "the app has no stage '" + stage + "'");
+    return op_failure(404, "the app has no stage '" + stage + "'");
   if (cfg->inputs.empty())
-    return failure(409, "stage '" + stage + "' is a source: it has no input to read again");
+    return op_failure(409, "stage '" + stage + "' is a source: it has no input to read again");
   if (cfg->type_info && cfg->type_info->leases)
-    return failure(409, "stage '" + stage + "' is a work queue: its items are leased, not read "
+    return op_failure(409, "stage '" + stage + "' is a work queue: its items are leased, not read "
                         "by a cursor alone, and cannot be replayed (yet)");
   for (const auto& w : m->workers) {
     auto st = w->run_state();
     if (m->given_up.load() || st == worker_run_state::finished || st == worker_run_state::given_up)
-      return failure(409, "stage '" + stage + "' has finished (or was given up) in this run: "
+      return op_failure(409, "stage '" + stage + "' has finished (or was given up) in this run: "
                           "replay applies to a running stage");
   }
   // Where each partition's cursor goes, checked against what is stored.
   auto reader = s.db->reader();
   if (auto err = reader->refresh())
-    return failure(500, describe(err));
+    return op_failure(500, describe(err));
   std::vector<rewind> moves;
   for (const auto& in : cfg->inputs) {
     auto e = *s.db->find_edge(in);
     uint32_t parts = std::max<uint32_t>(1, s.db->layout().edges[e].partitions);
     if (partition && *partition >= parts)
-      return failure(404, "edge '" + in + "' has no partition " + std::to_string(*partition));
+      return op_failure(404, "edge '" + in + "' has no partition " + std::to_string(*partition));
     for (uint32_t p = partition.value_or(0); p < (partition ? *partition + 1 : parts); ++p) {
       auto info = reader->partition(e, p);
       auto cur = reader->cursor(e, stage, p);
       if (!info || !cur)
-        return failure(500, describe(!info ? info.error() : cur.error()));
+        return op_failure(500, describe(!info ? info.error() : cur.error()));
       uint64_t at = *cur ? (*cur)->next : info->tail;
       if (from >= at)
         continue; // nothing to read again there
       if (from < info->tail)
-        return failure(409, "record " + std::to_string(from) + " of edge '" + in + "' (partition " +
+        return op_failure(409, "record " + std::to_string(from) + " of edge '" + in + "' (partition " +
                               std::to_string(p) + ") is no longer stored: it keeps " +
                               std::to_string(info->tail) + " to " + std::to_string(info->head) +
                               " (edges." + in + ".retention); replay from " +
@@ -105,7 +98,7 @@ op_result replay_stage(admin_state& s, const std::string& stage, uint64_t from,
         return true;
       });
       if (!read)
-        return failure(500, describe(read.error()));
+        return op_failure(500, describe(read.error()));
       moves.push_back({in, e, p, at, from, bytes});
     }
   }
@@ -117,7 +110,7 @@ op_result replay_stage(admin_state& s, const std::string& stage, uint64_t from,
     records += mv.was - mv.to;
   }
   if (moves.empty())
-    return answer(200, json{{"stage", stage}, {"records", 0}, {"rewound", rewound}});
+    return op_answer(200, json{{"stage", stage}, {"records", 0}, {"rewound", rewound}});
 
   bool was_paused = m->paused.exchange(true);
   auto restore = [&] {
@@ -126,7 +119,7 @@ op_result replay_stage(admin_state& s, const std::string& stage, uint64_t from,
   };
   if (!wait_until_held(s, *m, std::chrono::seconds(30))) {
     restore();
-    return failure(503, "stage '" + stage + "' did not settle within 30 s (a step that does not "
+    return op_failure(503, "stage '" + stage + "' did not settle within 30 s (a step that does not "
                         "end, or a worker being restarted); nothing was rewound");
   }
   auto delta = std::make_shared<step_delta>();
@@ -139,7 +132,7 @@ op_result replay_stage(admin_state& s, const std::string& stage, uint64_t from,
     .receive([](caf::ok_atom) {}, [&](caf::error& err) { failed = err; });
   if (failed) {
     restore();
-    return failure(500, "the cursors could not be moved: " + describe(*failed));
+    return op_failure(500, "the cursors could not be moved: " + describe(*failed));
   }
   // Each worker reads its cursors again; one that cannot (it is being restarted) reads them at
   // its start anyway.
@@ -155,7 +148,7 @@ op_result replay_stage(admin_state& s, const std::string& stage, uint64_t from,
                                                             " restarted to read rewound cursors"));
     }
   restore();
-  return answer(200, json{{"stage", stage}, {"records", records}, {"rewound", rewound}});
+  return op_answer(200, json{{"stage", stage}, {"records", records}, {"rewound", rewound}});
 }
 
 } // namespace troupe
