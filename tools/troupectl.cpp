@@ -30,6 +30,8 @@
 //   troupectl --data DIR status                the edges: partitions, records stored, and each
 //                                              consumer group's consumed count and lag; the
 //                                              stages' dead-letter counts
+//   troupectl --data DIR peek EDGE [--from SEQ] [--partition P] [-n N]
+//                                              its records, as the online peek shows them
 //   troupectl [--data DIR] dlq list [STAGE]    dead letters of one stage, or of every stage
 //   troupectl [--data DIR] dlq show STAGE ID   one dead letter in full, with its record
 //   --app FILE                                 the app: its data dir (unless --data), and its
@@ -168,6 +170,66 @@ void print(const dead_letter& d, bool json, bool full) {
     if (payload)
       std::cout << "  payload: " << *payload << "\n";
   }
+}
+
+// peek on a stopped node: the records as the online peek shows them (payloads as JSON with --app).
+int print_records(offline_store& store, const std::string& edge, std::optional<uint32_t> partition,
+                  std::optional<uint64_t> from, unsigned n, bool json) {
+  std::string problem;
+  size_t shown = 0;
+  bool found = store.records(edge, partition, from.value_or(0), n,
+                             [&](uint32_t p, uint64_t seq, std::string_view bytes) {
+    ++shown;
+    std::string id, key, payload = "null";
+    bool decoded = false, keyed = false;
+    int64_t event_time = 0;
+    uint64_t source_position = 0;
+    uint32_t attempt = 0;
+    if (bytes.size() >= 8 && bytes.size() % 8 == 0) {
+      auto words = kj::heapArray<capnp::word>(bytes.size() / 8);
+      std::memcpy(words.begin(), bytes.data(), bytes.size());
+      try {
+        capnp::FlatArrayMessageReader msg{words.asPtr()};
+        auto env = msg.getRoot<troupe::schema::Envelope>();
+        id = std::string(env.getId().getOrigin().cStr()) + "/" + std::to_string(env.getId().getSeq());
+        keyed = env.hasKey();
+        key.assign(reinterpret_cast<const char*>(env.getKey().begin()), env.getKey().size());
+        event_time = env.getEventTime();
+        source_position = env.getSourcePosition();
+        attempt = env.getAttempt();
+        if (auto j = payload_json(env, edge))
+          payload = *j;
+        decoded = true;
+      } catch (const kj::Exception&) {
+      }
+    }
+    if (json) {
+      std::cout << "{\"partition\":" << p << ",\"seq\":" << seq;
+      if (!decoded)
+        std::cout << ",\"error\":\"the record does not decode\"}\n";
+      else
+        std::cout << ",\"id\":" << json_string(id) << ",\"key\":" << (keyed ? json_string(key) : "null")
+                  << ",\"event_time\":" << event_time << ",\"source_position\":" << source_position
+                  << ",\"attempt\":" << attempt << ",\"payload\":" << payload << "}\n";
+    } else {
+      std::cout << "p" << p << " #" << seq << "  ";
+      if (!decoded)
+        std::cout << "cannot be decoded\n";
+      else
+        std::cout << id << (keyed ? "  key " + json_string(key) : "") << "  " << payload << "\n";
+    }
+  }, problem);
+  if (!found) {
+    std::cerr << "troupectl: the store has no edge '" << edge << "'\n";
+    return exit_not_found;
+  }
+  if (!json)
+    std::cout << shown << " record" << (shown == 1 ? "" : "s") << "\n";
+  if (!problem.empty()) {
+    std::cerr << "troupectl: " << problem << "\n";
+    return exit_failed;
+  }
+  return exit_ok;
 }
 
 int print_status(offline_store& store, const std::string& dir, bool json) {
@@ -312,9 +374,9 @@ int main(int argc, char** argv) {
                  "DIR (a stopped node's data dir)\n";
     return exit_usage;
   }
-  if (!data.empty() && !(status->parsed() || dlq->parsed())) {
-    std::cerr << "troupectl: with --data (a stopped node) only status and dlq work; for a "
-                 "running node give --app or --address\n";
+  if (!data.empty() && !(status->parsed() || dlq->parsed() || peek->parsed())) {
+    std::cerr << "troupectl: with --data (a stopped node) status, peek and dlq work; for a "
+                 "running node give --app or --address (a stopped node has no actors to show)\n";
     return exit_usage;
   }
   troupe::registry reg;
@@ -376,6 +438,8 @@ int main(int argc, char** argv) {
   }
   if (status->parsed())
     return print_status(*store, data, json);
+  if (peek->parsed())
+    return print_records(*store, edge, partition, from, count, json);
   std::vector<std::string> stages = stage.empty() ? store->stages_with_dead_letters()
                                                   : std::vector<std::string>{stage};
   std::vector<dead_letter> found;

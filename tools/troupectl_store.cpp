@@ -191,4 +191,46 @@ std::map<std::string, edge_status> offline_store::edges(std::string& problem) {
   return out;
 }
 
+bool offline_store::records(const std::string& edge, std::optional<uint32_t> only, uint64_t from,
+                            size_t max,
+                            const std::function<void(uint32_t, uint64_t, std::string_view)>& fn,
+                            std::string& problem) {
+  MDB_dbi dbi;
+  if (mdb_dbi_open(txn_, ("log/" + edge).c_str(), 0, &dbi) != 0)
+    return false;
+  MDB_cursor* c = nullptr;
+  if (int rc = mdb_cursor_open(txn_, dbi, &c); rc != 0) {
+    problem = mdb_strerror(rc);
+    return true;
+  }
+  char start[store_format::log_key_size];
+  store_format::log_key(start, only.value_or(0), 0);
+  MDB_val k{sizeof start, start}, v;
+  size_t seen = 0;
+  store_format::chunk_view chunk;
+  for (int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && seen < max;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    if (k.mv_size != store_format::log_key_size)
+      continue;
+    auto p = store_format::log_key_partition(k.mv_data);
+    if (only && p != *only)
+      break;
+    std::string_view key{static_cast<const char*>(k.mv_data), k.mv_size};
+    std::string_view value{static_cast<const char*>(v.mv_data), v.mv_size};
+    if (chunk.parse(key, value) != store_format::chunk_view::status::ok) {
+      problem = "a chunk of edge '" + edge + "' (partition " + std::to_string(p) +
+                ") is damaged: run `troupe check`";
+      break;
+    }
+    auto first = store_format::log_key_seq(k.mv_data);
+    for (uint32_t i = 0; i < chunk.count() && seen < max; ++i)
+      if (first + i >= from) {
+        fn(p, first + i, chunk.record(i));
+        ++seen;
+      }
+  }
+  mdb_cursor_close(c);
+  return true;
+}
+
 } // namespace troupe::ctl

@@ -6,6 +6,7 @@
 #include <lmdb.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -48,6 +49,12 @@ public:
   uint64_t dead_letter_count(const std::string& stage);
   // Every edge by name; `problem` set when a value is damaged.
   std::map<std::string, edge_status> edges(std::string& problem);
+  // Calls fn(partition, seq, record) for up to `max` stored records of `edge` with seq >= `from`,
+  // in partition `only` or in each partition in turn; every chunk's checksum is verified (a
+  // damaged one stops the walk with `problem` set). False when the store has no such edge.
+  bool records(const std::string& edge, std::optional<uint32_t> only, uint64_t from, size_t max,
+               const std::function<void(uint32_t, uint64_t, std::string_view)>& fn,
+               std::string& problem);
 
 private:
   offline_store() = default;

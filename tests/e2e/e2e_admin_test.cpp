@@ -172,6 +172,20 @@ TEST_CASE("troupectl sees inside a running node and operates it", "[e2e][admin]"
   auto edges = json::parse(offline.output).at("edges");
   CHECK(edges.at("raw").at("appended").get<uint64_t>() > 3000);
   CHECK(exit_code(direct({"ps"}).status) == 3);
+  // Its records too: peek reads the stopped node's log, payloads through the app's struct.
+  auto peeked = run_command({std::string(TROUPE_BIN_DIR) + "/troupectl", "--app", dir / "app.yaml",
+                             "--data", dir / "data", "--json", "peek", "raw", "--partition", "0",
+                             "-n", "2"});
+  INFO(peeked.output);
+  REQUIRE(exit_code(peeked.status) == 0);
+  bool complete = false;
+  auto records = split_lines(peeked.output, complete);
+  REQUIRE(records.size() == 2);
+  for (size_t i = 0; i < 2; ++i) {
+    auto r = json::parse(records[i]);
+    CHECK(r.at("partition") == 0);
+    CHECK(r.at("payload").at("n").is_number());
+  }
 }
 
 TEST_CASE("a wrong admin: names its file, line and field", "[e2e][admin]") {
