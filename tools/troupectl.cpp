@@ -30,6 +30,7 @@
 //   troupectl --data DIR status                the edges: partitions, records stored, and each
 //                                              consumer group's consumed count and lag; the
 //                                              stages' dead-letter counts
+//   troupectl --data DIR ps                    each stage: consumed, lag, dead letters
 //   troupectl --data DIR peek EDGE [--from SEQ] [--partition P] [-n N]
 //                                              its records, as the online peek shows them
 //   troupectl [--data DIR] dlq list [STAGE]    dead letters of one stage, or of every stage
@@ -54,6 +55,7 @@
 #include <capnp/serialize.h>
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -232,6 +234,39 @@ int print_records(offline_store& store, const std::string& edge, std::optional<u
   return exit_ok;
 }
 
+// ps on a stopped node: no actors run, so per stage what the store says: what it consumed of its
+// inputs, what it has yet to, and its dead letters.
+int print_stages(offline_store& store, bool json) {
+  std::string problem;
+  auto edges = store.edges(problem);
+  if (!json)
+    std::printf("%-24s %-8s %10s %10s %8s  %s\n", "STAGE", "STATE", "CONSUMED", "LAG", "DEAD", "INPUTS");
+  for (const auto& stage : store.stages_with_dead_letters()) {
+    uint64_t consumed = 0, lag = 0;
+    std::string inputs;
+    for (const auto& [name, e] : edges)
+      if (e.consumed.count(stage)) {
+        consumed += e.consumed.at(stage);
+        lag += e.lag.at(stage);
+        inputs += (inputs.empty() ? "" : ",") + name;
+      }
+    auto dead = store.dead_letter_count(stage);
+    if (json)
+      std::cout << "{\"name\":" << json_string(stage) << ",\"state\":\"stopped\",\"consumed\":"
+                << consumed << ",\"lag\":" << lag << ",\"dead_letters\":" << dead
+                << ",\"inputs\":" << json_string(inputs) << "}\n";
+    else
+      std::printf("%-24s %-8s %10llu %10llu %8llu  %s\n", stage.c_str(), "stopped",
+                  static_cast<unsigned long long>(consumed), static_cast<unsigned long long>(lag),
+                  static_cast<unsigned long long>(dead), inputs.empty() ? "-" : inputs.c_str());
+  }
+  if (!problem.empty()) {
+    std::cerr << "troupectl: " << problem << "\n";
+    return exit_failed;
+  }
+  return exit_ok;
+}
+
 int print_status(offline_store& store, const std::string& dir, bool json) {
   std::string problem;
   auto edges = store.edges(problem);
@@ -299,6 +334,7 @@ int main(int argc, char** argv) {
   cli.add_option("--token", token, "the admin token (default: $TROUPE_TOKEN)");
   cli.add_flag("--json", json, "JSON instead of tables");
   cli.require_subcommand(1);
+  cli.fallthrough(); // --json, --app, ... also after the command
   auto* status = cli.add_subcommand("status", "the node (running), or where the edges and "
                                               "consumer groups stand (--data)");
   auto* ps = cli.add_subcommand("ps", "the supervision tree, with each actor's counters");
@@ -334,6 +370,7 @@ int main(int argc, char** argv) {
   replay->add_option("--partition", partition, "one partition (default: every one)");
   auto* dlq = cli.add_subcommand("dlq", "dead letters");
   dlq->require_subcommand(1);
+  dlq->fallthrough();
   std::string stage;
   uint64_t id = 0;
   std::vector<uint64_t> ids;
@@ -374,9 +411,9 @@ int main(int argc, char** argv) {
                  "DIR (a stopped node's data dir)\n";
     return exit_usage;
   }
-  if (!data.empty() && !(status->parsed() || dlq->parsed() || peek->parsed())) {
-    std::cerr << "troupectl: with --data (a stopped node) status, peek and dlq work; for a "
-                 "running node give --app or --address (a stopped node has no actors to show)\n";
+  if (!data.empty() && !(status->parsed() || ps->parsed() || dlq->parsed() || peek->parsed())) {
+    std::cerr << "troupectl: with --data (a stopped node) status, ps, peek and dlq work; for a "
+                 "running node give --app or --address\n";
     return exit_usage;
   }
   troupe::registry reg;
@@ -440,6 +477,8 @@ int main(int argc, char** argv) {
     return print_status(*store, data, json);
   if (peek->parsed())
     return print_records(*store, edge, partition, from, count, json);
+  if (ps->parsed())
+    return print_stages(*store, json);
   std::vector<std::string> stages = stage.empty() ? store->stages_with_dead_letters()
                                                   : std::vector<std::string>{stage};
   std::vector<dead_letter> found;

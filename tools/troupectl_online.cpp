@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <iomanip>
@@ -13,11 +14,14 @@
 #include <sstream>
 #include <thread>
 
+#include <signal.h>
+#include <unistd.h>
+
 namespace troupe::ctl {
 
 namespace {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json; // keeps the node's key order (a payload's: the schema's)
 
 struct answer {
   int code = exit_ok;
@@ -36,8 +40,8 @@ answer call(const online_options& o, const std::string& method, const std::strin
   auto res = method == "GET" ? client.Get(path.c_str(), headers)
                              : client.Post(path.c_str(), headers, body, "application/json");
   if (!res) {
-    std::cerr << "troupectl: no node answers at " << o.address << " ("
-              << httplib::to_string(res.error()) << "): is it running?\n";
+    std::cerr << "troupectl: no node answers at " << o.address << " (cannot connect: "
+              << httplib::to_string(res.error()) << " error); is it running?\n";
     return {exit_unreachable, {}};
   }
   if (res->status == 200)
@@ -142,11 +146,12 @@ int get_json(const online_options& o, const std::string& path, F show) {
 
 std::string node_address(const std::string& host, unsigned port, const std::string& data_dir,
                          std::string& why) {
-  if (port != 0)
-    return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
-           std::to_string(port);
+  // What the running node wrote wins: it may run with another address (--set admin.address=...).
   auto file = data_dir + "/admin.json";
   std::ifstream f{file};
+  if (!f && port != 0)
+    return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+           std::to_string(port);
   if (!f) {
     why = "no node of this app is running here: its admin address (a port the node picks) is "
           "written to " + file + " while it runs, and that file is missing. For a stopped "
@@ -154,7 +159,14 @@ std::string node_address(const std::string& host, unsigned port, const std::stri
     return {};
   }
   try {
-    return json::parse(f).at("address").get<std::string>();
+    auto j = json::parse(f);
+    auto pid = j.value("pid", 0);
+    if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) {
+      why = "the node that wrote " + file + " (pid " + std::to_string(pid) + ") is not running "
+            "any more (killed?); for its data, give --data " + data_dir;
+      return {};
+    }
+    return j.at("address").get<std::string>();
   } catch (const std::exception& e) {
     why = file + " is not what a node writes (" + e.what() + ")";
     return {};
@@ -187,7 +199,7 @@ int online_top(const online_options& o, const std::string& sort, unsigned interv
   for (unsigned i = 0; iterations == 0 || i < iterations; ++i) {
     if (i > 0)
       std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms)); // a refresh, not sync
-    if (!o.json)
+    if (!o.json && ::isatty(STDOUT_FILENO))
       std::cout << "\x1b[H\x1b[2J"; // home, clear
     int rc = get_json(o, "/v1/ps", [&](const json& ps) { print_ps(ps, sort); });
     std::cout.flush();
@@ -253,9 +265,13 @@ int online_peek(const online_options& o, const std::string& edge, std::optional<
   }
   if (!o.json) {
     std::cout << body.at("records").size() << " record" << (body.at("records").size() == 1 ? "" : "s");
-    for (const auto& p : body.at("partitions"))
+    for (const auto& p : body.at("partitions")) {
+      auto tail = p.at("tail").get<uint64_t>(), head = p.at("head").get<uint64_t>();
       std::cout << "; partition " << p.at("partition").get<uint32_t>() << " stores "
-                << p.at("tail").get<uint64_t>() << ".." << p.at("head").get<uint64_t>();
+                << (head > tail ? std::to_string(head - tail) + " (" + std::to_string(tail) +
+                                    " to " + std::to_string(head - 1) + ")"
+                                : std::string("none"));
+    }
     std::cout << "\n";
   }
   return exit_ok;
@@ -304,6 +320,13 @@ int online_replay(const online_options& o, const std::string& stage, uint64_t fr
 int online_kill(const online_options& o, const std::string& actor) {
   auto slash = actor.rfind('/');
   auto path = slash == std::string::npos ? actor + "/0" : actor;
+  auto digits = slash == std::string::npos ? std::string("0") : actor.substr(slash + 1);
+  if (path.front() == '/' || digits.empty() ||
+      digits.find_first_not_of("0123456789") != std::string::npos) {
+    std::cerr << "troupectl: kill takes a worker as STAGE/N (N from 0; `troupectl ps` lists "
+                 "them), or STAGE for its worker 0; found '" << actor << "'\n";
+    return exit_usage;
+  }
   auto a = call(o, "POST", "/v1/actors/" + path + "/kill");
   if (a.code != exit_ok)
     return a.code;

@@ -53,9 +53,11 @@ struct admin_server::impl {
     auto wrapped = [this, changes, handler](const httplib::Request& req, httplib::Response& res) {
       if (!authorized(req, changes)) {
         res.set_header("WWW-Authenticate", "Bearer");
-        refuse(res, 401, changes ? "this request changes the node: it needs the admin token "
-                                   "(Authorization: Bearer <token>; troupectl --token or $TROUPE_TOKEN)"
-                                 : "reading needs the admin token (admin.read: token)");
+        bool given = req.has_header("Authorization");
+        refuse(res, 401, given ? "the admin token given is not this node's (admin.token)"
+                         : changes ? "this request changes the node: it needs the admin token "
+                                     "(Authorization: Bearer <token>; troupectl --token or $TROUPE_TOKEN)"
+                                   : "reading needs the admin token (admin.read: token)");
         return;
       }
       try {
@@ -72,8 +74,12 @@ struct admin_server::impl {
 
   stage_metrics* stage_or_404(const std::string& name, httplib::Response& res) {
     auto* m = state->metrics->stage(name);
-    if (!m)
-      refuse(res, 404, "the app has no stage '" + name + "'");
+    if (!m) {
+      std::string known;
+      for (const auto& s : state->metrics->stages)
+        known += (known.empty() ? "" : ", ") + s->name;
+      refuse(res, 404, "the app has no stage '" + name + "' (its stages: " + known + ")");
+    }
     return m;
   }
 

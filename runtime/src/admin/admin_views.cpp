@@ -170,13 +170,14 @@ std::string graph_dot(const app_config& app) {
   auto quoted = [](const std::string& s) {
     std::string out = "\"";
     for (char c : s)
-      out += c == '"' || c == '\\' ? std::string{'\\', c} : std::string{c};
+      out += c == '\n' ? std::string{"\\n"}
+             : c == '"' || c == '\\' ? std::string{'\\', c} : std::string{c};
     return out + "\"";
   };
   std::ostringstream dot;
   dot << "digraph " << quoted(app.name) << " {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n";
   for (const auto& st : app.stages)
-    dot << "  " << quoted(st.name) << " [label=" << quoted(st.name + "\\n" + st.type +
+    dot << "  " << quoted(st.name) << " [label=" << quoted(st.name + "\n" + st.type +
                                                              (st.workers > 1 ? " x" + std::to_string(st.workers) : ""))
         << "];\n";
   for (const auto& producer : app.stages)

@@ -152,8 +152,8 @@ void node_monitor::alerts::check(admin_state& s, int64_t now) {
           value = static_cast<double>(f.dead_letters);
           auto grew = f.dead_letters - std::min(f.dead_letters, before(2));
           holds = value > rule.above && grew > 0;
-          what = number(grew) + " dead letters within " + seconds(rule.window.count()) + " (" +
-                 number(value) + " in all)";
+          what = number(grew) + (grew == 1 ? " dead letter" : " dead letters") + " within " +
+                 seconds(rule.window.count()) + " (" + number(value) + " in all)";
           break;
         }
         case K::restarts:
