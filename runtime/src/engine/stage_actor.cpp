@@ -177,8 +177,11 @@ caf::behavior stage_worker(self_ptr self, std::shared_ptr<const node_context> no
       st.metrics = st.spec.worker < s->workers.size() ? s->workers[st.spec.worker].get() : nullptr;
     }
   }
-  if (st.metrics)
+  if (st.metrics) { // a new incarnation: nothing of its predecessor's is in flight any more
     st.metrics->set_state(worker_run_state::starting);
+    st.metrics->in_flight = 0;
+    st.metrics->holding = false;
+  }
   self->set_exception_handler([=](std::exception_ptr& ep) -> caf::error {
     auto& st = self->state;
     auto err = exit_reason_of(st, ep);
