@@ -123,25 +123,39 @@ std::optional<std::string> payload_json(troupe::schema::Envelope::Reader env, co
 
 // What the record of a dead letter is: a source's raw input as text, else an Envelope (with its
 // payload as JSON in `payload`, when the app says what the edge carries).
+// Calls fn(envelope) when `bytes` decode as an Envelope (copied to aligned words first); false
+// when they do not (a source's raw input, or damage).
+template <class F>
+bool with_envelope(std::string_view bytes, F&& fn) {
+  if (bytes.size() < 8 || bytes.size() % 8 != 0)
+    return false;
+  auto words = kj::heapArray<capnp::word>(bytes.size() / 8);
+  std::memcpy(words.begin(), bytes.data(), bytes.size());
+  try {
+    capnp::FlatArrayMessageReader msg{words.asPtr()};
+    fn(msg.getRoot<troupe::schema::Envelope>());
+    return true;
+  } catch (const kj::Exception&) {
+    return false;
+  }
+}
+
+std::string key_of(troupe::schema::Envelope::Reader env) {
+  return {reinterpret_cast<const char*>(env.getKey().begin()), env.getKey().size()};
+}
+
 std::string describe_record(const std::string& bytes, const std::string& edge = {},
                             std::optional<std::string>* payload = nullptr) {
-  if (bytes.size() >= 8 && bytes.size() % 8 == 0) {
-    auto words = kj::heapArray<capnp::word>(bytes.size() / 8);
-    std::memcpy(words.begin(), bytes.data(), bytes.size());
-    try {
-      capnp::FlatArrayMessageReader msg{words.asPtr()};
-      auto env = msg.getRoot<troupe::schema::Envelope>();
-      auto id = env.getId();
-      std::string key(reinterpret_cast<const char*>(env.getKey().begin()), env.getKey().size());
-      if (payload)
-        *payload = payload_json(env, edge);
-      return "an Envelope of " + std::to_string(bytes.size()) + " bytes: id " +
-             id.getOrigin().cStr() + "/" + std::to_string(id.getSeq()) +
-             (env.hasKey() ? ", key " + json_string(key) : ", no key");
-    } catch (const kj::Exception&) {
-    }
-  }
-  return "raw input: " + json_string(bytes);
+  std::string what;
+  bool envelope = with_envelope(bytes, [&](troupe::schema::Envelope::Reader env) {
+    auto id = env.getId();
+    if (payload)
+      *payload = payload_json(env, edge);
+    what = "an Envelope of " + std::to_string(bytes.size()) + " bytes: id " +
+           id.getOrigin().cStr() + "/" + std::to_string(id.getSeq()) +
+           (env.hasKey() ? ", key " + json_string(key_of(env)) : ", no key");
+  });
+  return envelope ? what : "raw input: " + json_string(bytes);
 }
 
 
@@ -183,28 +197,20 @@ int print_records(offline_store& store, const std::string& edge, std::optional<u
                              [&](uint32_t p, uint64_t seq, std::string_view bytes) {
     ++shown;
     std::string id, key, payload = "null";
-    bool decoded = false, keyed = false;
+    bool keyed = false;
     int64_t event_time = 0;
     uint64_t source_position = 0;
     uint32_t attempt = 0;
-    if (bytes.size() >= 8 && bytes.size() % 8 == 0) {
-      auto words = kj::heapArray<capnp::word>(bytes.size() / 8);
-      std::memcpy(words.begin(), bytes.data(), bytes.size());
-      try {
-        capnp::FlatArrayMessageReader msg{words.asPtr()};
-        auto env = msg.getRoot<troupe::schema::Envelope>();
-        id = std::string(env.getId().getOrigin().cStr()) + "/" + std::to_string(env.getId().getSeq());
-        keyed = env.hasKey();
-        key.assign(reinterpret_cast<const char*>(env.getKey().begin()), env.getKey().size());
-        event_time = env.getEventTime();
-        source_position = env.getSourcePosition();
-        attempt = env.getAttempt();
-        if (auto j = payload_json(env, edge))
-          payload = *j;
-        decoded = true;
-      } catch (const kj::Exception&) {
-      }
-    }
+    bool decoded = with_envelope(bytes, [&](troupe::schema::Envelope::Reader env) {
+      id = std::string(env.getId().getOrigin().cStr()) + "/" + std::to_string(env.getId().getSeq());
+      keyed = env.hasKey();
+      key = key_of(env);
+      event_time = env.getEventTime();
+      source_position = env.getSourcePosition();
+      attempt = env.getAttempt();
+      if (auto j = payload_json(env, edge))
+        payload = *j;
+    });
     if (json) {
       std::cout << "{\"partition\":" << p << ",\"seq\":" << seq;
       if (!decoded)

@@ -4,13 +4,11 @@
 #include "admin/op_json.hpp"
 
 #include "codec/codec.hpp"
-#include "writer/writer.hpp"
 
 #include "envelope.capnp.h"
 
 #include <troupe/json.hpp>
 
-#include <caf/all.hpp>
 #include <capnp/dynamic.h>
 #include <capnp/serialize.h>
 
@@ -23,15 +21,14 @@ using json = nlohmann::ordered_json;
 
 namespace {
 
-// A record's payload as JSON through the edge's struct; null when it has none or does not encode.
-json payload_of(const app_config& app, const std::string& edge, schema::Envelope::Reader env) {
-  auto p = app.edge_payloads.find(edge);
-  if (p == app.edge_payloads.end())
+// A record's payload as JSON through the edge's struct (`enc`, made once per request); null when
+// the edge carries none or it does not encode.
+json payload_of(const edge_payload* p, json_encoder* enc, schema::Envelope::Reader env) {
+  if (!p || !enc)
     return nullptr;
   try {
     std::string out;
-    json_encoder enc{p->second.schema};
-    if (enc.encode(env.getPayload().getAs<capnp::DynamicStruct>(p->second.schema), out))
+    if (enc->encode(env.getPayload().getAs<capnp::DynamicStruct>(p->schema), out))
       return nullptr;
     return json::parse(out);
   } catch (const std::exception&) {
@@ -43,15 +40,6 @@ json payload_of(const app_config& app, const std::string& edge, schema::Envelope
 
 std::string text_of(capnp::Data::Reader d) {
   return {reinterpret_cast<const char*>(d.begin()), d.size()};
-}
-
-// Commits `delta` through the writer; the writer's error, if any, in words.
-std::optional<caf::error> commit(admin_state& s, const step_delta_ptr& delta) {
-  caf::scoped_actor self{*s.sys};
-  std::optional<caf::error> failed;
-  self->request(s.writer(), std::chrono::seconds(60), admin_atom::value, delta)
-    .receive([](caf::ok_atom) {}, [&](caf::error& err) { failed = err; });
-  return failed;
 }
 
 } // namespace
@@ -75,6 +63,12 @@ op_result peek_edge(admin_state& s, const std::string& edge, std::optional<uint3
   json records = json::array();
   json partitions = json::array();
   envelope_decoder dec;
+  const edge_payload* payload = nullptr;
+  std::optional<json_encoder> enc;
+  if (auto p = s.app->edge_payloads.find(edge); p != s.app->edge_payloads.end()) {
+    payload = &p->second;
+    enc.emplace(payload->schema);
+  }
   for (uint32_t p = partition.value_or(0); p < (partition ? *partition + 1 : parts); ++p) {
     auto info = reader->partition(*e, p);
     if (!info)
@@ -100,7 +94,7 @@ op_result peek_edge(admin_state& s, const std::string& edge, std::optional<uint3
                                  r["event_time"] = env.getEventTime();
                                  r["source_position"] = env.getSourcePosition();
                                  r["attempt"] = env.getAttempt();
-                                 r["payload"] = payload_of(*s.app, edge, env);
+                                 r["payload"] = payload_of(payload, enc ? &*enc : nullptr, env);
                                }
                                records.push_back(std::move(r));
                                return true;
@@ -182,7 +176,7 @@ op_result requeue_dead_letters(admin_state& s, const std::string& stage, std::ve
     uint32_t parts = std::max<uint32_t>(1, s.db->layout().edges[*edge].partitions);
     delta->add_output(*edge, std::min(dl.getPartition(), parts - 1), rec);
   }
-  if (auto err = commit(s, delta))
+  if (auto err = s.commit(delta))
     return op_failure(code_of(*err) == errc::not_found ? 404 : 500, describe(*err));
   return op_answer(200, json{{"stage", stage}, {retry ? "retried" : "purged", ids.size()}, {"ids", ids}});
 }

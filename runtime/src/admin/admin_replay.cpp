@@ -126,18 +126,13 @@ op_result replay_stage(admin_state& s, const std::string& stage, uint64_t from,
   delta->stage = *s.db->find_stage(stage);
   for (const auto& mv : moves)
     delta->cursors.push_back({mv.e, *s.db->find_group(mv.e, stage), mv.p, mv.to, mv.bytes});
-  caf::scoped_actor self{*s.sys};
-  std::optional<caf::error> failed;
-  self->request(s.writer(), std::chrono::seconds(60), admin_atom::value, delta)
-    .receive([](caf::ok_atom) {}, [&](caf::error& err) { failed = err; });
-  if (failed) {
+  if (auto failed = s.commit(delta)) {
     restore();
     return op_failure(500, "the cursors could not be moved: " + describe(*failed));
   }
-  // Each worker reads its cursors again; one that cannot (it is being restarted) reads them at
-  // its start anyway.
-  // A worker that cannot (it has a step in flight after all) is restarted instead: it reads
-  // them at its start.
+  // Each worker reads its cursors again. One that cannot (it has a step in flight after all) is
+  // restarted instead, and reads them at its start; one being restarted reads them anyway.
+  caf::scoped_actor self{*s.sys};
   for (uint32_t w = 0; w < m->workers.size(); ++w)
     if (auto a = s.worker_actor(stage, w)) {
       bool reloaded = false;

@@ -1,5 +1,7 @@
 #include "admin/admin_state.hpp"
 
+#include "writer/writer.hpp"
+
 #include <caf/all.hpp>
 
 #include <algorithm>
@@ -26,6 +28,14 @@ caf::actor child_of(caf::actor_system& sys, const caf::actor& sup, const std::st
 }
 
 } // namespace
+
+std::optional<caf::error> admin_state::commit(const std::shared_ptr<step_delta>& delta) const {
+  caf::scoped_actor self{*sys};
+  std::optional<caf::error> failed;
+  self->request(writer(), std::chrono::seconds(60), admin_atom::value, delta)
+    .receive([](caf::ok_atom) {}, [&](caf::error& err) { failed = err; });
+  return failed;
+}
 
 caf::actor admin_state::worker_actor(const std::string& stage, uint32_t index) const {
   auto sup = child_of(*sys, root(), "stage " + stage);

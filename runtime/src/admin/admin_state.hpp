@@ -38,6 +38,8 @@ struct admin_state {
   void set_actors(caf::actor root, caf::actor writer);
   caf::actor root() const;
   caf::actor writer() const;
+  // Commits an operator's delta through the writer (admin_atom); the writer's error, if any.
+  std::optional<caf::error> commit(const std::shared_ptr<step_delta>& delta) const;
   // Worker `index` of `stage` as it runs now (asked of the supervisors); invalid while it is down.
   caf::actor worker_actor(const std::string& stage, uint32_t index) const;
 
