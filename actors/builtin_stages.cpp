@@ -4,6 +4,7 @@
 
 #include "dir_source.hpp"
 #include "generator.hpp"
+#include "http_source.hpp"
 #include "jsonl_sink.hpp"
 #include "jsonl_source.hpp"
 #include "mapreduce.hpp"
@@ -27,6 +28,12 @@ void register_builtin_stages(registry& reg) {
     .needs_payload_struct()
     .reads_paths({"path"})
     .params({"pattern", "path_field", "name_field"});
+  reg.add_source<http_source>("http_source")
+    .needs_payload_struct()
+    .single_worker()
+    .params({"address", "path", "token", "max_body_bytes", "full_wait", "commit_timeout",
+             "max_waiting_records", "idempotency_window", "max_connections", "required", "key",
+             "id_field", "unknown_fields"});
   reg.add_source<generator>("generator").params({"count", "rate", "payload_size"});
   reg.add_sink<jsonl_sink>("jsonl_sink")
     .needs_payload_struct()

@@ -86,9 +86,12 @@ inline void append_line(const std::string& path, const std::string& line) {
 // Used from the test's one thread only.
 class troupe_process {
 public:
-  troupe_process(const std::string& app, const std::string& data_dir, const std::string& log) {
-    std::string exe = std::string(TROUPE_BIN_DIR) + "/troupe";
-    std::vector<std::string> args{exe, "run", app, "--data-dir", data_dir};
+  troupe_process(const std::string& app, const std::string& data_dir, const std::string& log)
+      : troupe_process({std::string(TROUPE_BIN_DIR) + "/troupe", "run", app, "--data-dir", data_dir},
+                       log) {}
+  // Any program (args[0] a path), the same way: for the clients a test runs beside a node.
+  troupe_process(std::vector<std::string> args, const std::string& log) {
+    std::string exe = args.at(0);
     std::vector<std::string> env{std::string("TROUPE_PLUGIN_PATH=") + TROUPE_PLUGIN_DIR};
     for (char** e = environ; *e; ++e)
       if (std::strncmp(*e, "TROUPE_PLUGIN_PATH=", 19) != 0)

@@ -108,6 +108,11 @@ public:
   record_builder& source_position(uint64_t position);
   record_builder& header(std::string_view name, std::string_view value);
 
+  // The id the record gets: its origin (this stage, or the partition of it that numbers it) and
+  // its sequence number there, as record::origin() and record::seq() will read them downstream.
+  std::string_view origin() const;
+  uint64_t seq() const;
+
   // Initialises the payload as the generated type T. Throws std::invalid_argument, naming both,
   // when the port's edge carries another struct.
   template <class T>
@@ -189,6 +194,20 @@ public:
   // The state of one of the partitions this worker owns (partitions()), without a record in
   // hand: for stage::drained. std::invalid_argument for a partition it does not own.
   state_store partition_state(uint32_t partition);
+
+  // Runs `done` on this worker's thread once the step in hand has committed (at `sync`: once it
+  // is on disk), after the hooks of its earlier steps; never when the step does not commit (its
+  // code threw, or the worker died first: its successor starts from what did commit). For
+  // answering whoever handed the step its input (an HTTP client waiting for its ack). A step
+  // that emits and writes nothing but has a hook still commits, in order, to run it.
+  void on_commit(std::function<void()> done);
+  // A handle any thread may call, as often as it likes, to cut short the wait of a source that
+  // returned produce_result::idle: its next produce() starts at once (a no-op otherwise, and
+  // once the worker is gone). For a source fed by threads of its own (a server).
+  std::function<void()> waker() const;
+  // A line in the node's log, from this stage and worker.
+  void log_info(std::string_view message) const;
+  void log_warn(std::string_view message) const;
 
   std::string_view stage_name() const;
   unsigned worker() const;         // 0..workers-1

@@ -75,6 +75,7 @@ void init(self_ptr self) {
   step.bind_payloads(*st.node->app, cfg);
   step.reader = st.reader.get();
   step.in_flight = &st.overlays;
+  step.self = self->address();
   step.origins.assign(st.spec.partitions, std::string{});
   step.next_id.assign(st.spec.partitions, 0);
   bool all_done = true;
@@ -209,7 +210,7 @@ caf::behavior stage_worker(self_ptr self, std::shared_ptr<const node_context> no
         }
         if (st.metrics)
           st.metrics->set_state(worker_run_state::running);
-        if (!st.delta->empty()) // open() wrote state: it commits first
+        if (!st.delta->empty() || !st.step.commit_hooks.empty()) // open()'s writes commit first
           send_step(self, false);
         schedule_step(self);
       },
@@ -220,6 +221,10 @@ caf::behavior stage_worker(self_ptr self, std::shared_ptr<const node_context> no
         run_step(self);
     },
     [=](resend_atom) { resend(self); },
+    [=](poke_atom) {
+      if (self->state.at == phase::polling)
+        schedule_step(self);
+    },
     [=](wake_atom) {
       auto& st = self->state;
       if (st.resend_pending) // there may be room now: send the refused steps again at once

@@ -7,6 +7,9 @@
 
 #include <troupe/partition.hpp>
 
+#include <caf/actor_cast.hpp>
+#include <caf/send.hpp>
+
 #include <capnp/dynamic.h>
 #include <xxhash.h>
 
@@ -101,6 +104,12 @@ record_builder& record_builder::source_position(uint64_t position) {
 record_builder& record_builder::header(std::string_view name, std::string_view value) {
   step_->add_header(name, value);
   return *this;
+}
+std::string_view record_builder::origin() const {
+  return step_->pending_origin();
+}
+uint64_t record_builder::seq() const {
+  return step_->pending_seq();
 }
 capnp::AnyPointer::Builder record_builder::payload_any() {
   return step_->pending_envelope().getPayload();
@@ -216,6 +225,32 @@ void context::dead_letter_raw(std::string_view what, uint64_t position, std::str
   info.source_position = position;
   info.record = raw;
   step_->delta->dead.push_back({detail::make_dead_letter(info)});
+}
+
+void context::on_commit(std::function<void()> done) {
+  if (done)
+    step_->commit_hooks.push_back(std::move(done));
+}
+
+std::function<void()> context::waker() const {
+  return [addr = step_->self] {
+    if (auto worker = caf::actor_cast<caf::actor>(addr))
+      caf::anon_send(worker, detail::poke_atom::value);
+  };
+}
+
+namespace {
+std::string who(const detail::step_impl& step) { // as the worker's own log lines name it
+  return "stage " + step.stage_name +
+         (step.workers > 1 ? "/" + std::to_string(step.worker) : std::string{});
+}
+} // namespace
+
+void context::log_info(std::string_view message) const {
+  log_event(log_level::info, who(*step_), std::string{message});
+}
+void context::log_warn(std::string_view message) const {
+  log_event(log_level::warn, who(*step_), std::string{message});
 }
 
 std::string_view context::stage_name() const {

@@ -52,6 +52,7 @@ void step_impl::begin(step_delta& d) {
   delta->stage = stage;
   delta->worker = worker;
   overlay.clear();
+  commit_hooks.clear();
   current = nullptr;
   store_error = caf::error{};
   first_id = next_id;
@@ -62,6 +63,7 @@ void step_impl::abandon() {
   if (delta)
     delta->clear();
   overlay.clear();
+  commit_hooks.clear();
   next_id = first_id;
   current = nullptr;
 }
@@ -147,6 +149,18 @@ partition_id output_partition(schema::Envelope::Reader env, uint64_t seq, uint32
                       : partition_of_keyless(seq, partitions);
 }
 } // namespace
+
+std::string_view step_impl::pending_origin() const {
+  if (!out->message)
+    throw std::logic_error("record_builder used after the next emit or after the step");
+  return origins[out->id_partition];
+}
+
+uint64_t step_impl::pending_seq() const {
+  if (!out->message)
+    throw std::logic_error("record_builder used after the next emit or after the step");
+  return next_id[out->id_partition]; // flush_pending numbers it so
+}
 
 void step_impl::flush_pending() {
   if (!out->message)

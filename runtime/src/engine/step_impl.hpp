@@ -15,7 +15,11 @@
 
 #include <capnp/message.h>
 
+#include <caf/actor_addr.hpp>
+#include <caf/atom.hpp>
+
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -26,6 +30,9 @@
 namespace troupe::detail {
 
 struct step_impl;
+
+// Sent by context::waker to a polling source.
+using poke_atom = caf::atom_constant<caf::atom("poke")>;
 
 inline std::string_view view(capnp::Text::Reader t) { return {t.cStr(), t.size()}; }
 inline std::string_view view(capnp::Data::Reader d) {
@@ -141,6 +148,10 @@ struct step_impl {
   // The record in hand (the last one handed out), for the key, time and partition of emits.
   mutable const record_impl* current = nullptr;
   state_overlay overlay;
+  std::vector<std::function<void()>> commit_hooks; // context::on_commit, of this step
+
+  // The worker's actor, for context::waker (a weak handle: a waker outlives nothing).
+  caf::actor_addr self;
 
   step_impl();
   ~step_impl();
@@ -160,6 +171,8 @@ struct step_impl {
   capnp::MessageBuilder& pending_message();
   schema::Envelope::Builder pending_envelope();
   void flush_pending();
+  std::string_view pending_origin() const; // of the output being built
+  uint64_t pending_seq() const;
   void add_header(std::string_view name, std::string_view value); // to the output being built
   void discard_pending(); // drops the output being built (its payload was refused)
   edge_id port(std::string_view name) const; // throws std::invalid_argument

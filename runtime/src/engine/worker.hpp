@@ -27,7 +27,8 @@ enum class phase {
   starting,  // waiting for the barrier
   ready,     // a step message is on its way
   idle,      // nothing to read: a wake message starts the next step
-  delaying,  // a timer starts the next step (a partial batch, an idle source, a retry)
+  delaying,  // a timer starts the next step (a partial batch, a retry, a pause)
+  polling,   // an idle source: its timer or its waker (context::waker) starts the next step
   waiting,   // too many steps in flight, a marker to commit, or a resend pending
 };
 
@@ -42,6 +43,7 @@ struct sent_step {
   std::vector<lease_move> moves; // and the cursor moves it carries
   uint64_t records_in = 0;     // records it consumes (for the metrics)
   std::chrono::steady_clock::time_point started; // when its step began
+  std::vector<std::function<void()>> hooks; // context::on_commit: run when it is acknowledged
 };
 
 // Where a worker starts, as its crash marker records it: the fingerprint of its positions, how

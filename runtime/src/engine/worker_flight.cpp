@@ -18,6 +18,20 @@ namespace troupe::detail {
 
 namespace {
 
+// A hook that throws must not take the worker down with a committed step behind it: it is logged.
+void run_hooks(worker_state& st, sent_step& step) {
+  auto hooks = std::move(step.hooks);
+  for (auto& hook : hooks) {
+    try {
+      hook();
+    } catch (const std::exception& e) {
+      log_event(log_level::warn, st.who, std::string{"an on_commit hook threw: "} + e.what());
+    } catch (...) {
+      log_event(log_level::warn, st.who, "an on_commit hook threw an unknown exception");
+    }
+  }
+}
+
 void on_acked(self_ptr self, uint64_t step) {
   auto& st = self->state;
   sent_step* entry = nullptr;
@@ -45,6 +59,7 @@ void on_acked(self_ptr self, uint64_t step) {
   }
   if (entry->marker)
     st.marker_settled = true;
+  run_hooks(st, *entry);
   if (st.finishing || st.stopping) {
     if (unacked(st) > 0)
       return; // the last acknowledgement ends the worker
@@ -126,7 +141,8 @@ void send_step(self_ptr self, bool finishing, bool marker) {
   for (size_t i = 0; i < st.batch_end.size() && i < st.sent.size(); ++i)
     records_in += st.batch_end[i].next - st.sent[i].next;
   st.flight.push_back({delta, st.batch_end, false, finishing, marker, {}, {}, records_in,
-                       st.step_started});
+                       st.step_started, std::move(st.step.commit_hooks)});
+  st.step.commit_hooks.clear();
   st.overlays.emplace_back();
   st.overlays.back().swap(st.step.overlay);
   st.sent = st.batch_end;

@@ -195,13 +195,15 @@ void run_source_step(self_ptr self) {
     st.at = phase::waiting;
     return;
   }
-  if (!st.delta->empty()) {
+  bool sent = !st.delta->empty() || !st.step.commit_hooks.empty();
+  if (sent)
     send_step(self, false);
-    schedule_step(self, result.what == produce_result::kind::idle ? idle
-                                                                   : std::chrono::milliseconds{0});
+  if (result.what == produce_result::kind::idle) {
+    schedule_step(self, idle);
+    st.at = phase::polling; // its waker may start the next step sooner
     return;
   }
-  schedule_step(self, result.what == produce_result::kind::idle ? idle : std::chrono::milliseconds{1});
+  schedule_step(self, std::chrono::milliseconds{sent ? 0 : 1});
 }
 
 } // namespace
