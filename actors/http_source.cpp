@@ -241,6 +241,7 @@ void http_source::open(context& ctx) {
   http.new_task_queue = [cfg] { return new httplib::ThreadPool(cfg->connections); };
   http.set_payload_max_length(cfg->max_body);
   http.set_keep_alive_max_count(1000);
+  http.set_tcp_nodelay(true); // an answer is one small write: never hold it back (Nagle)
   // An idle keep-alive connection holds one of the pool's threads, and a stop waits for them.
   http.set_keep_alive_timeout(1);
   // SO_REUSEADDR only (httplib's default adds SO_REUSEPORT, with which two nodes could share a

@@ -105,7 +105,7 @@ std::string lines(std::initializer_list<std::pair<uint64_t, const char*>> record
 
 } // namespace
 
-TEST_CASE("http_source answers once a body is committed, and refuses what it cannot take whole",
+TEST_CASE("http_source answers once a body is committed and refuses what it cannot take whole",
           "[e2e][http]") {
   node_under_test t;
   t.start(app_yaml(t.port, ", token: t0k, id_field: id, max_body_bytes: 4096"));
@@ -203,7 +203,7 @@ TEST_CASE("http_source answers once a body is committed, and refuses what it can
   CHECK(out.at(21).first == "once");
 }
 
-TEST_CASE("http_source under backpressure: 503 with Retry-After, and nothing of it committed",
+TEST_CASE("http_source under backpressure: 503 with Retry-After and nothing of it committed",
           "[e2e][http]") {
   node_under_test t;
   // A small edge and a small waiting room; the sink is paused, so the edge fills up.
