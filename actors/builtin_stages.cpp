@@ -9,6 +9,8 @@
 #include "jsonl_source.hpp"
 #include "mapreduce.hpp"
 #include "routing.hpp"
+#include "sequence.hpp"
+#include "window.hpp"
 #include "work_queue.hpp"
 
 namespace troupe {
@@ -42,6 +44,8 @@ void register_builtin_stages(registry& reg) {
     .blocking()
     .single_worker();
   register_routing_stages(reg);
+  register_sequence_stage(reg);
+  register_window_stage(reg);
   register_mapreduce_stages(reg);
   register_work_queue(reg);
 }

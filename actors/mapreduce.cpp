@@ -8,69 +8,6 @@ namespace troupe {
 
 namespace {
 
-capnp::StructSchema output_struct(const params& p, const char* who) {
-  auto s = p.output_schema("out");
-  if (!s)
-    p.fail("type", std::string(who) + " builds records, so its output edge must carry a struct "
-                                      "(edges.<edge>.type, or schema.payload)");
-  return *s;
-}
-
-bool is_integer_type(capnp::Type t) { return is_integer(t.which()); }
-
-bool is_float(capnp::Type t) {
-  return t.which() == capnp::schema::Type::FLOAT32 || t.which() == capnp::schema::Type::FLOAT64;
-}
-
-// A top-level field of `s` named by the param `key` (default `fallback`), of a type `fits` accepts.
-capnp::StructSchema::Field field_param(const params& p, capnp::StructSchema s, const std::string& key,
-                                       const std::string& fallback, bool (*fits)(capnp::Type),
-                                       const char* wanted) {
-  auto name = p.get_string(key, fallback);
-  auto f = s.findFieldByName(name);
-  if (f == nullptr)
-    p.fail(key, std::string(s.getShortDisplayName().cStr()) + " has no field '" + name +
-                  "' (set " + key + ")");
-  auto field = *kj::_::readMaybe(f);
-  if (!fits(field.getType()))
-    p.fail(key, "'" + name + "' must be " + wanted);
-  return field;
-}
-
-bool is_text(capnp::Type t) { return t.which() == capnp::schema::Type::TEXT; }
-bool is_number(capnp::Type t) { return is_integer_type(t) || is_float(t); }
-
-// Aggregates in state: 8 bytes (an int64 or a double), or 16 for avg (sum, count).
-struct aggregate {
-  int64_t i = 0;
-  double f = 0;
-  uint64_t n = 0;
-};
-
-std::string encode(const aggregate& a, bool integral, bool avg) {
-  std::string out(avg ? 16 : 8, '\0');
-  if (integral)
-    std::memcpy(&out[0], &a.i, 8);
-  else
-    std::memcpy(&out[0], &a.f, 8);
-  if (avg)
-    std::memcpy(&out[8], &a.n, 8);
-  return out;
-}
-
-std::optional<aggregate> decode(const std::optional<std::string>& v, bool integral, bool avg) {
-  if (!v || v->size() != (avg ? 16u : 8u))
-    return std::nullopt;
-  aggregate a;
-  if (integral)
-    std::memcpy(&a.i, v->data(), 8);
-  else
-    std::memcpy(&a.f, v->data(), 8);
-  if (avg)
-    std::memcpy(&a.n, v->data() + 8, 8);
-  return a;
-}
-
 // A reducer's state, per partition: "v" + key -> the aggregate, "#at" -> the last key emitted
 // while draining, "#done" once the partition's totals are all out. "u" sorts just before every
 // "v" key: the scan starts after it.
@@ -100,7 +37,7 @@ tokenize::tokenize(const params& p)
   if (text_.type().which() != capnp::schema::Type::TEXT)
     p.fail("field", "'" + text_.text() + "' must be a Text field");
   auto out = output_struct(p, "tokenize");
-  word_field_ = field_param(p, out, "word_field", "word", is_text, "a Text field");
+  word_field_ = field_param(p, out, "word_field", "word", is_text_type, "a Text field");
   count_field_ = field_param(p, out, "count_field", "count", is_integer_type, "an integer field");
 }
 
@@ -159,36 +96,13 @@ void tokenize::process_batch(context& ctx, const batch& records) {
 
 // -- reduce -------------------------------------------------------------------------------------
 
-reduce::reduce(const params& p) : per_step_(p.get_u64("emit_per_step", 1024)) {
-  auto name = p.get_string("op");
-  if (name == "count") op_ = op::count;
-  else if (name == "sum") op_ = op::sum;
-  else if (name == "min") op_ = op::min;
-  else if (name == "max") op_ = op::max;
-  else if (name == "avg") op_ = op::avg;
-  else p.fail("op", "expected count, sum, min, max or avg, found '" + name + "'");
+reduce::reduce(const params& p)
+    : agg_(p, "reduce", output_struct(p, "reduce"), false),
+      key_field_(field_param(p, output_struct(p, "reduce"), "key_field", "key", is_text_type,
+                             "a Text field")),
+      per_step_(p.get_u64("emit_per_step", 1024)) {
   if (per_step_ == 0)
     p.fail("emit_per_step", "must be at least 1");
-  if (op_ != op::count) {
-    if (!p.has("field"))
-      p.fail("op", "'" + name + "' folds a field: set field: <path>");
-    try {
-      value_.emplace(input_struct(p, "reduce"), p.get_string("field"));
-    } catch (const std::invalid_argument& e) {
-      p.fail("field", e.what());
-    }
-    if (!is_number(value_->type()))
-      p.fail("field", "'" + value_->text() + "' must be a number field to " + name);
-    int_fold_ = is_integer_type(value_->type());
-  } else {
-    int_fold_ = true;
-  }
-  integral_ = int_fold_ && op_ != op::avg;
-  auto out = output_struct(p, "reduce");
-  key_field_ = field_param(p, out, "key_field", "key", is_text, "a Text field");
-  value_field_ = field_param(p, out, "value_field", "value",
-                             integral_ ? is_number : is_float,
-                             integral_ ? "a number field" : "a Float32 or Float64 field");
 }
 
 void reduce::process(context& ctx, const record& r) {
@@ -196,49 +110,18 @@ void reduce::process(context& ctx, const record& r) {
     ctx.dead_letter(r, "reduce: the record has no key (reduce folds records by key)");
     return;
   }
-  bool avg = op_ == op::avg;
   std::string key = value_prefix + std::string(r.key());
   auto state = ctx.state();
-  auto had = decode(state.get(key), int_fold_, avg);
-  aggregate a = had.value_or(aggregate{});
-  if (op_ == op::count) {
-    ++a.i;
-  } else {
-    auto v = value_->read(r.payload_any().getAs<capnp::AnyStruct>());
-    if (!v) {
-      ctx.dead_letter(r, "reduce: the record has no field '" + value_->text() + "'");
-      return;
-    }
-    if (int_fold_) { // exactly, in 64-bit signed integers; what does not fit is refused
-      if (v->k == field_value::kind::unsigned_integer && v->u > uint64_t(INT64_MAX)) {
-        ctx.dead_letter(r, "reduce: " + value_->text() + " = " + std::to_string(v->u) +
-                             " does not fit a 64-bit signed integer");
-        return;
-      }
-      int64_t x = v->k == field_value::kind::unsigned_integer ? static_cast<int64_t>(v->u) : v->i;
-      bool adds = op_ == op::sum || op_ == op::avg;
-      int64_t sum = 0;
-      if (had && adds && __builtin_add_overflow(a.i, x, &sum)) {
-        ctx.dead_letter(r, "reduce: adding " + std::to_string(x) + " to the " + (avg ? "sum" : "total") +
-                             " of key '" + std::string(r.key()) + "' (" + std::to_string(a.i) +
-                             ") overflows a 64-bit signed integer");
-        return;
-      }
-      a.i = !had ? x : adds ? sum : op_ == op::min ? std::min(a.i, x) : std::max(a.i, x);
-      ++a.n;
-    } else {
-      double x = v->k == field_value::kind::floating ? v->f
-                 : v->k == field_value::kind::unsigned_integer ? static_cast<double>(v->u)
-                                                               : static_cast<double>(v->i);
-      a.f = !had ? x : op_ == op::min ? std::min(a.f, x) : op_ == op::max ? std::max(a.f, x) : a.f + x;
-      ++a.n;
-    }
+  auto acc = state.get(key).value_or(std::string{});
+  auto why = agg_.fold(acc, r, r.key());
+  if (!why.empty()) {
+    ctx.dead_letter(r, "reduce: " + why);
+    return;
   }
-  state.put(key, encode(a, int_fold_, avg));
+  state.put(key, acc);
 }
 
 bool reduce::drained(context& ctx) {
-  bool avg = op_ == op::avg;
   for (auto p : ctx.partitions()) {
     auto state = ctx.partition_state(p);
     if (state.get("#done"))
@@ -251,22 +134,12 @@ bool reduce::drained(context& ctx) {
         more = false;
         break;
       }
-      auto a = decode(v, int_fold_, avg);
-      if (!a)
-        throw std::logic_error("reduce: the state of key '" + k.substr(1) + "' is not an aggregate");
       auto key = k.substr(1);
       auto out = ctx.emit("out");
       out.key(key);
       auto b = out.init_payload_dynamic();
       b.set(key_field_, capnp::Text::Reader(key.c_str(), key.size()));
-      if (integral_)
-        b.set(value_field_, a->i);
-      else if (avg && int_fold_) // an exact integer sum, divided once
-        b.set(value_field_, a->n ? static_cast<double>(static_cast<long double>(a->i) /
-                                                       static_cast<long double>(a->n))
-                                 : 0.0);
-      else
-        b.set(value_field_, avg ? (a->n ? a->f / static_cast<double>(a->n) : 0.0) : a->f);
+      agg_.write(b, v);
       at = k;
     }
     state.put("#at", at);

@@ -6,6 +6,7 @@
 // one record per key once its input has ended (stage::drained), in bounded steps.
 #pragma once
 
+#include "aggregate.hpp"
 #include "field_path.hpp"
 
 #include <troupe/stage.hpp>
@@ -33,17 +34,13 @@ private:
 
 class reduce : public stage {
 public:
-  enum class op { count, sum, min, max, avg };
   explicit reduce(const params& p);
   void process(context& ctx, const record& r) override;
   bool drained(context& ctx) override;
 
 private:
-  op op_;
-  std::optional<field_path> value_;  // what sum, min, max and avg fold
-  bool int_fold_ = false;            // folding integers exactly (int64), else doubles
-  bool integral_ = false;            // and the result is one (not an avg)
-  capnp::StructSchema::Field key_field_, value_field_;
+  aggregator agg_;
+  capnp::StructSchema::Field key_field_;
   size_t per_step_;
 };
 

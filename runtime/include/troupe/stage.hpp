@@ -174,6 +174,13 @@ public:
   // Passes a record on unchanged (same id, key, headers and payload bytes). Throws
   // std::invalid_argument when the record's edge and the port's edge carry different structs.
   void forward(std::string_view port, const record& r);
+  // A record a stage kept in its state to pass on later (a reordering or batching stage): its
+  // bytes as record::bytes() gave them, and the edge it was read from (record::input()). Read
+  // it, or forward it: it goes on unchanged, with its id. Its partition and position read 0, and
+  // it is not the record in hand (state() and emit's defaults do not change). Valid until the
+  // next call of restore or the end of the step; `bytes` must outlive it. Bytes that do not
+  // decode throw std::invalid_argument when read.
+  record restore(std::string_view input, std::string_view bytes);
   // Sends a record to this stage's dead-letter log with a reason, and goes on.
   void dead_letter(const record& r, std::string_view reason);
   // Dead-letters raw input that never became a record (a malformed line, say).
@@ -205,6 +212,14 @@ public:
   // returned produce_result::idle: its next produce() starts at once (a no-op otherwise, and
   // once the worker is gone). For a source fed by threads of its own (a server).
   std::function<void()> waker() const;
+  // Asks for a call to stage::on_timer once the wall clock reaches `at_ms` (ms since the Unix
+  // epoch; a time already past means at once). A worker holds one wake-up, the earliest asked
+  // for; a request counts only if its step commits (or it was made in open()). Wake-ups live in
+  // memory: keep your deadlines in state and ask again in open(). Then a restart loses none, and
+  // a deadline that a committed step consumed fires no more.
+  void wake_at(int64_t at_ms);
+  // The wall clock, in ms since the Unix epoch.
+  static int64_t now_ms();
   // A line in the node's log, from this stage and worker.
   void log_info(std::string_view message) const;
   void log_warn(std::string_view message) const;
@@ -265,6 +280,12 @@ public:
   // state to resume after a crash. A worker reaches its own partitions with
   // ctx.partitions() and ctx.partition_state(p). The default emits nothing.
   virtual bool drained(context& ctx);
+  // Called in a step of its own, with no record in hand, once a wake-up asked for with
+  // context::wake_at is due (`now_ms`: the wall clock then), whether or not records are
+  // arriving. Emit, forward nothing (there is no record), write state as in process; reach the
+  // worker's partitions with ctx.partitions() and ctx.partition_state(p), and ask for the next
+  // wake-up. A throw fails the step like one of drained(). The default does nothing.
+  virtual void on_timer(context& ctx, int64_t now_ms);
   // For a stage whose type leases its items (stage_type::leases): the item's priority, higher
   // first. Called once per record as it arrives, on any worker's object, with no step around it
   // (no context): read the record only. A throw dead-letters the record with its message. The

@@ -62,6 +62,9 @@ struct stage_type {
   // Records leave unchanged (ctx.forward): an output edge that names no struct carries the one
   // its inputs carry, and one that names a struct must name theirs.
   bool passes_through = false;
+  // Of those, the ports that emit records of their own instead (a report, such as a sequence's
+  // missing ranges): their edges carry whatever struct they name.
+  std::vector<std::string> own_records;
   // The struct the stage reads from every input, and the struct each port emits, as the
   // stage's generated C++ types name them; absent: any struct (a schema-agnostic stage).
   std::optional<capnp::StructSchema> reads;
@@ -97,7 +100,8 @@ public:
   stage_type_builder& single_worker();
   stage_type_builder& leases();
   stage_type_builder& needs_payload_struct();
-  stage_type_builder& passes_through();
+  // `except`: ports that emit records of their own (stage_type::own_records).
+  stage_type_builder& passes_through(std::vector<std::string> except = {});
 
   // The struct the stage reads (T is a generated type, e.g. quickstart::Order).
   template <class T>

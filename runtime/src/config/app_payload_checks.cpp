@@ -12,6 +12,7 @@
 // carry, and must get the same struct on every input and output.
 #include "config/app_loader.hpp"
 
+#include <algorithm>
 #include <map>
 
 namespace troupe::detail {
@@ -20,6 +21,10 @@ namespace {
 
 bool same(capnp::StructSchema a, capnp::StructSchema b) {
   return a.getProto().getId() == b.getProto().getId();
+}
+
+bool own_records(const stage_type& t, const std::string& port) {
+  return std::find(t.own_records.begin(), t.own_records.end(), port) != t.own_records.end();
 }
 
 } // namespace
@@ -91,7 +96,7 @@ void app_loader::check_payloads() {
       carries.emplace(edge, *declared);
     else if (emitted)
       carries.emplace(edge, carried{*emitted, "as " + port_text + " emits"});
-    else if (t && t->passes_through)
+    else if (t && t->passes_through && !own_records(*t, *p.port))
       inherited.push_back(edge);
   }
   // Through chains of pass-through stages, upstream first: the graph has no cycle, so each round
@@ -150,7 +155,8 @@ void app_loader::check_payloads() {
       for (const auto& in : s.inputs)
         mismatch(in);
       for (const auto& out : s.outputs)
-        mismatch(out.second);
+        if (!own_records(*t, out.first))
+          mismatch(out.second);
     }
     for (const auto& in : s.inputs) {
       auto c = carries.find(in.edge);

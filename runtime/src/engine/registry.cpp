@@ -120,10 +120,11 @@ stage_type_builder& stage_type_builder::needs_payload_struct() {
   return *this;
 }
 
-stage_type_builder& stage_type_builder::passes_through() {
+stage_type_builder& stage_type_builder::passes_through(std::vector<std::string> except) {
   if (type_->kind != stage_kind::op)
     refuse(*type_, "only an operator passes records through");
   type_->passes_through = true;
+  type_->own_records = std::move(except);
   return *this;
 }
 

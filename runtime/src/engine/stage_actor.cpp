@@ -136,6 +136,7 @@ void init(self_ptr self) {
     return;
   }
   st.code->open(ctx);
+  take_wake_request(st);
   step.finish();
 }
 
@@ -221,6 +222,17 @@ caf::behavior stage_worker(self_ptr self, std::shared_ptr<const node_context> no
         run_step(self);
     },
     [=](resend_atom) { resend(self); },
+    [=](timer_atom, int64_t at) {
+      auto& st = self->state;
+      if (st.timer_sent_for == at)
+        st.timer_sent_for = 0;
+      if (st.at != phase::idle || st.timer_at == 0)
+        return;
+      if (st.timer_at <= context::now_ms())
+        schedule_step(self);
+      else
+        arm_timer(self); // the clocks differ by a hair: wait the rest
+    },
     [=](poke_atom) {
       if (self->state.at == phase::polling)
         schedule_step(self);

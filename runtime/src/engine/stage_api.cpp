@@ -13,6 +13,7 @@
 #include <capnp/dynamic.h>
 #include <xxhash.h>
 
+#include <chrono>
 #include <cstring>
 #include <new>
 #include <algorithm>
@@ -194,6 +195,18 @@ void context::forward(std::string_view port, const record& r) {
   step_->add_forward(step_->port(port), *r.impl_);
 }
 
+record context::restore(std::string_view input, std::string_view bytes) {
+  auto& r = step_->restored;
+  step_->restored_decoder.reset();
+  step_->restored_input.assign(input.data(), input.size());
+  r = detail::record_impl{};
+  r.bytes = bytes;
+  r.input = &step_->restored_input;
+  r.decoder = &step_->restored_decoder;
+  r.step = step_;
+  return record{r};
+}
+
 void context::dead_letter(const record& r, std::string_view reason) {
   auto facts = r.impl_->describe_for_dead_letter(); // also for a record that does not decode
   log_event(log_level::warn, "stage " + step_->stage_name,
@@ -237,6 +250,17 @@ std::function<void()> context::waker() const {
     if (auto worker = caf::actor_cast<caf::actor>(addr))
       caf::anon_send(worker, detail::poke_atom::value);
   };
+}
+
+void context::wake_at(int64_t at_ms) {
+  auto at = std::max<int64_t>(1, at_ms);
+  auto& w = step_->wake_request;
+  w = w == 0 ? at : std::min(w, at);
+}
+
+int64_t context::now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
 namespace {
@@ -290,6 +314,8 @@ stage_base::~stage_base() = default;
 bool stage::drained(context&) { return true; }
 
 int64_t stage::priority(const record&) { return 0; }
+
+void stage::on_timer(context&, int64_t) {}
 
 void stage::process(context&, const record&) {
   throw std::logic_error("stage overrides neither process nor process_batch");

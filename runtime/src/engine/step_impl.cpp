@@ -53,6 +53,7 @@ void step_impl::begin(step_delta& d) {
   delta->worker = worker;
   overlay.clear();
   commit_hooks.clear();
+  wake_request = 0;
   current = nullptr;
   store_error = caf::error{};
   first_id = next_id;
@@ -64,6 +65,7 @@ void step_impl::abandon() {
     delta->clear();
   overlay.clear();
   commit_hooks.clear();
+  wake_request = 0;
   next_id = first_id;
   current = nullptr;
 }

@@ -149,6 +149,11 @@ struct step_impl {
   mutable const record_impl* current = nullptr;
   state_overlay overlay;
   std::vector<std::function<void()>> commit_hooks; // context::on_commit, of this step
+  int64_t wake_request = 0; // context::wake_at of this step: the earliest, 0 for none
+  // context::restore: the record it hands out, the edge it names and its decoder.
+  record_impl restored;
+  std::string restored_input;
+  envelope_decoder restored_decoder;
 
   // The worker's actor, for context::waker (a weak handle: a waker outlives nothing).
   caf::actor_addr self;

@@ -112,6 +112,12 @@ struct worker_state {
   bool stopping = false;
   uint32_t transient_failures = 0;
 
+  // The wake-up the stage asked for (context::wake_at), wall-clock ms, 0 for none; a step runs
+  // stage::on_timer once it is due. An idle worker has a timer message on its way for it.
+  int64_t timer_at = 0;
+  int64_t timer_sent_for = 0; // the wake-up the timer message on its way is for
+  bool in_timer = false;      // the step in hand runs on_timer
+
   // Crash protection (see stage_actor.hpp).
   std::optional<crash_marker> found_marker; // as loaded at start
   bool marker_settled = false;              // this start's marker is committed (or not needed)
@@ -126,6 +132,7 @@ struct worker_state {
 
 using self_ptr = caf::stateful_actor<worker_state>*;
 using step_atom = caf::atom_constant<caf::atom("step")>;
+using timer_atom = caf::atom_constant<caf::atom("timer")>;
 
 // worker_input.cpp
 caf::error read_batch(worker_state& st, size_t max, const std::vector<cursor_pos>* below);
@@ -161,6 +168,10 @@ void finish_drained(self_ptr self);
 // finished, stop if one failed, else wait idle for the writer's wake.
 void after_input_drained(self_ptr self, const char* consumed);
 void stop_for_good(self_ptr self);
+// Keeps the wake-up a committed step (or open()) asked for.
+void take_wake_request(worker_state& st);
+// An idle worker with a wake-up sends itself a timer message for it.
+void arm_timer(self_ptr self);
 void run_step(self_ptr self);
 void schedule_step(self_ptr self, std::chrono::milliseconds delay = std::chrono::milliseconds{0});
 // How often a paused worker looks whether it was resumed.

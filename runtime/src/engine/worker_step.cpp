@@ -88,9 +88,10 @@ void on_step_failure(self_ptr self, const std::string& what) {
   }
   ++st.failures;
   const auto max = st.spec.config->retry.max_attempts;
-  if (st.src || st.records.empty()) { // a source, or drained(): no record to blame
+  if (st.src || st.records.empty()) { // a source, drained() or on_timer(): no record to blame
     if (st.failures >= max) {
-      fail(self, make_error(errc::stage_failed, std::string(st.src ? "the source" : "drained()") +
+      const char* who = st.src ? "the source" : st.in_timer ? "on_timer()" : "drained()";
+      fail(self, make_error(errc::stage_failed, std::string(who) +
                                                   " failed " + std::to_string(max) +
                                                   " attempts in a row: " + what));
       return;
@@ -157,6 +158,7 @@ bool run_stage_code(self_ptr self, F&& code) {
     code(ctx);
     if (st.step.store_error) // the code caught the failure of a read: the step fails anyway
       throw store_failure(st.step.store_error);
+    take_wake_request(st);
     st.step.finish();
     st.transient_failures = 0;
     return true;
@@ -241,8 +243,9 @@ void after_input_drained(self_ptr self, const char* consumed) {
       return;
     case upstream::running:
       st.step.abandon();
-      st.at = phase::idle; // the writer wakes us when records arrive
+      st.at = phase::idle; // the writer wakes us when records arrive, or the timer
       st.reader->release();
+      arm_timer(self);
       return;
   }
 }
@@ -272,7 +275,43 @@ void finish_drained(self_ptr self) {
   st.at = phase::waiting;
 }
 
+void take_wake_request(worker_state& st) {
+  auto asked = st.step.wake_request;
+  if (asked != 0)
+    st.timer_at = st.timer_at == 0 ? asked : std::min(st.timer_at, asked);
+}
+
+void arm_timer(self_ptr self) {
+  auto& st = self->state;
+  if (st.timer_at == 0 || st.timer_sent_for == st.timer_at)
+    return;
+  auto wait = std::max<int64_t>(1, st.timer_at - context::now_ms());
+  st.timer_sent_for = st.timer_at;
+  self->delayed_send(self, std::chrono::milliseconds{wait}, timer_atom::value, st.timer_at);
+}
+
 namespace {
+
+// The wake-up is due: one step runs the stage's on_timer, with no records in hand. Failed, the
+// wake-up stays due and the step is retried like one of drained().
+void run_timer_step(self_ptr self) {
+  auto& st = self->state;
+  auto due = st.timer_at;
+  st.timer_at = 0; // consumed, unless the step fails; on_timer asks for the next one
+  st.records.clear();
+  st.step.begin(*st.delta);
+  st.batch_end = st.sent;
+  st.in_timer = true;
+  bool ok = run_stage_code(self, [&](context& ctx) { st.op->on_timer(ctx, context::now_ms()); });
+  st.in_timer = false;
+  if (!ok) {
+    st.timer_at = st.timer_at == 0 ? due : std::min(st.timer_at, due);
+    return;
+  }
+  if (!st.delta->empty() || !st.step.commit_hooks.empty())
+    send_step(self, false);
+  schedule_step(self);
+}
 
 void run_consumer_step(self_ptr self) {
   auto& st = self->state;
@@ -462,7 +501,9 @@ void run_step(self_ptr self) {
       stop_for_good(self);
       return;
   }
-  if (st.src)
+  if (st.op && !st.leases && st.timer_at != 0 && st.timer_at <= context::now_ms())
+    run_timer_step(self);
+  else if (st.src)
     run_source_step(self);
   else if (st.leases)
     run_lease_step(self);
