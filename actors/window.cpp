@@ -47,6 +47,16 @@ int64_t positive(const params& p, const char* key, bool by_count) {
   return p.get_duration(key, std::chrono::milliseconds{1}).count();
 }
 
+// Whether the windows are by count (count:) rather than by time (size:); one of them is needed.
+bool by_count(const params& p) {
+  if (p.has("count") && p.has("size"))
+    p.fail("count", "a window is by time (size: <duration>) or by count (count: <records>), "
+                    "not both");
+  if (!p.has("count") && !p.has("size"))
+    p.fail("size", "a window needs size: <duration> (event-time windows) or count: <records>");
+  return p.has("count");
+}
+
 } // namespace
 
 struct window::watermark {
@@ -72,17 +82,11 @@ struct window::watermark {
 };
 
 window::window(const params& p)
-    : by_count_(p.has("count")),
+    : by_count_(by_count(p)),
       size_(positive(p, by_count_ ? "count" : "size", by_count_)),
       slide_(p.has("slide") ? positive(p, "slide", by_count_) : size_),
       idle_timeout_(p.get_duration("idle_timeout", std::chrono::seconds{5})),
       agg_(p, "window", output_struct(p, "window"), true) {
-  if (by_count_ == p.has("size"))
-    p.fail(by_count_ ? "count" : "size", by_count_
-                                          ? "a window is by time (size: <duration>) or by count "
-                                            "(count: <records>), not both"
-                                          : "a window needs size: <duration> (event-time "
-                                            "windows) or count: <records>");
   if (slide_ > size_ || size_ % slide_ != 0)
     p.fail("slide", "the slide must divide the window's size (size " + std::to_string(size_) +
                       ", slide " + std::to_string(slide_) + ")");
