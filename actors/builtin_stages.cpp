@@ -2,6 +2,7 @@
 // schema-agnostic: none declares the struct it reads or emits; the JSON ones need some struct.
 #include "builtin_stages.hpp"
 
+#include "batch.hpp"
 #include "dir_source.hpp"
 #include "generator.hpp"
 #include "http_source.hpp"
@@ -45,6 +46,7 @@ void register_builtin_stages(registry& reg) {
     .single_worker();
   register_routing_stages(reg);
   register_sequence_stage(reg);
+  register_batch_stage(reg);
   register_window_stage(reg);
   register_mapreduce_stages(reg);
   register_work_queue(reg);

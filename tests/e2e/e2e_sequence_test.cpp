@@ -132,7 +132,7 @@ TEST_CASE("sequence gives a gap up after gap_timeout while the input is idle, an
   write_file(dir / "reading.capnp", reading_schema);
   write_file(dir / "in.jsonl", "");
   write_file(dir / "app.yaml",
-             app_yaml(", follow: true, poll_ms: 20", "    gap_timeout: 400ms\n"));
+             app_yaml(", follow: true, poll_ms: 20", "    gap_timeout: 2s\n"));
   auto reading = [](const char* sensor, int seq) {
     return std::string("{\"sensor\": \"") + sensor + "\", \"seq\": " + std::to_string(seq) +
            ", \"value\": 1.5, \"note\": \"n\"}";

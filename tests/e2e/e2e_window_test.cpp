@@ -119,7 +119,7 @@ TEST_CASE("an idle input still closes its window, by the wall clock, across a SI
   write_file(dir / "in.jsonl", "");
   // Windows of 2 s: [0, 2000) holds readings at 100, 500 and 1500 ms. Idle, the watermark moves
   // on from 1500 with the wall clock, so the window closes some 500 ms after the input went
-  // quiet (and after idle_timeout).
+  // quiet (and after idle_timeout, 2 s).
   write_file(dir / "app.yaml",
              "app: idle\n"
              "schema: {file: reading.capnp, payload: Reading}\n"
@@ -128,7 +128,7 @@ TEST_CASE("an idle input still closes its window, by the wall clock, across a SI
              "  - {name: read, type: jsonl_source, path: in.jsonl, key: sensor, follow: true,"
              " poll_ms: 20, output: readings}\n"
              "  - {name: tumble, type: window, input: readings, time_field: at, size: 2s,"
-             " op: sum, field: value, idle_timeout: 300ms, output: tumbled}\n"
+             " op: sum, field: value, idle_timeout: 2s, output: tumbled}\n"
              "  - {name: write, type: jsonl_sink, input: tumbled, path: out.jsonl}\n");
   auto reading = [](int at, int value) {
     return "{\"sensor\": \"a\", \"at\": " + std::to_string(at) +
@@ -151,6 +151,7 @@ TEST_CASE("an idle input still closes its window, by the wall clock, across a SI
     auto status = run_command({ctl, "--data", dir / "data", "status"});
     return status.output.find("read by tumble: 5 consumed, 0 to go") != std::string::npos;
   }, 30s));
+  REQUIRE(lines_with(dir / "out.jsonl", "\"start\":60000") == 0); // only LMDB knows of it
   REQUIRE(killed_by(node->kill_and_reap(), SIGKILL));
   node = std::make_unique<troupe_process>(dir / "app.yaml", dir / "data", dir / "node.log");
   REQUIRE(wait_until([&] { return lines_with(dir / "out.jsonl", "\"start\":60000") == 1; }, 30s));
