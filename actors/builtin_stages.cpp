@@ -9,6 +9,7 @@
 #include "jsonl_sink.hpp"
 #include "jsonl_source.hpp"
 #include "mapreduce.hpp"
+#include "rate_limit.hpp"
 #include "routing.hpp"
 #include "sequence.hpp"
 #include "window.hpp"
@@ -47,6 +48,7 @@ void register_builtin_stages(registry& reg) {
   register_routing_stages(reg);
   register_sequence_stage(reg);
   register_batch_stage(reg);
+  register_rate_limit_stage(reg);
   register_window_stage(reg);
   register_mapreduce_stages(reg);
   register_work_queue(reg);

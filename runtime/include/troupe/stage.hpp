@@ -218,6 +218,13 @@ public:
   // memory: keep your deadlines in state and ask again in open(). Then a restart loses none, and
   // a deadline that a committed step consumed fires no more.
   void wake_at(int64_t at_ms);
+  // This step consumes only the first `n` records of its batch (process_batch's): the others
+  // stay in the input and come first in a later step; what the step did with them (emits, state)
+  // must be undone by not doing it. With a wake-up asked for (wake_at), the next step waits for
+  // it, else it starts at once. For a stage that must not take more now (a rate limit): the
+  // input log holds the rest, and backpressure reaches the producer. Only the smallest n of a
+  // step counts; a leasing stage (work queue) may not use it (std::logic_error).
+  void take_only(size_t n);
   // The wall clock, in ms since the Unix epoch.
   static int64_t now_ms();
   // A line in the node's log, from this stage and worker.

@@ -89,8 +89,9 @@ struct stage_config {
   int line = 0;
 };
 
-// The payload struct an edge carries: its `edges.<e>.type`, else the app's default
-// (schema.payload), else the struct its producer's type declares the port emits.
+// The payload struct an edge carries: its `edges.<e>.type`, else (after a pass-through stage)
+// what its inputs carry, else the app's default (schema.payload), else the struct its producer's
+// type declares the port emits. See app_payload_checks.cpp.
 struct edge_payload {
   capnp::StructSchema schema;
   std::string name; // as the messages name it: "orders.capnp:Order"

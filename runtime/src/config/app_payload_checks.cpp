@@ -1,8 +1,9 @@
 // What each edge carries, checked against what its producer emits and its consumers read.
 //
-// An edge's struct is its `edges.<e>.type`, else the app's default (`schema.payload`), else the
-// struct its producer's type declares for the port (stage_type::emits); else it has none and
-// any struct goes. Then, for every edge:
+// An edge's struct is its `edges.<e>.type`; else, after a stage that passes records through,
+// what its inputs carry; else the app's default (`schema.payload`); else the struct its
+// producer's type declares for the port (stage_type::emits); else it has none and any struct
+// goes. Then, for every edge:
 //   - a producer that declares what its port emits must agree with the edge's type or default;
 //   - a consumer that declares what it reads must agree with what the edge carries;
 //   - a stage type that needs a struct (stage_type::needs_payload_struct) must get one on every
@@ -77,10 +78,15 @@ void app_loader::check_payloads() {
     } else if (auto o = edge_overrides_.find(edge);
                o != edge_overrides_.end() && !o->second.type_name.empty())
       continue; // its type did not resolve: reported
-    else if (app_.payload_schema)
-      declared = carried{*app_.payload_schema, "schema.payload, the default"};
 
     const stage_type* t = p.stage->cfg.type_info;
+    bool passes_on = t && t->passes_through && !own_records(*t, *p.port);
+    if (!declared && passes_on) {
+      inherited.push_back(edge); // what its inputs carry, settled below
+      continue;
+    }
+    if (!declared && app_.payload_schema)
+      declared = carried{*app_.payload_schema, "schema.payload, the default"};
     std::optional<capnp::StructSchema> emitted;
     if (t)
       if (auto e = t->emits.find(*p.port); e != t->emits.end())
@@ -96,8 +102,6 @@ void app_loader::check_payloads() {
       carries.emplace(edge, *declared);
     else if (emitted)
       carries.emplace(edge, carried{*emitted, "as " + port_text + " emits"});
-    else if (t && t->passes_through && !own_records(*t, *p.port))
-      inherited.push_back(edge);
   }
   // Through chains of pass-through stages, upstream first: the graph has no cycle, so each round
   // settles at least one edge until none is left that can be.
@@ -126,6 +130,9 @@ void app_loader::check_payloads() {
       }
     }
   }
+  if (app_.payload_schema) // passed on from inputs that carry none: the default
+    for (const auto& edge : inherited)
+      carries.emplace(edge, carried{*app_.payload_schema, "schema.payload, the default"});
 
   for (const auto& [edge, c] : carries)
     app_.edge_payloads.emplace(edge, edge_payload{c.schema, struct_name(c.schema)});

@@ -258,6 +258,13 @@ void context::wake_at(int64_t at_ms) {
   w = w == 0 ? at : std::min(w, at);
 }
 
+void context::take_only(size_t n) {
+  if (step_->leasing)
+    throw std::logic_error("take_only: stage '" + step_->stage_name +
+                           "' leases its items; it cannot leave some of a batch unread");
+  step_->take_limit = std::min(step_->take_limit, n);
+}
+
 int64_t context::now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();

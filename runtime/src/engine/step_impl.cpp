@@ -54,6 +54,7 @@ void step_impl::begin(step_delta& d) {
   overlay.clear();
   commit_hooks.clear();
   wake_request = 0;
+  take_limit = SIZE_MAX;
   current = nullptr;
   store_error = caf::error{};
   first_id = next_id;
@@ -66,6 +67,7 @@ void step_impl::abandon() {
   overlay.clear();
   commit_hooks.clear();
   wake_request = 0;
+  take_limit = SIZE_MAX;
   next_id = first_id;
   current = nullptr;
 }

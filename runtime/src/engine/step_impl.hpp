@@ -48,6 +48,8 @@ struct record_impl {
   const std::string* input;     // edge name
   partition_id partition = 0;
   uint64_t position = 0;        // sequence number in that partition
+  uint64_t end_bytes = 0;       // the partition's byte position after it (for a cursor)
+  uint32_t slot = 0;            // the worker's (input, partition) pair it was read from
   uint32_t extra_attempts = 0;  // failed attempts of this step so far
   envelope_decoder* decoder = nullptr;
   const step_impl* step = nullptr;
@@ -150,6 +152,7 @@ struct step_impl {
   state_overlay overlay;
   std::vector<std::function<void()>> commit_hooks; // context::on_commit, of this step
   int64_t wake_request = 0; // context::wake_at of this step: the earliest, 0 for none
+  size_t take_limit = SIZE_MAX; // context::take_only: records of the batch the step consumes
   // context::restore: the record it hands out, the edge it names and its decoder.
   record_impl restored;
   std::string restored_input;

@@ -81,6 +81,7 @@ struct worker_state {
   size_t rotation = 0;               // which (input, partition) a step reads first
   std::vector<record_impl> records;
   std::vector<step_delta::dead_letter> undecodable; // of the batch in hand
+  std::vector<std::pair<size_t, uint64_t>> undecodable_at; // their (slot, position)
   std::vector<std::unique_ptr<envelope_decoder>> decoders;
 
   // A leasing stage (see lease_table.hpp): the table its workers share, the items and cursor
@@ -142,6 +143,9 @@ enum class upstream { running, done, failed };
 caf::expected<upstream> upstream_status(worker_state& st);
 uint64_t fingerprint(const std::vector<cursor_pos>& positions);
 std::vector<step_delta::cursor_move> cursor_moves(const worker_state& st);
+// The step consumes only the first n records of the batch (context::take_only): the positions
+// after them, and the batch's undecodable records before them.
+void take_only(worker_state& st, size_t n);
 
 // worker_flight.cpp
 using resend_atom = caf::atom_constant<caf::atom("resend")>;

@@ -31,6 +31,7 @@ caf::error read_batch(worker_state& st, size_t max, const std::vector<cursor_pos
   bool fixed_order = below != nullptr;
   st.records.clear();
   st.undecodable.clear();
+  st.undecodable_at.clear();
   st.batch_end = st.sent;
   const auto& owned = st.spec.owned;
   auto pairs = st.sent.size();
@@ -72,6 +73,7 @@ caf::error read_batch(worker_state& st, size_t max, const std::vector<cursor_pos
         info.input_seq = seq;
         info.record = bytes;
         st.undecodable.push_back({make_dead_letter(info)});
+        st.undecodable_at.emplace_back(slot, seq);
         return true;
       }
       record_impl r;
@@ -79,6 +81,8 @@ caf::error read_batch(worker_state& st, size_t max, const std::vector<cursor_pos
       r.input = &name;
       r.partition = p;
       r.position = seq;
+      r.end_bytes = pos.bytes;
+      r.slot = static_cast<uint32_t>(slot);
       r.extra_attempts = st.failures;
       r.decoder = &dec;
       r.step = &st.step;
@@ -152,6 +156,29 @@ uint64_t fingerprint(const std::vector<cursor_pos>& positions) {
 }
 
 // The cursor moves of the step in hand: every (input, partition) whose position it advanced.
+void take_only(worker_state& st, size_t n) {
+  if (n >= st.records.size())
+    return;
+  auto end = st.sent;
+  for (size_t i = 0; i < n; ++i) {
+    const auto& r = st.records[i];
+    end[r.slot] = {r.position + 1, r.end_bytes};
+  }
+  // A record that did not decode, read past the new end, is dead-lettered when it is read again.
+  size_t kept = 0;
+  for (size_t i = 0; i < st.undecodable.size(); ++i) {
+    auto [slot, seq] = st.undecodable_at[i];
+    if (seq >= end[slot].next)
+      continue;
+    st.undecodable[kept] = std::move(st.undecodable[i]);
+    st.undecodable_at[kept++] = st.undecodable_at[i];
+  }
+  st.undecodable.resize(kept);
+  st.undecodable_at.resize(kept);
+  st.records.resize(n);
+  st.batch_end = end;
+}
+
 std::vector<step_delta::cursor_move> cursor_moves(const worker_state& st) {
   std::vector<step_delta::cursor_move> moves;
   const auto& owned = st.spec.owned;

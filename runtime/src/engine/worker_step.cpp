@@ -380,6 +380,20 @@ void run_consumer_step(self_ptr self) {
   if (!run_stage_code(self, [&](context& ctx) { st.op->process_batch(ctx, view); }))
     return;
   st.failures = 0;
+  if (st.step.take_limit < st.records.size()) {
+    // The stage took only part of the batch (context::take_only): the rest stays in the input,
+    // and the next step waits for the wake-up the stage asked for, if any.
+    take_only(st, st.step.take_limit);
+    add_bookkeeping(st);
+    if (!st.delta->empty() || !st.step.commit_hooks.empty()) {
+      send_step(self, false);
+      if (!st.records.empty())
+        after_send(st);
+    }
+    auto wait = st.timer_at == 0 ? 0 : st.timer_at - context::now_ms();
+    schedule_step(self, std::chrono::milliseconds{std::max<int64_t>(0, wait)});
+    return;
+  }
   add_bookkeeping(st);
   send_step(self, false);
   after_send(st);
