@@ -239,6 +239,8 @@ void sequence::process_one(context& ctx, const record& r, int64_t now) {
   if (!o.started) {
     o.started = true;
     o.next = first_seq_.value_or(id);
+    if (!first_seq_ && id > 0) // ids below the first one seen will not be waited for: late
+      o.skipped.emplace_back(0, id - 1);
   }
   auto refuse = [&](policy pol, const char* port) {
     if (pol == policy::pass)

@@ -96,8 +96,13 @@ window::window(const params& p)
   if (p.has("lateness")) {
     if (by_count_)
       p.fail("lateness", "count windows have no event time, so no lateness");
-    lateness_ = p.get_string("lateness") == "0" ? 0 : p.get_duration("lateness", {}).count();
+    auto text = p.get_string("lateness");
+    bool zero = !text.empty() && text[0] == '0' &&
+                text.find_first_not_of("0smhd", 1) == std::string::npos; // 0, 0s, 0ms, ...
+    lateness_ = zero ? 0 : p.get_duration("lateness", {}).count();
   }
+  if (by_count_ && p.has("idle_timeout"))
+    p.fail("idle_timeout", "count windows close when full, not on a clock");
   if (p.has("time_field")) {
     if (by_count_)
       p.fail("time_field", "count windows read no time");
@@ -159,7 +164,7 @@ bool window::close_due(context& ctx, state_store& st, int64_t until, size_t max)
       if (!untag(k, key, rest) || rest.size() != 8)
         throw std::logic_error("window: a state key that is not a window's");
       start = get_ordered_i64(rest) * slide_;
-      end = start + size_;
+      end = start + static_cast<int64_t>(agg_.count(v)); // not full: after its last record
       emit(ctx, key, start, end, v);
       st.erase(k);
     } else {
@@ -299,21 +304,24 @@ void window::arm(context& ctx, int64_t now) {
       continue;
     auto w = watermark::load(st);
     auto end = get_ordered_i64(first[0].first, 1);
-    // Idle, the watermark is largest - lateness + (now - arrival): it reaches `end` then.
-    auto need = end - (w.largest - lateness_);
-    ctx.wake_at(std::max(now, w.arrival + std::max<int64_t>(idle_timeout_.count(), need)));
+    // Idle, the watermark follows the wall clock (now - lateness): it reaches `end` then.
+    auto quiet_since = std::max(w.arrival, opened_at_);
+    ctx.wake_at(std::max({now, quiet_since + idle_timeout_.count(), end + lateness_}));
   }
 }
 
-void window::open(context& ctx) { arm(ctx, context::now_ms()); }
+void window::open(context& ctx) {
+  opened_at_ = context::now_ms(); // time the node was down is not time the input was quiet
+  arm(ctx, opened_at_);
+}
 
 void window::on_timer(context& ctx, int64_t now_ms) {
   for (auto p : ctx.partitions()) {
     auto st = ctx.partition_state(p);
     auto w = watermark::load(st);
-    if (w.largest == none || now_ms - w.arrival < idle_timeout_.count())
+    if (w.largest == none || now_ms - std::max(w.arrival, opened_at_) < idle_timeout_.count())
       continue;
-    auto idle_mark = w.largest - lateness_ + (now_ms - w.arrival);
+    auto idle_mark = now_ms - lateness_;
     if (idle_mark <= w.mark)
       continue;
     w.mark = idle_mark;

@@ -8,9 +8,10 @@
 // Time windows close on the watermark: the largest event time the partition has seen, minus
 // `lateness`. A record that belongs only to closed windows is late: sent to the `late` port
 // (`late: side`) or dropped and counted (`late: drop`), never silently. An input that goes
-// quiet still closes its windows: after `idle_timeout` without records, the watermark moves on
-// with the wall clock (time passes for it as for everyone). Count windows close when full; when
-// the input ends, every window still open is emitted with what it has.
+// quiet still closes its windows: after `idle_timeout` without records, the watermark follows the
+// wall clock (now - lateness), so replayed history closes at once and live data as time passes.
+// Count windows close when full; when the input ends, every window still open is emitted with
+// what it has.
 //
 // Each closed window is one record on `out`: key_field (Text, default "key"), value_field (the
 // aggregate, as reduce computes it: count, sum, min, max, avg), start_field and end_field
@@ -59,6 +60,7 @@ private:
   capnp::StructSchema::Field key_field_, start_field_, end_field_;
   std::optional<capnp::StructSchema::Field> count_field_;
   std::string key_;                // scratch: Text wants its NUL
+  int64_t opened_at_ = 0;          // wall clock at open(): idleness counts from then at most
 };
 
 void register_window_stage(registry& reg);

@@ -172,6 +172,27 @@ TEST_CASE("sequence gives a gap up after gap_timeout while the input is idle, an
   CHECK(lines_with(dir / "out/out.jsonl", "\"sensor\":\"a\"") == 4);
 }
 
+TEST_CASE("without first_seq an origin starts at its first id, and ids below it are late",
+          "[e2e][streams]") {
+  temp_dir dir;
+  write_file(dir / "reading.capnp", reading_schema);
+  std::string in;
+  for (int seq : {7, 5, 8, 6})
+    in += "{\"sensor\": \"x\", \"seq\": " + std::to_string(seq) + ", \"value\": 0, \"note\": \"n\"}\n";
+  write_file(dir / "in.jsonl", in);
+  auto yaml = app_yaml("", "");
+  yaml.replace(yaml.find("    first_seq: 0\n"), 17, "");
+  write_file(dir / "app.yaml", yaml);
+  troupe_process node{dir / "app.yaml", dir / "data", dir / "node.log"};
+  REQUIRE(node.wait_for_exit(60s));
+  INFO(tail_of(dir / "node.log"));
+  REQUIRE(exited_ok(node.status()));
+  CHECK(lines_with(dir / "out/out.jsonl", "\"sensor\":\"x\"") == 2);
+  CHECK(lines_with(dir / "out/late.jsonl", "\"seq\":5") == 1);
+  CHECK(lines_with(dir / "out/late.jsonl", "\"seq\":6") == 1);
+  CHECK(size_of(dir / "out/duplicates.jsonl") == 0);
+}
+
 TEST_CASE("sequence refuses a bad configuration at load, naming the field", "[e2e][streams]") {
   temp_dir dir;
   write_file(dir / "reading.capnp", reading_schema);
