@@ -2,6 +2,7 @@
 
 #include "aggregate.hpp"
 #include "field_path.hpp"
+#include "deadlines.hpp"
 #include "state_bytes.hpp"
 
 namespace troupe {
@@ -13,17 +14,10 @@ namespace {
 // Partition state keys, per group key k ("" without per_key):
 //   'g' len k           the group: records waiting, their bytes, its deadline (0: empty)
 //   'i' len k index     a record waiting (its bytes), index big-endian: a scan walks them in order
-//   'd' time k          a group's deadline (ordered ms): the earliest is the next wake-up
+//   'd' time k          a group's deadline (deadlines.hpp): the earliest is the next wake-up
 std::string item_key(std::string_view key, uint64_t index) {
   auto k = tagged('i', key);
   put_be64(k, index);
-  return k;
-}
-
-std::string deadline_key(int64_t at, std::string_view key) {
-  std::string k(1, 'd');
-  put_ordered_i64(k, at);
-  k.append(key.data(), key.size());
   return k;
 }
 
@@ -129,12 +123,10 @@ void batcher::flush(context& ctx, state_store& st, std::string_view key, group& 
       b.set(*key_field_, capnp::Text::Reader(text.c_str(), text.size()));
     }
   }
-  if (g.deadline != 0)
-    st.erase(deadline_key(g.deadline, key));
+  deadlines::move(ctx, st, key, g.deadline, 0);
   g.first += g.n;
   g.n = 0;
   g.bytes = 0;
-  g.deadline = 0;
 }
 
 void batcher::process_batch(context& ctx, const batch& records) {
@@ -157,59 +149,43 @@ void batcher::process_batch(context& ctx, const batch& records) {
     if (g.n >= count_ || (bytes_ > 0 && g.bytes >= bytes_)) {
       flush(ctx, st, key, g);
     } else if (g.deadline == 0) {
-      g.deadline = now + wait_.count();
-      st.put(deadline_key(g.deadline, key), "");
-      ctx.wake_at(g.deadline);
+      deadlines::move(ctx, st, key, g.deadline, now + wait_.count());
     }
     g.save(st, key);
   }
 }
 
-void batcher::arm(context& ctx) {
-  for (auto p : ctx.partitions()) {
-    auto first = ctx.partition_state(p).scan("d", 1);
-    if (!first.empty() && first[0].first[0] == 'd')
-      ctx.wake_at(get_ordered_i64(first[0].first, 1));
-  }
-}
-
-void batcher::open(context& ctx) { arm(ctx); }
+void batcher::open(context& ctx) { deadlines::arm(ctx); }
 
 void batcher::on_timer(context& ctx, int64_t now_ms) {
   constexpr size_t per_step = 64; // batches sent per timer step; the rest in the next one
   size_t sent = 0;
   for (auto p : ctx.partitions()) {
     auto st = ctx.partition_state(p);
-    for (const auto& [k, v] : st.scan("d", per_step)) {
-      if (k[0] != 'd' || get_ordered_i64(k, 1) > now_ms)
-        break;
-      auto key = std::string_view(k).substr(9);
-      auto g = group::load(st, key);
-      flush(ctx, st, key, g);
-      g.save(st, key);
+    for (const auto& d : deadlines::due(st, now_ms, per_step)) {
+      auto g = group::load(st, d.key);
+      flush(ctx, st, d.key, g);
+      g.save(st, d.key);
       if (++sent == per_step) {
         ctx.wake_at(now_ms);
         return;
       }
     }
   }
-  arm(ctx);
+  deadlines::arm(ctx);
 }
 
 bool batcher::drained(context& ctx) {
-  // The input ended: every group waiting is sent (each has a deadline entry).
+  // The input ended: every group waiting is sent (each has a deadline).
   for (auto p : ctx.partitions()) {
     auto st = ctx.partition_state(p);
-    auto due = st.scan("d", 64);
-    if (due.empty() || due[0].first[0] != 'd')
+    auto due = deadlines::due(st, INT64_MAX, 64);
+    if (due.empty())
       continue;
-    for (const auto& [k, v] : due) {
-      if (k[0] != 'd')
-        break;
-      auto key = std::string_view(k).substr(9);
-      auto g = group::load(st, key);
-      flush(ctx, st, key, g);
-      g.save(st, key);
+    for (const auto& d : due) {
+      auto g = group::load(st, d.key);
+      flush(ctx, st, d.key, g);
+      g.save(st, d.key);
     }
     return false;
   }

@@ -29,7 +29,6 @@ public:
 private:
   struct group; // the records waiting under one key, as kept in state
   void flush(context& ctx, state_store& st, std::string_view key, group& g);
-  void arm(context& ctx);
 
   uint64_t count_, bytes_;
   std::chrono::milliseconds wait_;

@@ -1,5 +1,6 @@
 #include "sequence.hpp"
 
+#include "deadlines.hpp"
 #include "state_bytes.hpp"
 
 #include <algorithm>
@@ -15,7 +16,7 @@ namespace {
 //   'o' k        origin_state: next id, records held back, gap deadline, skipped ranges
 //   'h' k id     a record held back (its bytes), id big-endian: a scan walks them in order
 // Per partition:
-//   'd' time k   a gap deadline (ordered ms): the earliest is the next wake-up
+//   'd' time k   a gap deadline (deadlines.hpp): the earliest is the next wake-up
 //   'c' name     a counter
 constexpr char origin_tag = 'o', held_tag = 'h';
 constexpr size_t max_ranges = 64; // skipped ranges remembered per origin, newest last
@@ -23,13 +24,6 @@ constexpr size_t max_ranges = 64; // skipped ranges remembered per origin, newes
 std::string held_key(std::string_view key, uint64_t id) {
   auto k = tagged(held_tag, key);
   put_be64(k, id);
-  return k;
-}
-
-std::string deadline_key(int64_t at, std::string_view key) {
-  std::string k(1, 'd');
-  put_ordered_i64(k, at);
-  k.append(key.data(), key.size());
   return k;
 }
 
@@ -157,38 +151,15 @@ void sequence::count(state_store& st, const char* what, uint64_t n) {
 
 void sequence::set_deadline(context& ctx, state_store& st, std::string_view key, origin_state& o,
                             int64_t deadline) {
-  if (o.deadline == deadline)
-    return;
-  if (o.deadline != 0)
-    st.erase(deadline_key(o.deadline, key));
-  o.deadline = deadline;
-  if (deadline != 0) {
-    st.put(deadline_key(deadline, key), "");
-    ctx.wake_at(deadline);
-  }
+  deadlines::move(ctx, st, key, o.deadline, deadline);
 }
 
-void sequence::release(context& ctx, state_store& st, std::string_view key, origin_state& o) {
-  while (o.held > 0) {
-    auto prefix = tagged(held_tag, key);
-    auto first = st.scan(prefix, 1);
-    if (first.empty() || first[0].first.size() != prefix.size() + 8 ||
-        first[0].first.compare(0, prefix.size(), prefix) != 0)
-      throw std::logic_error("sequence: origin '" + std::string(key) + "' counts " +
-                             std::to_string(o.held) + " records held back, but none is stored");
-    auto id = get_be64(first[0].first, prefix.size());
-    if (id != o.next)
-      return;
-    ctx.forward("out", ctx.restore(input_, first[0].second));
-    st.erase(first[0].first);
-    --o.held;
-    ++o.next;
-  }
-}
-
-void sequence::skip_gap(context& ctx, state_store& st, std::string_view key, origin_state& o) {
+// The first record held back of an origin: its state key, id and bytes.
+std::optional<sequence::held_record> sequence::first_held(const state_store& st,
+                                                          std::string_view key,
+                                                          const origin_state& o) const {
   if (o.held == 0)
-    return;
+    return std::nullopt;
   auto prefix = tagged(held_tag, key);
   auto first = st.scan(prefix, 1);
   if (first.empty() || first[0].first.size() != prefix.size() + 8 ||
@@ -196,13 +167,31 @@ void sequence::skip_gap(context& ctx, state_store& st, std::string_view key, ori
     throw std::logic_error("sequence: origin '" + std::string(key) + "' counts " +
                            std::to_string(o.held) + " records held back, but none is stored");
   auto id = get_be64(first[0].first, prefix.size());
+  return held_record{std::move(first[0].first), id, std::move(first[0].second)};
+}
+
+void sequence::release(context& ctx, state_store& st, std::string_view key, origin_state& o) {
+  for (auto h = first_held(st, key, o); h && h->id == o.next; h = first_held(st, key, o)) {
+    ctx.forward("out", ctx.restore(input_, h->bytes));
+    st.erase(h->state_key);
+    --o.held;
+    ++o.next;
+  }
+}
+
+void sequence::skip_gap(context& ctx, state_store& st, std::string_view key, origin_state& o) {
+  auto h = first_held(st, key, o);
+  if (!h)
+    return;
+  auto id = h->id;
   if (id > o.next) {
     uint64_t gap = id - o.next;
     if (missing_) {
       auto out = ctx.emit("missing");
       out.key(key);
       auto b = out.init_payload_dynamic();
-      b.set(origin_field_, capnp::Text::Reader(key.data(), key.size()));
+      std::string origin(key); // Text wants its NUL
+      b.set(origin_field_, capnp::Text::Reader(origin.c_str(), origin.size()));
       b.set(first_field_, o.next);
       b.set(last_field_, id - 1);
       if (count_field_)
@@ -294,38 +283,25 @@ void sequence::process_batch(context& ctx, const batch& records) {
     process_one(ctx, records[i], now);
 }
 
-void sequence::arm(context& ctx) {
-  for (auto p : ctx.partitions()) {
-    auto first = ctx.partition_state(p).scan("d", 1);
-    if (!first.empty() && first[0].first[0] == 'd')
-      ctx.wake_at(get_ordered_i64(first[0].first, 1));
-  }
-}
-
-void sequence::open(context& ctx) { arm(ctx); }
+void sequence::open(context& ctx) { deadlines::arm(ctx); }
 
 void sequence::on_timer(context& ctx, int64_t now_ms) {
   constexpr size_t per_step = 256; // gaps given up per step; the rest in the next one
   size_t done = 0;
   for (auto p : ctx.partitions()) {
     auto st = ctx.partition_state(p);
-    for (auto& [k, v] : st.scan("d", per_step)) {
-      if (k[0] != 'd' || get_ordered_i64(k, 1) > now_ms)
-        break;
-      auto key = std::string_view(k).substr(9);
-      auto o = origin_state::load(st, key);
-      skip_gap(ctx, st, key, o);
-      st.erase(k);
-      o.deadline = 0;
-      set_deadline(ctx, st, key, o, o.held > 0 ? now_ms + gap_timeout_.count() : 0);
-      o.save(st, key);
+    for (auto& d : deadlines::due(st, now_ms, per_step)) {
+      auto o = origin_state::load(st, d.key);
+      skip_gap(ctx, st, d.key, o);
+      set_deadline(ctx, st, d.key, o, o.held > 0 ? now_ms + gap_timeout_.count() : 0);
+      o.save(st, d.key);
       if (++done == per_step) {
         ctx.wake_at(now_ms);
         return;
       }
     }
   }
-  arm(ctx);
+  deadlines::arm(ctx);
 }
 
 bool sequence::drained(context& ctx) {
@@ -334,19 +310,15 @@ bool sequence::drained(context& ctx) {
   constexpr size_t per_step = 256;
   for (auto p : ctx.partitions()) {
     auto st = ctx.partition_state(p);
-    auto due = st.scan("d", per_step);
-    if (due.empty() || due[0].first[0] != 'd')
+    auto due = deadlines::due(st, INT64_MAX, per_step);
+    if (due.empty())
       continue;
-    for (auto& [k, v] : due) {
-      if (k[0] != 'd')
-        break;
-      auto key = std::string_view(k).substr(9);
-      auto o = origin_state::load(st, key);
+    for (auto& d : due) {
+      auto o = origin_state::load(st, d.key);
       while (o.held > 0)
-        skip_gap(ctx, st, key, o);
-      st.erase(k);
-      o.deadline = 0;
-      o.save(st, key);
+        skip_gap(ctx, st, d.key, o);
+      set_deadline(ctx, st, d.key, o, 0);
+      o.save(st, d.key);
     }
     return false;
   }

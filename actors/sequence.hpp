@@ -38,6 +38,13 @@ public:
 
 private:
   struct origin_state; // of one key, as kept in state
+  struct held_record {
+    std::string state_key;
+    uint64_t id;
+    std::string bytes;
+  };
+  std::optional<held_record> first_held(const state_store& st, std::string_view key,
+                                        const origin_state& o) const;
   void process_one(context& ctx, const record& r, int64_t now);
   // Releases the records held back from `o.next` on, as long as they follow each other.
   void release(context& ctx, state_store& st, std::string_view key, origin_state& o);
@@ -46,7 +53,6 @@ private:
   void set_deadline(context& ctx, state_store& st, std::string_view key, origin_state& o,
                     int64_t deadline);
   void count(state_store& st, const char* what, uint64_t n = 1);
-  void arm(context& ctx); // asks for a wake-up at the earliest deadline of the worker's partitions
 
   field_path seq_;
   std::chrono::milliseconds gap_timeout_;

@@ -31,19 +31,6 @@ namespace {
 const char* note_schema =
   "@0xb1c2d3e4f5a60718;\nstruct Note { id @0 :UInt64; text @1 :Text; }\n";
 
-// A port that was free a moment ago (the node binds it next; nothing else here takes ports).
-int free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
-}
-
 std::string app_yaml(int port, const std::string& source_extra, const std::string& more = "") {
   return "app: intake\n"
          "durability: sync\n"

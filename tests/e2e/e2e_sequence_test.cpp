@@ -25,11 +25,6 @@ const char* reading_schema =
 
 std::string oracle() { return std::string(TROUPE_SOURCE_DIR) + "/tests/e2e/sequence_oracle.py"; }
 
-int run(const std::string& command) {
-  int status = std::system(command.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // The app: read (keyed by sensor) -> an edge of 4 partitions -> sequence (2 workers) -> a sink
 // per port. `source_extra` and `seq_extra` add keys to those stages.
 std::string app_yaml(const std::string& source_extra, const std::string& seq_extra) {
@@ -61,19 +56,10 @@ std::string app_yaml(const std::string& source_extra, const std::string& seq_ext
 
 void check_against_oracle(const temp_dir& dir, int max_pending) {
   auto log = dir / "oracle.log";
-  int rc = run("python3 " + oracle() + " check " + dir / "in.jsonl" + " " + dir / "out" + " " +
+  int rc = shell("python3 " + oracle() + " check " + dir / "in.jsonl" + " " + dir / "out" + " " +
                std::to_string(max_pending) + " 2> " + log);
   INFO(read_file(log));
   CHECK(rc == 0);
-}
-
-// Counts the lines of a file that contain `what`.
-size_t lines_with(const std::string& path, const std::string& what) {
-  size_t n = 0;
-  std::istringstream in{read_file(path)};
-  for (std::string line; std::getline(in, line);)
-    n += line.find(what) != std::string::npos;
-  return n;
 }
 
 } // namespace
@@ -81,7 +67,7 @@ size_t lines_with(const std::string& path, const std::string& what) {
 TEST_CASE("sequence releases each origin in order, reports gaps, repeats and late records as its "
           "oracle says", "[e2e][streams]") {
   temp_dir dir;
-  REQUIRE(run("python3 " + oracle() + " generate " + dir / "in.jsonl " +
+  REQUIRE(shell("python3 " + oracle() + " generate " + dir / "in.jsonl " +
               std::to_string(pick_seed()) + " 2000") == 0);
   write_file(dir / "reading.capnp", reading_schema);
   write_file(dir / "app.yaml", app_yaml("", "    max_pending: 8\n    gap_timeout: 1h\n"));
@@ -98,7 +84,7 @@ TEST_CASE("sequence under SIGKILLs: nothing held back is lost, nothing released 
           "[e2e][streams][crash]") {
   temp_dir dir;
   auto seed = pick_seed();
-  REQUIRE(run("python3 " + oracle() + " generate " + dir / "in.jsonl " + std::to_string(seed) +
+  REQUIRE(shell("python3 " + oracle() + " generate " + dir / "in.jsonl " + std::to_string(seed) +
               (small_scale() ? " 2000" : " 6000")) == 0);
   write_file(dir / "reading.capnp", reading_schema);
   write_file(dir / "app.yaml",

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <deque>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -78,6 +80,34 @@ inline std::string tail_of(const std::string& path, size_t lines = 40) {
 inline void append_line(const std::string& path, const std::string& line) {
   std::ofstream out{path, std::ios::app};
   out << line << "\n";
+}
+
+// Runs a shell command; its exit status (-1 when it did not exit).
+inline int shell(const std::string& command) {
+  int status = std::system(command.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// How many lines of a file contain `what` (0 when the file does not exist).
+inline size_t lines_with(const std::string& path, const std::string& what) {
+  size_t n = 0;
+  std::ifstream in{path};
+  for (std::string line; std::getline(in, line);)
+    n += line.find(what) != std::string::npos;
+  return n;
+}
+
+// A loopback port that was free a moment ago (the node binds it next; tests take no others).
+inline int free_port() {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(s);
+  return ntohs(a.sin_port);
 }
 
 // `troupe run APP --data-dir DIR` as a child process, its stdout and stderr appended to a log

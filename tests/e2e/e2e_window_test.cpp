@@ -25,11 +25,6 @@ const char* schema =
 
 std::string oracle() { return std::string(TROUPE_SOURCE_DIR) + "/tests/e2e/window_oracle.py"; }
 
-int run(const std::string& command) {
-  int status = std::system(command.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // read -> readings (4 partitions, by sensor) -> tumble (avg, late to a file) and slide (count).
 std::string app_yaml(const std::string& source_extra, const std::string& window_extra) {
   std::ostringstream y;
@@ -55,18 +50,10 @@ std::string app_yaml(const std::string& source_extra, const std::string& window_
 
 void check_against_oracle(const temp_dir& dir) {
   auto log = dir / "oracle.log";
-  int rc = run("python3 " + oracle() + " check " + dir / "in.jsonl" + " " + dir / "out/tumble.jsonl" +
+  int rc = shell("python3 " + oracle() + " check " + dir / "in.jsonl" + " " + dir / "out/tumble.jsonl" +
                " " + dir / "out/slide.jsonl" + " " + dir / "out/late.jsonl" + " 2> " + log);
   INFO(read_file(log));
   CHECK(rc == 0);
-}
-
-size_t lines_with(const std::string& path, const std::string& what) {
-  size_t n = 0;
-  std::istringstream in{read_file(path)};
-  for (std::string line; std::getline(in, line);)
-    n += line.find(what) != std::string::npos;
-  return n;
 }
 
 } // namespace
@@ -74,7 +61,7 @@ size_t lines_with(const std::string& path, const std::string& what) {
 TEST_CASE("window computes tumbling and sliding windows by event time as its oracle says",
           "[e2e][streams]") {
   temp_dir dir;
-  REQUIRE(run("python3 " + oracle() + " generate " + dir / "in.jsonl " +
+  REQUIRE(shell("python3 " + oracle() + " generate " + dir / "in.jsonl " +
               std::to_string(pick_seed()) + " 20000") == 0);
   write_file(dir / "reading.capnp", schema);
   write_file(dir / "app.yaml", app_yaml("", ", idle_timeout: 1h"));
@@ -88,7 +75,7 @@ TEST_CASE("window computes tumbling and sliding windows by event time as its ora
 TEST_CASE("window under SIGKILLs: no window lost, none emitted twice", "[e2e][streams][crash]") {
   temp_dir dir;
   auto seed = pick_seed();
-  REQUIRE(run("python3 " + oracle() + " generate " + dir / "in.jsonl " + std::to_string(seed) +
+  REQUIRE(shell("python3 " + oracle() + " generate " + dir / "in.jsonl " + std::to_string(seed) +
               (small_scale() ? " 20000" : " 60000")) == 0);
   write_file(dir / "reading.capnp", schema);
   write_file(dir / "app.yaml", app_yaml(", batch: {max_items: 64}", ", idle_timeout: 1h"));
