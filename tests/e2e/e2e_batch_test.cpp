@@ -109,21 +109,13 @@ TEST_CASE("batch per key, by bytes, under SIGKILLs: every record once, in order 
              app_yaml(", batch: {max_items: 64}",
                       ", count: 50, bytes: 2000, per_key: true, key_field: group, wait: 1h, "
                       "batch: {max_items: 64}"));
-  int kills = 0;
   auto total = size_of(dir / "in.jsonl");
-  for (int round = 0; round < 4; ++round) {
-    troupe_process node{dir / "app.yaml", dir / "data", dir / "node.log"};
-    if (round == 3) {
-      REQUIRE(node.wait_for_exit(180s));
-      INFO(tail_of(dir / "node.log"));
-      REQUIRE(exited_ok(node.status()));
-      break;
-    }
-    auto at = total * (round + 1) / 5 + rng() % (total / 10);
-    REQUIRE(wait_until([&] { return size_of(dir / "out.jsonl") >= at || !node.running(); }, 120s));
-    if (killed_by(node.kill_and_reap(), SIGKILL))
-      ++kills;
-  }
+  int status = -1;
+  int kills = run_with_kills(dir / "app.yaml", dir / "data", dir / "node.log", 3, dir / "out.jsonl",
+                             [&](int round) { return total * (round + 1) / 5 + rng() % (total / 10); },
+                             status);
+  INFO(tail_of(dir / "node.log"));
+  REQUIRE(exited_ok(status));
   CHECK(kills >= 2);
   std::map<std::string, std::vector<uint32_t>> got;
   size_t over = 0;

@@ -91,23 +91,13 @@ TEST_CASE("sequence under SIGKILLs: nothing held back is lost, nothing released 
              app_yaml(", batch: {max_items: 64}", "    max_pending: 8\n    gap_timeout: 1h\n"));
   std::mt19937_64 rng{seed};
   auto total = size_of(dir / "in.jsonl");
-  int kills = 0;
-  for (int round = 0; round < 4; ++round) {
-    troupe_process node{dir / "app.yaml", dir / "data", dir / "node.log"};
-    if (round == 3) {
-      REQUIRE(node.wait_for_exit(180s));
-      INFO(tail_of(dir / "node.log"));
-      REQUIRE(exited_ok(node.status()));
-      break;
-    }
-    // Kill once the output has grown past a random share of the input's size.
-    auto at = total * (round + 1) / 5 + rng() % (total / 10);
-    bool grew = wait_until([&] { return size_of(dir / "out/out.jsonl") >= at || !node.running(); },
-                           120s);
-    REQUIRE(grew);
-    if (killed_by(node.kill_and_reap(), SIGKILL))
-      ++kills;
-  }
+  int status = -1; // killed once the output has grown past a random share of the input's size
+  int kills = run_with_kills(dir / "app.yaml", dir / "data", dir / "node.log", 3,
+                             dir / "out/out.jsonl",
+                             [&](int round) { return total * (round + 1) / 5 + rng() % (total / 10); },
+                             status);
+  INFO(tail_of(dir / "node.log"));
+  REQUIRE(exited_ok(status));
   CHECK(kills >= 2);
   check_against_oracle(dir, 8);
 }

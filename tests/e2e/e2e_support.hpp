@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
 #include <random>
@@ -199,6 +200,26 @@ private:
   pid_t pid_ = -1;
   std::optional<int> status_;
 };
+
+// Runs `troupe run app` `kills` times, SIGKILLing each run once the file at `grows` reaches
+// the size `at(round)` gives (or the node ended by itself), then once more to its end. Returns
+// how many kills hit a running node; `finished` gets the last run's status (-1 on timeout).
+inline int run_with_kills(const std::string& app, const std::string& data, const std::string& log,
+                          int kills, const std::string& grows,
+                          const std::function<uint64_t(int round)>& at, int& finished) {
+  int hit = 0;
+  for (int round = 0; round < kills; ++round) {
+    troupe_process node{app, data, log};
+    auto size = at(round);
+    if (!wait_until([&] { return size_of(grows) >= size || !node.running(); },
+                    std::chrono::seconds(120)))
+      break;
+    hit += killed_by(node.kill_and_reap(), SIGKILL);
+  }
+  troupe_process node{app, data, log};
+  finished = node.wait_for_exit(std::chrono::seconds(180)) ? node.status() : -1;
+  return hit;
+}
 
 // What a command printed (stdout and stderr together) and its waitpid status.
 struct command_result {

@@ -80,21 +80,12 @@ TEST_CASE("window under SIGKILLs: no window lost, none emitted twice", "[e2e][st
   write_file(dir / "reading.capnp", schema);
   write_file(dir / "app.yaml", app_yaml(", batch: {max_items: 64}", ", idle_timeout: 1h"));
   std::mt19937_64 rng{seed};
-  int kills = 0;
-  for (int round = 0; round < 4; ++round) {
-    troupe_process node{dir / "app.yaml", dir / "data", dir / "node.log"};
-    if (round == 3) {
-      REQUIRE(node.wait_for_exit(180s));
-      INFO(tail_of(dir / "node.log"));
-      REQUIRE(exited_ok(node.status()));
-      break;
-    }
-    uint64_t at = 2000 * (round + 1) + rng() % 2000; // bytes of sliding windows written
-    REQUIRE(wait_until([&] { return size_of(dir / "out/slide.jsonl") >= at || !node.running(); },
-                       120s));
-    if (killed_by(node.kill_and_reap(), SIGKILL))
-      ++kills;
-  }
+  int status = -1; // killed once this many bytes of sliding windows are written
+  int kills = run_with_kills(dir / "app.yaml", dir / "data", dir / "node.log", 3,
+                             dir / "out/slide.jsonl",
+                             [&](int round) { return 2000 * (round + 1) + rng() % 2000; }, status);
+  INFO(tail_of(dir / "node.log"));
+  REQUIRE(exited_ok(status));
   CHECK(kills >= 2);
   check_against_oracle(dir);
 }
