@@ -73,11 +73,41 @@ namespace {
 using namespace troupe::ctl;
 
 
-// A JSON string, escaped as RFC 8259 wants (bytes that are not UTF-8 pass through: the reasons
-// are the runtime's own text).
+// The length of the UTF-8 sequence at s[at], or 0 when the bytes there are not one (overlong
+// forms, surrogates and code points past U+10FFFF are not).
+size_t utf8_length(std::string_view s, size_t at) {
+  auto b = [&](size_t i) { return static_cast<unsigned char>(s[at + i]); };
+  auto cont = [&](size_t i) { return at + i < s.size() && (b(i) & 0xC0) == 0x80; };
+  unsigned char c = b(0);
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xC2 && c <= 0xDF)
+    return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2) || (c == 0xE0 && b(1) < 0xA0) || (c == 0xED && b(1) > 0x9F))
+      return 0;
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3) || (c == 0xF0 && b(1) < 0x90) || (c == 0xF4 && b(1) > 0x8F))
+      return 0;
+    return 4;
+  }
+  return 0;
+}
+
+// A JSON string, escaped as RFC 8259 wants. A byte that is not part of valid UTF-8 (a malformed
+// line's raw input can hold any) becomes U+FFFD, so that every line printed is valid JSON.
 std::string json_string(std::string_view s) {
   std::string out = "\"";
-  for (unsigned char c : s) {
+  for (size_t at = 0; at < s.size();) {
+    auto n = utf8_length(s, at);
+    unsigned char c = static_cast<unsigned char>(s[at]);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD"; // U+FFFD
+      ++at;
+      continue;
+    }
     if (c == '"' || c == '\\') {
       out += '\\';
       out += static_cast<char>(c);
@@ -86,8 +116,9 @@ std::string json_string(std::string_view s) {
       std::snprintf(buf, sizeof buf, "\\u%04x", c);
       out += buf;
     } else {
-      out += static_cast<char>(c);
+      out.append(s.data() + at, n);
     }
+    at += n;
   }
   return out + "\"";
 }
@@ -145,7 +176,8 @@ std::string key_of(troupe::schema::Envelope::Reader env) {
 }
 
 std::string describe_record(const std::string& bytes, const std::string& edge = {},
-                            std::optional<std::string>* payload = nullptr) {
+                            std::optional<std::string>* payload = nullptr,
+                            bool* raw = nullptr) {
   std::string what;
   bool envelope = with_envelope(bytes, [&](troupe::schema::Envelope::Reader env) {
     auto id = env.getId();
@@ -155,6 +187,8 @@ std::string describe_record(const std::string& bytes, const std::string& edge = 
            id.getOrigin().cStr() + "/" + std::to_string(id.getSeq()) +
            (env.hasKey() ? ", key " + json_string(key_of(env)) : ", no key");
   });
+  if (raw)
+    *raw = !envelope;
   return envelope ? what : "raw input: " + json_string(bytes);
 }
 
@@ -162,13 +196,18 @@ std::string describe_record(const std::string& bytes, const std::string& edge = 
 void print(const dead_letter& d, bool json, bool full) {
   auto line = d.source_position ? d.source_position : 0;
   std::optional<std::string> payload;
-  auto record = describe_record(d.record, d.input, &payload);
+  bool raw = false;
+  auto record = describe_record(d.record, d.input, &payload, &raw);
   if (json) {
+    if (raw) // the raw input itself, not a description quoting it
+      record = d.record;
     std::cout << "{\"stage\":" << json_string(d.stage) << ",\"id\":" << d.id << ",\"error\":"
               << json_string(d.error) << ",\"attempts\":" << d.attempts << ",\"failed_at\":"
               << json_string(time_text(d.failed_at)) << ",\"input\":" << json_string(d.input)
               << ",\"partition\":" << d.partition << ",\"position\":" << d.input_seq
               << ",\"source_line\":" << line << ",\"record\":" << json_string(record);
+    if (raw)
+      std::cout << ",\"raw\":true";
     if (payload)
       std::cout << ",\"payload\":" << *payload;
     std::cout << "}\n";
