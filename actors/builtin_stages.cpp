@@ -3,6 +3,7 @@
 #include "builtin_stages.hpp"
 
 #include "batch.hpp"
+#include "delay.hpp"
 #include "dir_source.hpp"
 #include "generator.hpp"
 #include "http_source.hpp"
@@ -48,6 +49,7 @@ void register_builtin_stages(registry& reg) {
   register_routing_stages(reg);
   register_sequence_stage(reg);
   register_batch_stage(reg);
+  register_delay_stage(reg);
   register_rate_limit_stage(reg);
   register_window_stage(reg);
   register_mapreduce_stages(reg);

@@ -283,7 +283,8 @@ public:
   // records are consumed), before the stage is done: emit what it held back, such as a reduce's
   // totals. Every earlier step of this worker has committed by then. Each call is one step:
   // return false to be called again in a new step (to emit a large result in bounded steps),
-  // true when finished; that step commits together with the stage's done mark. Keep a cursor in
+  // true when finished; that step commits together with the stage's done mark. Returning false
+  // after asking for a wake-up (context::wake_at) waits for it before the next call. Keep a cursor in
   // state to resume after a crash. A worker reaches its own partitions with
   // ctx.partitions() and ctx.partition_state(p). The default emits nothing.
   virtual bool drained(context& ctx);

@@ -266,8 +266,13 @@ void finish_drained(self_ptr self) {
     return;
   st.failures = 0;
   if (!finished) {
-    send_step(self, false);
-    schedule_step(self);
+    if (!st.delta->empty() || !st.step.commit_hooks.empty())
+      send_step(self, false);
+    // Asked for a wake-up in this step: called again once it is due (a delay holding records
+    // to the end). Wake-ups asked for before (a batch's wait) do not hold it back.
+    auto asked = st.step.wake_request;
+    auto wait = asked == 0 ? 0 : std::min(st.timer_at, asked) - context::now_ms();
+    schedule_step(self, std::chrono::milliseconds{std::max<int64_t>(0, wait)});
     return;
   }
   mark_done(st);
