@@ -71,7 +71,8 @@ TEST_CASE("alert rules fire for each kind of trouble, run their command, and res
   INFO(tail_of(dir / "node.log"));
 
   // Without anything done: the given-up source, the stalled queue, the dead-lettering filter.
-  REQUIRE(wait_until([&] { return has("down missing") && has("stuck hang") && has("poison check"); }, 60s));
+  REQUIRE(wait_until([&] { return has("down missing") && has("stuck hang") && has("poison check"); },
+                     120s, 20ms));
   CHECK_FALSE(has("backlog copy"));
 
   // Paused, copy's lag grows past 500 and its oldest record past a second; resumed, both resolve.
