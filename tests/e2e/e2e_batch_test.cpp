@@ -145,11 +145,7 @@ TEST_CASE("a batch that is not full goes out after wait, and its wait survives a
   CHECK(first[0].group == "a");
 
   append_line(dir / "in.jsonl", item(3, "b"));
-  auto ctl = std::string(TROUPE_BIN_DIR) + "/troupectl";
-  REQUIRE(wait_until([&] {
-    auto status = run_command({ctl, "--data", dir / "data", "status"});
-    return status.output.find("read by pack: 4 consumed, 0 to go") != std::string::npos;
-  }, 30s));
+  REQUIRE(wait_consumed(dir / "data", "pack", 4));
   REQUIRE(batches_in(dir / "out.jsonl").size() == 1); // b's batch waits: only LMDB knows of it
   REQUIRE(killed_by(node->kill_and_reap(), SIGKILL));
   node = std::make_unique<troupe_process>(dir / "app.yaml", dir / "data", dir / "node.log");

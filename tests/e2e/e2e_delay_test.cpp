@@ -63,11 +63,7 @@ TEST_CASE("records waiting in a delay survive a SIGKILL and go out once", "[e2e]
   auto node = std::make_unique<troupe_process>(dir / "app.yaml", dir / "data", dir / "node.log");
   for (uint32_t i = 0; i < 3; ++i)
     append_line(dir / "in.jsonl", json{{"index", i}, {"body", "née"}}.dump());
-  auto ctl = std::string(TROUPE_BIN_DIR) + "/troupectl";
-  REQUIRE(wait_until([&] {
-    auto status = run_command({ctl, "--data", dir / "data", "status"});
-    return status.output.find("read by wait: 3 consumed, 0 to go") != std::string::npos;
-  }, 30s));
+  REQUIRE(wait_consumed(dir / "data", "wait", 3));
   REQUIRE(size_of(dir / "out.jsonl") == 0); // they wait: only LMDB holds them
   REQUIRE(killed_by(node->kill_and_reap(), SIGKILL));
   node = std::make_unique<troupe_process>(dir / "app.yaml", dir / "data", dir / "node.log");

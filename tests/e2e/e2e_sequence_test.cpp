@@ -130,12 +130,7 @@ TEST_CASE("sequence gives a gap up after gap_timeout while the input is idle, an
 
   // 6 waits for 4 and 5; the node is killed before the timeout, so only LMDB knows of it.
   append_line(dir / "in.jsonl", reading("a", 6));
-  auto ctl = std::string(TROUPE_BIN_DIR) + "/troupectl";
-  bool consumed = wait_until([&] {
-    auto status = run_command({ctl, "--data", dir / "data", "status"});
-    return status.output.find("read by order: 5 consumed, 0 to go") != std::string::npos;
-  }, 30s);
-  REQUIRE(consumed);
+  REQUIRE(wait_consumed(dir / "data", "order", 5));
   CHECK(lines_with(dir / "out/out.jsonl", "\"seq\":6") == 0);
   REQUIRE(killed_by(node->kill_and_reap(), SIGKILL));
   node = std::make_unique<troupe_process>(dir / "app.yaml", dir / "data", dir / "node.log");

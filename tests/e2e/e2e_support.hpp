@@ -283,6 +283,16 @@ inline command_result run_troupe(std::vector<std::string> args, const std::strin
 
 inline int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
 
+// Waits until `troupectl --data DIR status` says the stage `group` consumed all `n` records of
+// its input (read from the store, beside the running node).
+inline bool wait_consumed(const std::string& data_dir, const std::string& group, uint64_t n) {
+  auto want = "read by " + group + ": " + std::to_string(n) + " consumed, 0 to go";
+  return wait_until([&] {
+    auto status = run_command({std::string(TROUPE_BIN_DIR) + "/troupectl", "--data", data_dir, "status"});
+    return status.output.find(want) != std::string::npos;
+  }, std::chrono::seconds(30), std::chrono::milliseconds(20));
+}
+
 // One flat JSON object, as a map from key to value: a string value unescaped, anything else
 // (numbers, true/false/null) as its raw text. Nested objects and arrays are not supported: the
 // tests' outputs have none. nullopt for anything malformed. Deliberately not Cap'n Proto's JSON

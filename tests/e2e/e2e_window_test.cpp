@@ -109,14 +109,6 @@ TEST_CASE("an idle input still closes its window, by the wall clock, across a SI
     return "{\"sensor\": \"a\", \"at\": " + std::to_string(at) +
            ", \"value\": " + std::to_string(value) + "}";
   };
-  auto ctl = std::string(TROUPE_BIN_DIR) + "/troupectl";
-  auto consumed = [&](int n) {
-    return wait_until([&] {
-      auto status = run_command({ctl, "--data", dir / "data", "status"});
-      return status.output.find("read by tumble: " + std::to_string(n) + " consumed, 0 to go") !=
-             std::string::npos;
-    }, 30s);
-  };
   // Replayed history: windows of 2 s, [0, 2000) holds readings at 100, 500 and 1500 ms of 1970.
   // Quiet for idle_timeout (3 s), the watermark follows the wall clock: the window closes.
   auto node = std::make_unique<troupe_process>(dir / "app.yaml", dir / "data", dir / "node.log");
@@ -134,7 +126,7 @@ TEST_CASE("an idle input still closes its window, by the wall clock, across a SI
   auto start = now - now % 2000;
   append_line(dir / "in.jsonl", reading(start + 100, 10));
   append_line(dir / "in.jsonl", reading(start + 200, 20));
-  REQUIRE(consumed(5));
+  REQUIRE(wait_consumed(dir / "data", "tumble", 5));
   auto window = "\"start\":" + std::to_string(start) + ",\"end\":" + std::to_string(start + 2000);
   REQUIRE(lines_with(dir / "out.jsonl", window) == 0); // only LMDB knows of it
   REQUIRE(killed_by(node->kill_and_reap(), SIGKILL));
