@@ -282,16 +282,24 @@ void window::process_one(context& ctx, const record& r, int64_t now) {
   w.mark = std::max(w.mark, w.largest - lateness_);
   w.arrival = now;
   w.save(st);
-  while (!close_due(ctx, st, w.mark, 1024)) {
-  }
 }
 
 void window::process_batch(context& ctx, const batch& records) {
   auto now = context::now_ms();
   for (size_t i = 0; i < records.size(); ++i)
     process_one(ctx, records[i], now);
-  if (!by_count_ && records.size() > 0)
-    ctx.wake_at(now + idle_timeout_.count());
+  if (by_count_ || records.size() == 0)
+    return;
+  // Windows the watermark passed close once per step, not per record: a record cannot join a
+  // window behind the watermark, so what they hold is final either way.
+  for (auto p : ctx.partitions()) {
+    auto st = ctx.partition_state(p);
+    auto w = watermark::load(st);
+    if (w.mark != none)
+      while (!close_due(ctx, st, w.mark, 1024)) {
+      }
+  }
+  ctx.wake_at(now + idle_timeout_.count());
 }
 
 void window::arm(context& ctx, int64_t now) {
