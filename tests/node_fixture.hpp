@@ -25,6 +25,7 @@
 
 namespace troupe::test {
 
+// A fresh directory under the temp dir, removed with everything in it at the end of the test.
 class temp_dir {
 public:
   temp_dir() {
@@ -33,7 +34,10 @@ public:
       throw std::runtime_error("mkdtemp failed");
     path_ = tmpl;
   }
+  // TROUPE_TEST_KEEP=1 keeps it, to look at after a failure.
   ~temp_dir() {
+    if (std::getenv("TROUPE_TEST_KEEP"))
+      return;
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
   }

@@ -1,8 +1,70 @@
 #include "store/lmdb_api.hpp"
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
 namespace troupe {
 
 lmdb_api::~lmdb_api() = default;
+
+bool lmdb_note_map(MDB_env* env, lmdb_map& out) {
+  mdb_filehandle_t fd;
+  struct stat file;
+  if (mdb_env_get_fd(env, &fd) != 0 || fstat(fd, &file) != 0)
+    return false;
+  std::ifstream maps{"/proc/self/maps"};
+  std::string line;
+  while (std::getline(maps, line)) {
+    // begin-end perms offset major:minor inode path
+    unsigned long long begin, end, offset, inode;
+    unsigned major, minor;
+    char perms[8];
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu", &begin, &end, perms, &offset,
+                    &major, &minor, &inode) != 7)
+      continue;
+    if (inode == file.st_ino && makedev(major, minor) == file.st_dev && offset == 0) {
+      out.begin = begin;
+      out.end = end;
+      mdb_env_set_userctx(env, &out);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool lmdb_in_file(MDB_txn* txn, const MDB_val& v) {
+  MDB_env* env = mdb_txn_env(txn);
+  auto* map = static_cast<const lmdb_map*>(mdb_env_get_userctx(env));
+  auto at = reinterpret_cast<uintptr_t>(v.mv_data);
+  if (!map || at < map->begin || at >= map->end)
+    return true; // not bounded, or a dirty page of this write transaction
+  MDB_envinfo info;
+  MDB_stat st;
+  if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0)
+    return false;
+  uint64_t file_end = (static_cast<uint64_t>(info.me_last_pgno) + 1) * st.ms_psize;
+  return v.mv_size <= file_end && at - map->begin <= file_end - v.mv_size;
+}
+
+int lmdb_api::get(MDB_txn* txn, MDB_dbi dbi, MDB_val* key, MDB_val* data) {
+  int rc = mdb_get(txn, dbi, key, data);
+  if (rc == 0 && !lmdb_in_file(txn, *data))
+    return MDB_CORRUPTED;
+  return rc;
+}
+
+int lmdb_api::cursor_get(MDB_cursor* cursor, MDB_val* key, MDB_val* data, MDB_cursor_op op) {
+  int rc = mdb_cursor_get(cursor, key, data, op);
+  if (rc == 0 && (!lmdb_in_file(mdb_cursor_txn(cursor), *key) ||
+                  !lmdb_in_file(mdb_cursor_txn(cursor), *data)))
+    return MDB_CORRUPTED;
+  return rc;
+}
 
 std::shared_ptr<lmdb_api> default_lmdb() {
   static auto api = std::make_shared<lmdb_api>();

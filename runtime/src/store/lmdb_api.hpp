@@ -11,6 +11,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -40,9 +41,9 @@ public:
     return mdb_dbi_open(txn, name, flags, dbi);
   }
   virtual int stat(MDB_txn* txn, MDB_dbi dbi, MDB_stat* stat) { return mdb_stat(txn, dbi, stat); }
-  virtual int get(MDB_txn* txn, MDB_dbi dbi, MDB_val* key, MDB_val* data) {
-    return mdb_get(txn, dbi, key, data);
-  }
+  // get and cursor_get answer MDB_CORRUPTED for a value that would run past the end of the
+  // data file (see lmdb_in_file below) instead of handing it out.
+  virtual int get(MDB_txn* txn, MDB_dbi dbi, MDB_val* key, MDB_val* data);
   virtual int put(MDB_txn* txn, MDB_dbi dbi, MDB_val* key, MDB_val* data, unsigned flags) {
     return mdb_put(txn, dbi, key, data, flags);
   }
@@ -52,9 +53,7 @@ public:
   virtual int cursor_open(MDB_txn* txn, MDB_dbi dbi, MDB_cursor** cursor) {
     return mdb_cursor_open(txn, dbi, cursor);
   }
-  virtual int cursor_get(MDB_cursor* cursor, MDB_val* key, MDB_val* data, MDB_cursor_op op) {
-    return mdb_cursor_get(cursor, key, data, op);
-  }
+  virtual int cursor_get(MDB_cursor* cursor, MDB_val* key, MDB_val* data, MDB_cursor_op op);
   virtual int cursor_put(MDB_cursor* cursor, MDB_val* key, MDB_val* data, unsigned flags) {
     return mdb_cursor_put(cursor, key, data, flags);
   }
@@ -62,6 +61,22 @@ public:
     return mdb_cursor_del(cursor, flags);
   }
 };
+
+// Where an environment's data file is mapped: found once after mdb_env_open by lmdb_note_map,
+// which makes it the environment's user context (mdb_env_set_userctx). It must outlive the env.
+struct lmdb_map {
+  uintptr_t begin = 0, end = 0;
+};
+// Finds `env`'s data file in /proc/self/maps (LMDB does not tell where it mapped it); false when
+// it is not there, and then values are not bounded.
+bool lmdb_note_map(MDB_env* env, lmdb_map& out);
+
+// Whether `v`, as LMDB handed it out in `txn`, lies where it may: inside the map below the end of
+// the last page the data file holds, or outside the map altogether (a page this write transaction
+// made, in memory). LMDB trusts its pages: a damaged size in a node makes a value that runs past
+// the end of the file, and reading it (to check its checksum) dies of SIGBUS. So every value is
+// bounded before anyone reads it.
+bool lmdb_in_file(MDB_txn* txn, const MDB_val& v);
 
 // The LMDB the store uses when its options name none.
 std::shared_ptr<lmdb_api> default_lmdb();

@@ -230,6 +230,7 @@ private:
   store_layout layout_;
   std::shared_ptr<lmdb_api> lmdb_;
   MDB_env* env_ = nullptr;
+  lmdb_map map_; // where env_ maps the data file, to bound what it reads
   int lock_fd_ = -1; // holds an exclusive flock on <dir>/troupe.lock while open
   caf::error failed_; // sticky: a flush to disk failed
   bool pressure_ = false;

@@ -46,6 +46,10 @@ struct walker {
     MDB_val k, v;
     int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+      if (!lmdb_in_file(txn, k) || !lmdb_in_file(txn, v)) {
+        rc = MDB_CORRUPTED; // a damaged size: reading the entry would run past the file's end
+        break;
+      }
       ++report.entries;
       fn(to_view(k), to_view(v));
     }
@@ -218,6 +222,8 @@ check_report check_data_dir(const std::string& dir) {
       mdb_env_close(env);
     return report;
   }
+  lmdb_map map;
+  lmdb_note_map(env, map);
   MDB_envinfo info;
   MDB_stat st;
   mdb_env_info(env, &info);
@@ -264,7 +270,7 @@ check_report check_data_dir(const std::string& dir) {
     w.problem("no `meta` database: this is not a troupe store");
   } else if (open("meta", 0, dbi)) {
     MDB_val k = to_val("layout_version"), v;
-    if (mdb_get(w.txn, dbi, &k, &v) != 0)
+    if (mdb_get(w.txn, dbi, &k, &v) != 0 || !lmdb_in_file(w.txn, v))
       w.problem("meta: no layout_version");
     else if (to_view(v) != layout_version)
       w.problem("meta: layout version " + std::string{to_view(v)} + "; this build checks version " +

@@ -193,6 +193,7 @@ caf::error store::open_env() {
     flags |= MDB_NOSYNC;
   if ((rc = api.env_open(env_, options_.dir.c_str(), flags, 0644)) != 0)
     return lmdb_error(rc, "store: opening the LMDB environment in '" + options_.dir + "'");
+  lmdb_note_map(env_, map_);
   // Reader slots left by a killed process (say a tool reading this dir) would pin old pages.
   int stale = 0;
   api.reader_check(env_, &stale);

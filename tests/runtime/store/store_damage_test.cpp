@@ -3,6 +3,8 @@
 // damage must be reported as store_corrupt naming what and where, and never read as data.
 #include "store_support.hpp"
 
+#include "store/store_check.hpp"
+
 using namespace troupe;
 using namespace troupe::store_test;
 
@@ -219,4 +221,37 @@ TEST_CASE("a value moved to another key fails its checksum", "[runtime][store]")
   auto s = store::open(options(dir.path), damage_layout());
   REQUIRE(!s);
   check_corrupt(s.error(), "the head record of partition 1 of edge 'a'");
+}
+
+// LMDB trusts its pages: a node whose size field is damaged hands out a value that runs megabytes
+// past the end of the file, and reading it (for its checksum) would die of SIGBUS.
+TEST_CASE("a value whose size runs past the end of the file is damage, not a crash",
+          "[runtime][store]") {
+  temp_dir dir;
+  uint64_t size_hi_at = 0;
+  {
+    auto s = open_store(dir.path, damage_layout());
+    fill(*s);
+    auto key = state_key(0, 1, 1, "k");
+    // A leaf node: u16 size low, u16 size high, u16 flags, u16 key size, the key, the value.
+    size_hi_at = file_offset_of(*s, "state/s2", key) - key.size() - 8 + 2;
+  }
+  {
+    int fd = ::open(dir.data_file().c_str(), O_RDWR);
+    REQUIRE(fd >= 0);
+    const unsigned char sixteen_mib[2] = {0x00, 0x01};
+    REQUIRE(::pwrite(fd, sixteen_mib, 2, static_cast<off_t>(size_hi_at)) == 2);
+    ::close(fd);
+  }
+  {
+    auto s = open_store(dir.path, damage_layout());
+    auto r = s->reader();
+    check_corrupt(error_of(r->state(1, state_scope::partition, 1, state_space::user, "k")),
+                  "state of stage 's2'");
+    CHECK(must(r->state(1, state_scope::partition, 0, state_space::user, "k")) ==
+          std::optional<std::string>{"value-0"});
+  }
+  auto report = check_data_dir(dir.path);
+  REQUIRE(!report.ok());
+  CHECK(report.problems.front().find("state/s2") != std::string::npos);
 }
