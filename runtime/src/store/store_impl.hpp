@@ -49,6 +49,15 @@ inline caf::error damaged(std::string what) {
                     std::move(what) + ": the data dir is damaged (run `troupe check` on it)");
 }
 
+// Whether `key`, which `dbi` answered MDB_NOTFOUND for, is really absent: the entries beside where
+// it would be (the first after it and the one before) pass their checksums. Every value but
+// meta's starts with a checksum seeded with its key, so an entry whose key was damaged on disk,
+// which a lookup of its old key misses, fails there: that is damage, not absence (a missing
+// cursor would otherwise mean "read from the start", a missing state value "no state yet").
+// Damage in a branch page that sends the lookup to another leaf is not caught here.
+caf::error confirm_absent(lmdb_api& api, MDB_txn* txn, MDB_dbi dbi, std::string_view key,
+                          const std::string& what);
+
 // One partition of an edge, as committed (and, while a transaction is open, as pending).
 struct part_rt {
   store_format::head_body at;               // committed

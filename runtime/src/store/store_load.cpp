@@ -22,8 +22,12 @@ caf::error store::load(MDB_txn* txn) {
                  const std::string& what) -> caf::expected<std::optional<std::string_view>> {
     MDB_val k = to_val(key), v;
     int rc = api.get(txn, dbi, &k, &v);
-    if (rc == MDB_NOTFOUND)
+    if (rc == MDB_NOTFOUND) {
+      if (dbi != d.meta)
+        if (auto err = confirm_absent(api, txn, dbi, key, what))
+          return err;
       return std::optional<std::string_view>{};
+    }
     if (rc != 0)
       return lmdb_error(rc, "store: reading " + what);
     return std::optional<std::string_view>{to_view(v)};

@@ -11,6 +11,35 @@ namespace troupe {
 
 using namespace store_format;
 
+caf::error confirm_absent(lmdb_api& api, MDB_txn* txn, MDB_dbi dbi, std::string_view key,
+                          const std::string& what) {
+  MDB_cursor* c = nullptr;
+  if (int rc = api.cursor_open(txn, dbi, &c); rc != 0)
+    return lmdb_error(rc, "store: reading " + what);
+  auto sealed = [](const MDB_val& k, const MDB_val& v) {
+    return v.mv_size >= seal_size &&
+           get_le64(v.mv_data) == checksum(to_view(k), static_cast<const char*>(v.mv_data) + 8,
+                                           v.mv_size - 8);
+  };
+  MDB_val k = to_val(key), v;
+  bool ok = true;
+  int rc = api.cursor_get(c, &k, &v, MDB_SET_RANGE);
+  if (rc == 0)
+    ok = sealed(k, v);
+  if (ok && (rc == 0 || rc == MDB_NOTFOUND)) {
+    rc = api.cursor_get(c, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
+    if (rc == 0)
+      ok = sealed(k, v);
+  }
+  mdb_cursor_close(c);
+  if (!ok)
+    return damaged("store: looking for " + what + ", which is not there, an entry beside where "
+                   "it would be fails its checksum (a damaged key or value)");
+  if (rc != 0 && rc != MDB_NOTFOUND)
+    return lmdb_error(rc, "store: reading " + what);
+  return {};
+}
+
 store_reader::store_reader(store& owner) : store_(&owner) {}
 
 store_reader::~store_reader() {
@@ -133,8 +162,12 @@ caf::expected<partition_info> store_reader::partition(edge_id e, partition_id p)
   head_key(key_, layout.edges[e].name, p);
   MDB_val k = to_val(key_), v;
   int rc = store_->lmdb().get(txn_, store_->impl_->heads, &k, &v);
-  if (rc == MDB_NOTFOUND)
+  if (rc == MDB_NOTFOUND) {
+    if (auto err = confirm_absent(store_->lmdb(), txn_, store_->impl_->heads, key_,
+                                  "the head of edge '" + layout.edges[e].name + "'"))
+      return err;
     return partition_info{};
+  }
   if (rc != 0)
     return lmdb_error(rc, "store: reading the head of edge '" + layout.edges[e].name + "'");
   auto body = unseal(key_, to_view(v));
@@ -155,8 +188,12 @@ caf::expected<std::optional<cursor_pos>> store_reader::cursor(edge_id e, std::st
   cursor_key(key_, layout.edges[e].name, group, p);
   MDB_val k = to_val(key_), v;
   int rc = store_->lmdb().get(txn_, store_->impl_->cursors, &k, &v);
-  if (rc == MDB_NOTFOUND)
+  if (rc == MDB_NOTFOUND) {
+    if (auto err = confirm_absent(store_->lmdb(), txn_, store_->impl_->cursors, key_,
+                                  "a cursor of edge '" + layout.edges[e].name + "'"))
+      return err;
     return std::optional<cursor_pos>{};
+  }
   if (rc != 0)
     return lmdb_error(rc, "store: reading a cursor of edge '" + layout.edges[e].name + "'");
   auto body = unseal(key_, to_view(v));
@@ -177,9 +214,13 @@ caf::expected<std::optional<std::string>> store_reader::state(stage_id s, state_
   state_key(key_, scope, index, space, key);
   MDB_val k = to_val(key_), v;
   int rc = store_->lmdb().get(txn_, store_->impl_->s[s].state, &k, &v);
-  if (rc == MDB_NOTFOUND)
-    return std::optional<std::string>{};
   const auto& stage = store_->layout_.stages[s].name;
+  if (rc == MDB_NOTFOUND) {
+    if (auto err = confirm_absent(store_->lmdb(), txn_, store_->impl_->s[s].state, key_,
+                                  "a state value of stage '" + stage + "'"))
+      return err;
+    return std::optional<std::string>{};
+  }
   if (rc != 0)
     return lmdb_error(rc, "store: reading state of stage '" + stage + "'");
   auto body = unseal(key_, to_view(v));
