@@ -162,6 +162,7 @@ TEST_CASE("a damaged data dir is refused with a message, and no wrong record is 
   SECTION("64 bits flipped at a seed") {
     auto seed = pick_seed();
     INFO("seed " << seed << " (TROUPE_E2E_SEED repeats it)");
+    std::cerr << "e2e damage: bits flipped with seed " << seed << "\n"; // CI cuts INFO short
     damaged_copy c{base};
     {
       auto bytes = read_file(c.data_file());
