@@ -10,10 +10,18 @@
 // fdatasyncs before the step commits. On open the file is cut back the same way. The sink holds
 // an exclusive flock on the file while open: a second node writing it is refused.
 //
+// At `process` durability the file is synced only now and then (every 8 MiB or second), but the
+// store's flush may make a committed length durable before the bytes it counts reached the
+// disk: after a power loss the file can hold a hole of zeros, or old bytes, where committed
+// lines were. So the state also keeps how much of the file is known synced and a CRC-32 of the
+// committed bytes past it; on open those bytes are read back and checked, and a file that lost
+// them is refused by name instead of being appended to.
+//
 // A record the codec cannot write (Text that is not UTF-8, a set AnyPointer) fails its step: it
 // is retried and dead-lettered like any record a stage throws on, and never reaches the file.
 #include "jsonl_sink.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -22,6 +30,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 namespace troupe {
 
@@ -36,6 +45,20 @@ void append_string(std::string& out, std::string_view s, const char* what) {
 // dead-lettered.
 transient_error io_error(const std::string& what, const std::string& path) {
   return transient_error(what + " " + path + ": " + std::strerror(errno));
+}
+
+// At `process`: the most unsynced bytes, and the longest time, a file goes without an fdatasync.
+constexpr uint64_t unsynced_bytes_max = 8 << 20;
+constexpr auto unsynced_time_max = std::chrono::seconds(1);
+
+uint32_t crc_of(uint32_t crc, const char* data, size_t n) {
+  while (n > 0) { // zlib takes the length as a uInt
+    auto part = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
+    crc = static_cast<uint32_t>(::crc32(crc, reinterpret_cast<const Bytef*>(data), part));
+    data += part;
+    n -= part;
+  }
+  return crc;
 }
 
 } // namespace
@@ -66,7 +89,8 @@ void jsonl_sink::open(context& ctx) {
   auto parent = std::filesystem::path(path_).parent_path();
   if (!parent.empty())
     std::filesystem::create_directories(parent);
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  // Read and written: check_unsynced_tail reads the file's tail back.
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0)
     throw io_error("cannot open", path_);
   // Another node (another data dir) writing the file would cut it back to its own length. A
@@ -93,10 +117,40 @@ void jsonl_sink::open(context& ctx) {
       std::to_string(committed) + " were committed: the file was cut or replaced outside troupe "
       "(or lost in an OS crash at `durability: process`); restore it, or start the app afresh "
       "with `troupe reset`");
+  check_unsynced_tail(ctx, committed);
   if (static_cast<uint64_t>(st.st_size) > committed && // lines of a step that never committed
       ::ftruncate(fd_, static_cast<off_t>(committed)) != 0)
     throw io_error("cannot truncate", path_);
   length_ = committed;
+  last_sync_ = std::chrono::steady_clock::now();
+}
+
+// The committed bytes past the synced length must be the ones written (see the top of the file).
+void jsonl_sink::check_unsynced_tail(context& ctx, uint64_t committed) {
+  auto state = ctx.worker_state();
+  auto synced = state.get_u64("synced").value_or(committed);
+  if (synced >= committed)
+    return;
+  std::string bytes(committed - synced, '\0');
+  size_t got = 0;
+  while (got < bytes.size()) {
+    auto n = ::pread(fd_, bytes.data() + got, bytes.size() - got, static_cast<off_t>(synced + got));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      throw io_error("cannot read", path_);
+    if (n == 0)
+      break;
+    got += static_cast<size_t>(n);
+  }
+  if (got == bytes.size() &&
+      crc_of(0, bytes.data(), bytes.size()) == state.get_u64("unsynced_crc").value_or(0))
+    return;
+  throw permanent_error(
+    path_ + ": bytes " + std::to_string(synced) + " to " + std::to_string(committed) +
+    " were committed but are not what was written: they were lost in an OS crash or power loss "
+    "before they reached the disk (at `durability: process` the file is synced now and then); "
+    "restore it, or start the app afresh with `troupe reset`");
 }
 
 void jsonl_sink::write_all(const std::string& bytes) {
@@ -140,10 +194,23 @@ void jsonl_sink::process_batch(context& ctx, const batch& records) {
       throw std::invalid_argument("cannot write the record as JSON: " + err->to_string());
     buffer_ += envelope_ ? "}\n" : "\n";
   }
+  auto state = ctx.worker_state();
+  auto synced = state.get_u64("synced").value_or(committed);
+  auto crc = static_cast<uint32_t>(state.get_u64("unsynced_crc").value_or(0));
   write_all(buffer_);
-  if (ctx.durability() == durability::sync && ::fdatasync(fd_) != 0)
-    throw io_error("cannot sync", path_);
-  ctx.worker_state().put_u64("length", length_);
+  crc = crc_of(crc, buffer_.data(), buffer_.size());
+  auto now = std::chrono::steady_clock::now();
+  if (ctx.durability() == durability::sync || length_ - synced > unsynced_bytes_max ||
+      now - last_sync_ > unsynced_time_max) {
+    if (::fdatasync(fd_) != 0)
+      throw io_error("cannot sync", path_);
+    synced = length_;
+    crc = 0;
+    last_sync_ = now;
+  }
+  state.put_u64("length", length_);
+  state.put_u64("synced", synced);
+  state.put_u64("unsynced_crc", crc);
 }
 
 void jsonl_sink::close(context&) {

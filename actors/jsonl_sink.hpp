@@ -3,6 +3,7 @@
 #include <troupe/json.hpp>
 #include <troupe/stage.hpp>
 
+#include <chrono>
 #include <optional>
 
 #include <map>
@@ -20,6 +21,7 @@ public:
 
 private:
   void write_all(const std::string& bytes);
+  void check_unsynced_tail(context& ctx, uint64_t committed);
 
   std::string path_;
   bool envelope_;
@@ -29,6 +31,7 @@ private:
   json_encoder* last_ = nullptr;
   int fd_ = -1;
   uint64_t length_ = 0; // bytes in the file as this object last left it
+  std::chrono::steady_clock::time_point last_sync_;
   std::string buffer_;
 };
 

@@ -129,3 +129,28 @@ TEST_CASE("troupe check where no app has run says so; a missing path is named", 
   CHECK(exit_code(missing.status) == 2);
   CHECK_THAT(missing.output, Catch::Contains("nowhere: no such file or directory"));
 }
+
+TEST_CASE("a sink whose committed lines were lost before they reached the disk is refused by "
+          "name, not appended to",
+          "[e2e][inputs]") {
+  // At `process` (the default) the sink syncs its file now and then; what a power loss leaves
+  // where committed but unsynced lines were (zeros, here) is caught when the sink opens.
+  temp_dir dir;
+  auto d = dir.path().string();
+  write_file(dir / "app.yaml", follow_app());
+  write_orders(dir / "orders.jsonl", 0, 20);
+  run_until(d, 20); // well within the sink's first second: none of its lines synced yet
+  auto out = read_file(dir / "out.jsonl");
+  REQUIRE(!out.empty());
+  auto half = out.size() / 2;
+  auto damaged = out.substr(0, half) + std::string(out.size() - half, '\0');
+  write_file(dir / "out.jsonl", damaged);
+
+  troupe_process node{dir / "app.yaml", dir / "data", dir / "troupe.log"};
+  bool ended = node.wait_for_exit(1min);
+  INFO(tail_of(dir / "troupe.log"));
+  REQUIRE(ended);
+  CHECK(!exited_ok(node.status()));
+  CHECK(lines_with(dir / "troupe.log", "were committed but are not what was written") > 0);
+  CHECK(read_file(dir / "out.jsonl") == damaged); // nothing appended to it, nothing cut
+}

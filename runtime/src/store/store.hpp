@@ -231,6 +231,7 @@ private:
   std::shared_ptr<lmdb_api> lmdb_;
   MDB_env* env_ = nullptr;
   lmdb_map map_; // where env_ maps the data file, to bound what it reads
+  bool held_store_ = false; // the data dir's marker says a store was created in it
   int lock_fd_ = -1; // holds an exclusive flock on <dir>/troupe.lock while open
   caf::error failed_; // sticky: a flush to disk failed
   bool pressure_ = false;

@@ -47,6 +47,12 @@ caf::error store::load(MDB_txn* txn) {
   if (!version)
     return version.error();
   if (!*version) {
+    // A power cut at `durability: process` can leave a data file whose newest meta page points
+    // at pages that never reached the disk: LMDB then shows an older, or an empty, list of
+    // databases. Once a store was created here, that is damage, not a new store.
+    if (held_store_)
+      return damaged("store: " + options_.dir + " held a store (troupe.store is there) but its "
+                     "data file has no layout version");
     if (auto err = put_meta("layout_version", layout_version))
       return err;
   } else if (**version != layout_version) {
