@@ -7,14 +7,15 @@ set -euo pipefail
 # `cpack -G DEB` runs to compute the package's dependencies; ffmpeg: what apps/thumbnailer runs
 # (and its test makes videos with); prometheus: promtool, which checks the /metrics text in tests;
 # chromium: the headless browser the dashboard's test loads it in; libfuse3-dev and fuse3: the
-# power-cut file system of tests/powercut.
+# power-cut file system of tests/powercut; clang and its runtime: the sanitizer build, which is
+# also the libFuzzer build.
 packages=(
   build-essential cmake pkg-config
   libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils catch2
   libyaml-cpp-dev libcli11-dev libfmt-dev libxxhash-dev libsimdjson-dev
   libcpp-httplib-dev nlohmann-json3-dev zlib1g-dev
   jq file python3 ffmpeg prometheus chromium
-  libfuse3-dev fuse3
+  libfuse3-dev fuse3 clang libclang-rt-14-dev
 )
 
 missing=()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up and runs every test: installs the Debian packages (only if missing), builds
 # and runs the suite twice: a release build with the full end-to-end crash tests, and an
-# AddressSanitizer + UndefinedBehaviorSanitizer build with smaller end-to-end counts.
+# AddressSanitizer + UndefinedBehaviorSanitizer build (clang, with libFuzzer's coverage) with
+# smaller end-to-end counts, whose fuzz targets then run for a fixed time each (tools/fuzz.sh).
 # Incremental: a second run only rebuilds what changed.
 #   TROUPE_TEST_SANITIZE=0 tools/test.sh   skips the sanitizer build (quicker local runs)
 set -euo pipefail
@@ -40,5 +41,8 @@ if [ "${TROUPE_TEST_SANITIZE:-1}" != 0 ]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   export TROUPE_E2E_SCALE=small
-  build_and_test build-asan -DCMAKE_BUILD_TYPE=Debug -DTROUPE_SANITIZE=ON
+  CC=clang CXX=clang++ build_and_test build-sanitize -DCMAKE_BUILD_TYPE=Debug \
+    -DTROUPE_SANITIZE=ON -DTROUPE_FUZZ=ON
+  echo "== fuzzing (${TROUPE_FUZZ_SECONDS:-20} s a target)"
+  tools/fuzz.sh build-sanitize "${TROUPE_FUZZ_SECONDS:-20}"
 fi

@@ -226,9 +226,13 @@ bool run_case(const app_config& app, const std::string& app_file, const test_cas
     edge_of(edge);
   }
   y["stages"] = stages;
-  for (const auto& [port, lines] : t.expect)
-    if (std::none_of(s.outputs.begin(), s.outputs.end(), [&](const auto& o) { return o.first == port; }))
-      return fail("stage '" + t.stage + "' has no connected output port '" + port + "'");
+  auto output_named = [&](const std::string& port) {
+    return std::find_if(s.outputs.begin(), s.outputs.end(),
+                        [&](const auto& o) { return o.first == port; });
+  };
+  for (const auto& expected : t.expect)
+    if (output_named(expected.first) == s.outputs.end())
+      return fail("stage '" + t.stage + "' has no connected output port '" + expected.first + "'");
   {
     std::ofstream f{(dir / "app.yaml").string()};
     f << YAML::Dump(y) << "\n";
@@ -256,7 +260,7 @@ bool run_case(const app_config& app, const std::string& app_file, const test_cas
   bool ok = true;
   std::string report;
   for (const auto& [port, want_lines] : t.expect) {
-    auto edge = std::find_if(s.outputs.begin(), s.outputs.end(), [&](const auto& o) { return o.first == port; })->second;
+    auto edge = output_named(port)->second;
     auto schema_of = carried(edge)->schema;
     auto got = file_lines((dir / ("out_" + port + ".jsonl")).string());
     std::vector<std::string> want;

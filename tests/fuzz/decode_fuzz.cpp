@@ -1,7 +1,7 @@
 // libFuzzer harness for the two decoders that read bytes from disk or the wire: the Envelope
-// decoder (codec.cpp) and the edge-log chunk parser (store/format.cpp). Build with
-//   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DTROUPE_FUZZ=ON && cmake --build build-fuzz --target decode_fuzz
-//   build-fuzz/bin/decode_fuzz -max_total_time=60
+// decoder (codec.cpp) and the edge-log chunk parser (store/format.cpp). Built by the sanitizer
+// build of tools/test.sh (clang, -DTROUPE_FUZZ=ON) and run by tools/fuzz.sh on corpus/decode
+// (chunks taken from a real data dir with mdb_dump).
 // Any crash, sanitizer report or hang is a bug: malformed input must become an error value.
 #include "codec/codec.hpp"
 #include "store/format.hpp"
