@@ -91,14 +91,8 @@ void run_with_crashes(const std::string& mode, uint32_t n) {
       history += "run " + std::to_string(run + 1) + " finished before " + point.describe() + "\n";
     }
   }
-  if (!finished) {
-    append_line(log, "=== e2e last run: to the end");
-    troupe_process node{app, data, log};
-    bool ended = node.wait_for_exit(10min);
-    INFO(history << tail_of(log));
-    REQUIRE(ended);
-    REQUIRE(describe_status(node.status()) == "exit 0");
-  }
+  if (!finished)
+    run_to_the_end(app, data, log, history);
   std::cerr << "e2e " << mode << ": " << n << " records, seed " << seed << ", " << kills
             << " SIGKILLs\n" << history;
   INFO(history);

@@ -109,4 +109,15 @@ inline void check_output(const std::string& path, const std::vector<item>& expec
   CHECK(mismatches == 0);
 }
 
+// Runs the app once more, to its end: it must exit 0 (a last run after crashes or cuts).
+inline void run_to_the_end(const std::string& app, const std::string& data, const std::string& log,
+                           const std::string& history) {
+  append_line(log, "=== last run: to the end");
+  troupe_process node{app, data, log};
+  bool ended = node.wait_for_exit(std::chrono::minutes(10));
+  INFO(history << tail_of(log));
+  REQUIRE(ended);
+  REQUIRE(describe_status(node.status()) == "exit 0");
+}
+
 } // namespace troupe::test

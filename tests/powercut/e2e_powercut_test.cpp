@@ -101,14 +101,8 @@ TEST_CASE("at sync, a pipeline under 20 power cuts at random moments loses, repe
   std::cerr << history;
   powercut_mount power{disk, mnt, fs_log};
   check_store(data);
-  if (!finished) {
-    append_line(log, "=== power-cut last run: to the end");
-    troupe_process node{app, data, log};
-    bool ended = node.wait_for_exit(10min);
-    INFO(history << tail_of(log));
-    REQUIRE(ended);
-    REQUIRE(describe_status(node.status()) == "exit 0");
-  }
+  if (!finished)
+    run_to_the_end(app, data, log, history);
   INFO(history << tail_of(fs_log));
   CHECK(hit >= cuts - 2); // a node may finish early in the last rounds, not sooner
   check_output(out, expected.items, n);
