@@ -215,8 +215,11 @@ caf::error store::open_env() {
   if (!fault)
     return fault.error();
   flags |= *fault;
-  if ((rc = api.env_open(env_, options_.dir.c_str(), flags, 0644)) != 0)
+  if ((rc = api.env_open(env_, options_.dir.c_str(), flags, 0644)) != 0) {
+    if (rc == MDB_INVALID || rc == MDB_CORRUPTED) // no meta page LMDB can read (a power cut, say)
+      return damaged("store: LMDB cannot open " + options_.dir + ": " + mdb_strerror(rc));
     return lmdb_error(rc, "store: opening the LMDB environment in '" + options_.dir + "'");
+  }
   lmdb_note_map(env_, map_);
   // Reader slots left by a killed process (say a tool reading this dir) would pin old pages.
   int stale = 0;
