@@ -4,6 +4,7 @@
 #include "store/store_impl.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 
 namespace troupe {
@@ -14,8 +15,16 @@ caf::error store::load(MDB_txn* txn) {
   auto& d = *impl_;
   auto& api = *lmdb_;
   auto open_db = [&](const std::string& name, unsigned f, MDB_dbi& dbi) -> caf::error {
-    if (int rc = api.dbi_open(txn, name.c_str(), f | MDB_CREATE, &dbi); rc != 0)
+    if (int rc = api.dbi_open(txn, name.c_str(), f | MDB_CREATE, &dbi); rc != 0) {
+      // In a store that was made here, the list of databases LMDB cannot read is damage (a
+      // power cut at `process` can leave a meta page pointing at pages never written; LMDB
+      // then reads noise: MDB_CORRUPTED, MDB_PAGE_NOTFOUND, or ENOMEM for a size it made up).
+      bool unreadable = rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ||
+                        rc == MDB_INCOMPATIBLE || rc == ENOMEM;
+      if (held_store_ && unreadable)
+        return damaged("store: opening database '" + name + "': " + mdb_strerror(rc));
       return lmdb_error(rc, "store: opening database '" + name + "'");
+    }
     return {};
   };
   auto get = [&](MDB_dbi dbi, std::string_view key,

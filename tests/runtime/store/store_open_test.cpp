@@ -276,11 +276,11 @@ TEST_CASE("a data file cut short is refused with a message, not read into a SIGB
   SECTION("to 6,000 bytes (inside the second meta page)") {
     fs::resize_file(dir.data_file(), 6000);
   }
-  SECTION("to 2,000 bytes (inside the first meta page): LMDB itself refuses it") {
+  SECTION("to 2,000 bytes (inside the first meta page): LMDB itself refuses it, as damage") {
     fs::resize_file(dir.data_file(), 2000);
     auto account = open_in_child(dir.path, sample_layout());
     INFO(account);
-    CHECK(account.rfind("refused store_io: ", 0) == 0);
+    CHECK(account.rfind("refused store_corrupt: ", 0) == 0);
     CHECK(account.find("File is not an LMDB file") != std::string::npos);
     return;
   }
@@ -290,4 +290,45 @@ TEST_CASE("a data file cut short is refused with a message, not read into a SIGB
   CHECK(account.find("/data.mdb holds " + std::to_string(fs::file_size(dir.data_file())) +
                      " bytes but its last page ends at byte") != std::string::npos);
   CHECK(account.find("cut short") != std::string::npos);
+}
+
+TEST_CASE("a data file LMDB cannot read, or one that lost its layout version, is damage, not a "
+          "new store",
+          "[runtime][store]") {
+  temp_dir dir;
+  fill(dir.path);
+  SECTION("pages of noise where the meta pages were (a power cut at `process`)") {
+    std::string noise(3 * 4096, '\0');
+    for (size_t i = 0; i < noise.size(); ++i)
+      noise[i] = static_cast<char>((i * 2654435761u) >> 13);
+    std::ofstream{dir.data_file(), std::ios::binary | std::ios::trunc} << noise;
+    auto err = open_error(dir.path, sample_layout());
+    CHECK(code_of(err) == errc::store_corrupt);
+    CHECK(text_of(err).find("LMDB cannot open") != std::string::npos);
+  }
+  SECTION("an LMDB file without troupe's meta, in a dir whose marker says it held a store") {
+    std::filesystem::remove(dir.data_file());
+    std::filesystem::remove(dir.path + "/lock.mdb");
+    MDB_env* env = nullptr;
+    REQUIRE(mdb_env_create(&env) == 0);
+    REQUIRE(mdb_env_set_maxdbs(env, 4) == 0);
+    REQUIRE(mdb_env_open(env, dir.path.c_str(), 0, 0644) == 0);
+    MDB_txn* txn = nullptr;
+    MDB_dbi dbi;
+    REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+    REQUIRE(mdb_dbi_open(txn, "heads", MDB_CREATE, &dbi) == 0);
+    REQUIRE(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+    auto err = open_error(dir.path, sample_layout());
+    CHECK(code_of(err) == errc::store_corrupt);
+    CHECK(text_of(err).find("has no layout version") != std::string::npos);
+  }
+}
+
+TEST_CASE("TROUPE_TEST_FAULT names only a fault troupe knows", "[runtime][store]") {
+  temp_dir dir;
+  ::setenv("TROUPE_TEST_FAULT", "skip-every-sync", 1);
+  auto err = open_error(dir.path, sample_layout());
+  ::unsetenv("TROUPE_TEST_FAULT");
+  CHECK(text_of(err).find("TROUPE_TEST_FAULT=skip-every-sync is not a fault") != std::string::npos);
 }
