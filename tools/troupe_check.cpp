@@ -9,8 +9,8 @@ namespace troupe::cli {
 int check_dir(const std::string& dir) {
   auto report = check_data_dir(dir);
   if (report.no_store) {
-    std::cout << dir << ": no store here yet (no app has run with this data dir): nothing to "
-                        "check\n";
+    std::cout << dir << ": no store here yet (no app has run with this data dir, or its first "
+                        "commit never reached the disk): nothing to check\n";
     return 0;
   }
   for (const auto& note : report.notes)

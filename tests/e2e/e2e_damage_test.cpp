@@ -79,6 +79,8 @@ struct stopped_run {
     REQUIRE(killed_by(node.kill_and_reap(), SIGKILL));
     auto v = judge(out);
     REQUIRE(v.bad == 0);
+    // The store was left open: the next open verifies the data file before it reads it.
+    REQUIRE(read_file(data + "/troupe.lock").rfind("open, durability process, pid ", 0) == 0);
   }
 };
 
@@ -178,6 +180,8 @@ TEST_CASE("a damaged data dir is refused with a message, and no wrong record is 
     auto log = read_file(c.log);
     auto v = judge(c.out);
     INFO(tail_of(c.log));
+    CHECK(log.find("ended without closing the store: verifying its data file") !=
+          std::string::npos);
     // Flips that land in free pages harm nothing: then the run must end exactly right. Otherwise
     // it must stop with a message. Either way no line of the output may be wrong.
     CHECK(v.bad == 0);

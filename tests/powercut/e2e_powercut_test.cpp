@@ -291,9 +291,9 @@ TEST_CASE("at process, after a power cut a node resumes from an earlier consiste
         CHECK(sink_says);
       history += "trial " + std::to_string(trial + 1) + ": refused (troupe check " +
                  describe_status(check.status) + "): " +
-                 (after.find("not what was written") != std::string::npos ? "the sink's tail lost"
-                  : after.find("the file was cut") != std::string::npos   ? "the sink's file short"
-                                                                          : "the store damaged") +
+                 (!sink_says ? "the store damaged"
+                  : after.find("not what was written") != std::string::npos ? "the sink's tail lost"
+                                                                            : "the sink's file short") +
                  "\n";
     }
   }

@@ -209,6 +209,9 @@ private:
   store(store_options options, store_layout layout);
   caf::error check_dir();
   caf::error lock_dir();
+  // After a run at `process` that ended without closing the store (store_recover.cpp).
+  caf::error verify_after_unclean_end();
+  caf::error note_open();
   caf::error open_env();
   caf::error check_file_size();
   struct geometry {
@@ -233,6 +236,10 @@ private:
   lmdb_map map_; // where env_ maps the data file, to bound what it reads
   bool held_store_ = false; // the data dir's marker says a store was created in it
   int lock_fd_ = -1; // holds an exclusive flock on <dir>/troupe.lock while open
+  // troupe.lock holds one line while a store is open on the dir, emptied when it closes: what it
+  // held at open says how the last run ended (store_recover.cpp).
+  std::string last_run_;
+  bool noted_open_ = false; // this open wrote its line into troupe.lock
   caf::error failed_; // sticky: a flush to disk failed
   bool pressure_ = false;
   uint64_t growth_budget_ = 0; // bytes steps that add more than they consume may still add

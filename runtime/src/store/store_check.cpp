@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -63,6 +64,85 @@ struct walker {
 
   static std::string edge_of(std::string_view key, size_t tail_size) {
     return std::string{key.substr(0, key.size() - tail_size)};
+  }
+
+  // LMDB's free list (database 0): each entry, keyed by the transaction that freed them, is a
+  // count and that many page numbers, in descending order, of pages the file holds. LMDB's writer
+  // trusts it: merging a list of noise (a power cut at `process` can leave one) crashes it.
+  // The number of pages it lists, or nothing when it could not be read whole.
+  std::optional<size_t> check_free_list(size_t last_pgno, size_t last_txnid) {
+    size_t lists = 0, pages = 0;
+    size_t problems_before = report.problems.size();
+    bool ok = each(0, "the free list", [&](std::string_view k, std::string_view v) {
+      size_t txnid = 0, count = 0;
+      if (k.size() == sizeof txnid)
+        std::memcpy(&txnid, k.data(), sizeof txnid);
+      if (v.size() >= sizeof count)
+        std::memcpy(&count, v.data(), sizeof count);
+      auto where = "the free list's entry " + std::to_string(++lists);
+      if (k.size() != sizeof txnid || txnid > last_txnid) {
+        problem(where + ": a key that names no past transaction");
+        return;
+      }
+      if (v.size() % sizeof count != 0 || v.size() / sizeof count != count + 1) {
+        problem(where + ": " + std::to_string(v.size()) + " bytes cannot hold its count of " +
+                std::to_string(count) + " pages");
+        return;
+      }
+      size_t previous = last_pgno + 1;
+      for (size_t i = 1; i <= count; ++i) {
+        size_t pgno = 0;
+        std::memcpy(&pgno, v.data() + i * sizeof pgno, sizeof pgno);
+        if (pgno < 2 || pgno >= previous) { // pages 0 and 1 are the meta pages
+          problem(where + ": page " + std::to_string(pgno) +
+                  (pgno > last_pgno ? " is past the file's last page"
+                                    : " is out of order or a meta page"));
+          return;
+        }
+        previous = pgno;
+      }
+      pages += count;
+    });
+    if (!ok || report.problems.size() != problems_before)
+      return std::nullopt;
+    report.notes.push_back("free list: " + std::to_string(pages) + " pages in " +
+                           std::to_string(lists) + " lists");
+    return pages;
+  }
+
+  // LMDB's own audit (mdb_audit, run at commit in its debug builds): every page of the file up
+  // to the last is a meta page, a page of some database (the free list and the list of databases
+  // included) or a free one. A file of old and new pages (a power cut at `process`) rarely adds
+  // up, and a free list that names pages still in use, which the writer would overwrite, never.
+  void check_page_count(MDB_env* env, const std::vector<std::string>& names, size_t free_pages,
+                        size_t last_pgno) {
+    if (txn)
+      mdb_txn_abort(txn);
+    txn = nullptr;
+    if (int rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn); rc != 0) {
+      problem("cannot begin a read transaction: " + rc_text(rc));
+      return;
+    }
+    size_t in_use = 0;
+    auto count = [&](MDB_dbi dbi) {
+      MDB_stat st;
+      if (mdb_stat(txn, dbi, &st) != 0)
+        return false;
+      in_use += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+      return true;
+    };
+    bool ok = count(0) && count(1); // the free list and the list of databases
+    for (const auto& name : names) {
+      MDB_dbi dbi = 0;
+      ok = ok && mdb_dbi_open(txn, name.c_str(), 0, &dbi) == 0 && count(dbi);
+    }
+    if (!ok) // the walk reported what could not be read
+      return;
+    if (2 + in_use + free_pages != last_pgno + 1)
+      problem("the file's pages do not add up: " + std::to_string(in_use) +
+              " in use by the databases and " + std::to_string(free_pages) +
+              " free, with the 2 meta pages, make " + std::to_string(2 + in_use + free_pages) +
+              ", but LMDB's meta page says " + std::to_string(last_pgno + 1));
   }
 
   void check_heads(MDB_dbi dbi) {
@@ -169,7 +249,7 @@ struct walker {
 
 } // namespace
 
-check_report check_data_dir(const std::string& dir) {
+check_report check_data_dir(const std::string& dir, bool stopped) {
   check_report report;
   std::error_code ec;
   auto data = fs::path(dir) / "data.mdb";
@@ -191,8 +271,9 @@ check_report check_data_dir(const std::string& dir) {
   // A shared hold of the node's lock keeps a node from starting while we read; when a node
   // holds it already, the report says so.
   auto lock_path = (fs::path(dir) / "troupe.lock").string();
-  int lock_fd = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (lock_fd >= 0 && ::flock(lock_fd, LOCK_SH | LOCK_NB) != 0)
+  int lock_fd = stopped ? -1 : ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
+  bool node_running = lock_fd >= 0 && ::flock(lock_fd, LOCK_SH | LOCK_NB) != 0;
+  if (node_running)
     report.notes.push_back("a node has this data dir open: its databases are read at slightly "
                            "different commits, so stop the node for an exact report");
   struct lock_holder {
@@ -250,6 +331,25 @@ check_report check_data_dir(const std::string& dir) {
     w.each(main, "the list of databases", [&](std::string_view k, std::string_view) {
       names.emplace_back(k);
     });
+  // An LMDB file that never held a database, in a dir without troupe's marker: the node that made
+  // it died (or lost power) before its first commit reached the disk, and the next one starts
+  // afresh, as on an empty dir.
+  if (report.ok() && names.empty() && !fs::exists(fs::path(dir) / "troupe.store", ec)) {
+    report.no_store = true;
+    mdb_txn_abort(w.txn);
+    mdb_env_close(env);
+    return report;
+  }
+  // The free list, in a transaction of its own (as each database below).
+  mdb_txn_abort(w.txn);
+  w.txn = nullptr;
+  std::optional<size_t> free_pages;
+  if ((rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &w.txn)) == 0)
+    free_pages = w.check_free_list(info.me_last_pgno, info.me_last_txnid);
+  else
+    w.problem("cannot begin a read transaction: " + rc_text(rc));
+  if (free_pages && report.ok() && !node_running)
+    w.check_page_count(env, names, *free_pages, info.me_last_pgno);
   // Each database in a transaction of its own: LMDB fails a transaction for good once it met a
   // bad page, and the walk goes on to report what else is damaged.
   auto open = [&](const std::string& name, unsigned flags, MDB_dbi& dbi) {

@@ -20,7 +20,10 @@ struct check_report {
 };
 
 // Walks the data dir `dir`. Problems that stop the walk (no data file, a file cut short, an
-// environment LMDB cannot open) are problems too.
-check_report check_data_dir(const std::string& dir);
+// environment LMDB cannot open) are problems too. `stopped`: the caller holds the node's lock
+// (a node opening the dir), so no node writes while the walk reads; otherwise the walk takes a
+// shared hold of it, and when a node holds it, says so and skips the page count (which only adds
+// up in one commit).
+check_report check_data_dir(const std::string& dir, bool stopped = false);
 
 } // namespace troupe

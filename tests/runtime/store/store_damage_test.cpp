@@ -5,6 +5,8 @@
 
 #include "store/store_check.hpp"
 
+#include <fstream>
+
 using namespace troupe;
 using namespace troupe::store_test;
 
@@ -281,4 +283,26 @@ TEST_CASE("an entry whose key was damaged is reported missing, not taken for abs
   auto s = store::open(options(dir.path), damage_layout());
   REQUIRE(!s);
   check_corrupt(s.error(), "looking for a cursor of partition");
+}
+
+// A node killed (or cut off) between creating LMDB's file and its first commit leaves a file
+// without a database: the next node starts afresh there, and `troupe check` agrees. Once troupe's
+// marker says a store was made, the same file is damage.
+TEST_CASE("an LMDB file whose first commit never landed is no store yet, unless the marker says "
+          "one was made",
+          "[runtime][store]") {
+  temp_dir dir;
+  MDB_env* env = nullptr;
+  REQUIRE(mdb_env_create(&env) == 0);
+  REQUIRE(mdb_env_open(env, dir.path.c_str(), MDB_NOTLS, 0644) == 0);
+  mdb_env_close(env);
+  REQUIRE(std::filesystem::file_size(dir.data_file()) > 0);
+  auto report = check_data_dir(dir.path);
+  CHECK(report.ok());
+  CHECK(report.no_store);
+  std::ofstream{dir.path + "/troupe.store"} << "troupe store, layout version 3\n";
+  report = check_data_dir(dir.path);
+  CHECK(!report.no_store);
+  REQUIRE(!report.ok());
+  CHECK(report.problems.front().find("no `meta` database") != std::string::npos);
 }

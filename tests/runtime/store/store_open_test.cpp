@@ -332,3 +332,58 @@ TEST_CASE("TROUPE_TEST_FAULT names only a fault troupe knows", "[runtime][store]
   ::unsetenv("TROUPE_TEST_FAULT");
   CHECK(text_of(err).find("TROUPE_TEST_FAULT=skip-every-sync is not a fault") != std::string::npos);
 }
+
+TEST_CASE("after a run at `process` that left the store open, the data file is verified before "
+          "it is read",
+          "[runtime][store]") {
+  temp_dir dir;
+  fill(dir.path);
+  auto lock_file = dir.path + "/troupe.lock";
+  auto read_lock = [&] {
+    std::ifstream in{lock_file};
+    return std::string{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  };
+  CHECK(read_lock().empty()); // closed cleanly
+  auto left_open = [&](const char* mode) {
+    std::ofstream{lock_file, std::ios::trunc} << "open, durability " << mode << ", pid 1\n";
+  };
+  struct fault {
+    explicit fault(const char* name) { ::setenv("TROUPE_TEST_FAULT", name, 1); }
+    ~fault() { ::unsetenv("TROUPE_TEST_FAULT"); }
+  };
+  SECTION("a whole file opens, and the note says what is open until it closes") {
+    left_open("process");
+    {
+      auto s = open_store(dir.path, sample_layout());
+      CHECK(read_lock() == "open, durability process, pid " + std::to_string(::getpid()) + "\n");
+    }
+    CHECK(read_lock().empty());
+  }
+  SECTION("a verifier that dies of a signal, as LMDB can on noise, is damage") {
+    left_open("process");
+    fault f{"crash-in-verify"};
+    auto err = open_error(dir.path, sample_layout());
+    CHECK(code_of(err) == errc::store_corrupt);
+    CHECK(text_of(err).find("crashed LMDB (signal 11") != std::string::npos);
+    CHECK(text_of(err).find("(open, durability process, pid 1)") != std::string::npos);
+  }
+  SECTION("noise past the meta pages is refused as damage, naming what was found") {
+    left_open("process");
+    auto size = std::filesystem::file_size(dir.data_file());
+    {
+      std::fstream f{dir.data_file(), std::ios::binary | std::ios::in | std::ios::out};
+      f.seekp(2 * 4096);
+      for (uint64_t i = 2 * 4096; i < size; ++i)
+        f.put(static_cast<char>((i * 2654435761u) >> 13));
+    }
+    auto said = open_in_child(dir.path, sample_layout());
+    CHECK(said.rfind("refused store_corrupt: ", 0) == 0);
+    CHECK(said.find("ended without closing the store") != std::string::npos);
+  }
+  SECTION("not after a clean close, nor after a run at `sync`") {
+    fault f{"crash-in-verify"};
+    CHECK(open_in_child(dir.path, sample_layout()) == "opened");
+    left_open("sync");
+    CHECK(open_in_child(dir.path, sample_layout()) == "opened");
+  }
+}

@@ -1,0 +1,179 @@
+// How the last run on a data dir ended, and what a node does about it before it reads the store.
+//
+// At `durability: process` LMDB commits without fsync (MDB_NOSYNC) and the node flushes every
+// `store.flush_interval`. A crash of the process loses nothing (the OS holds every write), but a
+// power loss or an OS crash may write the newest meta page to disk and not the pages it points
+// at: the file then holds a tree of old and new pages. LMDB does not verify what it reads, and
+// its writer follows the free list and the tree as they are: on such a file it can crash the
+// node (seen in the power-cut tests: SIGSEGV in mdb_midl_xmerge, merging a free list of noise).
+//
+// So a node that opens a data dir the last run left open at `process` first verifies every
+// value of it, as `troupe check` does, in a child process: noise that crashes LMDB there ends
+// that child, and the node reports the damage instead of dying of it. A run at `sync` leaves a
+// file LMDB can read after any cut (tests/powercut/), and a clean close leaves nothing to check.
+//
+// troupe.lock (the file whose flock keeps a second node out) carries the note: one line,
+// "open, durability D, pid P", written and fdatasynced once the store is open, emptied on a clean
+// close after the last flush.
+#include "store/store_check.hpp"
+#include "store/store_impl.hpp"
+
+#include "base/log.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <fcntl.h>
+#include <cstdlib>
+#include <cstring>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+
+namespace troupe {
+
+namespace {
+
+constexpr size_t max_reported = 5; // problems the child sends back; troupe check lists them all
+
+// Writes all of `text` to `fd`, as far as it goes (the child's last words).
+void write_all(int fd, const std::string& text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    auto n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return;
+    done += static_cast<size_t>(n);
+  }
+}
+
+// The child: verify, say what is wrong (one problem per line), exit 0 if nothing is.
+[[noreturn]] void verify_in_child(const std::string& dir, int out) {
+  if (const char* fault = std::getenv("TROUPE_TEST_FAULT");
+      fault && std::string_view(fault) == "crash-in-verify") // store_open.cpp
+    std::raise(SIGSEGV);
+  auto report = check_data_dir(dir, /*stopped=*/true); // the parent holds the lock
+  std::string text;
+  for (size_t i = 0; i < report.problems.size() && i < max_reported; ++i)
+    text += report.problems[i] + "\n";
+  if (report.problems.size() > max_reported)
+    text += "and " + std::to_string(report.problems.size() - max_reported) + " more\n";
+  text += "verified " + std::to_string(report.entries) + " values\n";
+  write_all(out, text);
+  ::_exit(report.ok() ? 0 : 3);
+}
+
+std::string signal_name(int sig) {
+  const char* name = ::strsignal(sig);
+  return "signal " + std::to_string(sig) + (name ? std::string{" ("} + name + ")" : "");
+}
+
+} // namespace
+
+caf::error store::verify_after_unclean_end() {
+  if (last_run_.empty() || last_run_.find("durability sync") != std::string::npos)
+    return {};
+  struct stat st {};
+  auto data = options_.dir + "/data.mdb";
+  if (::stat(data.c_str(), &st) != 0 || st.st_size == 0)
+    return {}; // check_dir said whether that is damage
+  std::string last = last_run_.substr(0, last_run_.find('\n'));
+  log_event(log_level::info, "store",
+            "the last run on " + options_.dir + " (" + last +
+              ") ended without closing the store: verifying its data file before reading it");
+  auto started = std::chrono::steady_clock::now();
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    return make_error(errc::store_io, std::string{"store: cannot make a pipe to verify "} +
+                                        options_.dir + ": " + std::strerror(errno));
+  pid_t child = ::fork();
+  if (child < 0) {
+    int e = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return make_error(errc::store_io, std::string{"store: cannot fork to verify "} + options_.dir +
+                                        ": " + std::strerror(e));
+  }
+  if (child == 0) {
+    ::close(fds[0]);
+    verify_in_child(options_.dir, fds[1]);
+  }
+  ::close(fds[1]);
+  // Noise can also send LMDB round a loop: the child gets a generous deadline, scaled by the
+  // file's size (reading it cold at 20 MB/s).
+  auto budget = std::chrono::seconds(120 + st.st_size / (20 << 20));
+  auto deadline = started + budget;
+  std::string said;
+  bool timed_out = false;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      continue;
+    char buf[4096];
+    auto n = ::read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break; // the child is done (or gone)
+    said.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fds[0]);
+  if (timed_out)
+    ::kill(child, SIGKILL);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::steady_clock::now() - started)
+              .count();
+  const std::string why = "the last run (" + last + ") ended without closing the store, as a " +
+                          "crash or a power loss does, and ";
+  if (timed_out)
+    return damaged("store: " + why + "verifying " + data + " did not end within " +
+                   std::to_string(budget.count()) + " s (LMDB went round in its pages)");
+  if (WIFSIGNALED(status))
+    return damaged("store: " + why + "verifying " + data + " crashed LMDB (" +
+                   signal_name(WTERMSIG(status)) + "): it holds pages a power loss left unwritten");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    auto end = said.rfind("verified ");
+    std::string problems = said.substr(0, end == std::string::npos ? said.size() : end);
+    while (!problems.empty() && problems.back() == '\n')
+      problems.pop_back();
+    for (auto& c : problems)
+      if (c == '\n')
+        c = ';';
+    return damaged("store: " + why + "verifying " + data + " found: " + problems);
+  }
+  log_event(log_level::info, "store",
+            "verified " + data + " in " + std::to_string(ms) + " ms: it is whole (" +
+              said.substr(0, said.find('\n')) + ")");
+  return {};
+}
+
+caf::error store::note_open() {
+  std::string line = std::string{"open, durability "} +
+                     (options_.mode == durability::sync ? "sync" : "process") + ", pid " +
+                     std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, line.data(), line.size(), 0) !=
+                                         static_cast<ssize_t>(line.size()) ||
+      ::fdatasync(lock_fd_) != 0)
+    return make_error(errc::store_io, "store: cannot write " + options_.dir +
+                                        "/troupe.lock: " + std::strerror(errno));
+  noted_open_ = true;
+  return {};
+}
+
+} // namespace troupe
