@@ -67,6 +67,44 @@ void write_all(int fd, const std::string& text) {
   ::_exit(report.ok() ? 0 : 3);
 }
 
+// What the child said on `fd` and how it ended; past `deadline` it is killed.
+struct child_account {
+  std::string said;
+  int status = 0;
+  bool timed_out = false;
+};
+
+child_account wait_for(pid_t child, int fd, std::chrono::steady_clock::time_point deadline) {
+  child_account a;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      a.timed_out = true;
+      break;
+    }
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+    if (r < 0 && errno != EINTR)
+      break; // cannot wait on the pipe: the child's status says how it ended
+    if (r <= 0)
+      continue;
+    char buf[4096];
+    auto n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break; // the child is done (or gone)
+    a.said.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (a.timed_out)
+    ::kill(child, SIGKILL);
+  while (::waitpid(child, &a.status, 0) < 0 && errno == EINTR) {
+  }
+  return a;
+}
+
 std::string signal_name(int sig) {
   const char* name = ::strsignal(sig);
   return "signal " + std::to_string(sig) + (name ? std::string{" ("} + name + ")" : "");
@@ -106,36 +144,7 @@ caf::error store::verify_after_unclean_end() {
   // Noise can also send LMDB round a loop: the child gets a generous deadline, scaled by the
   // file's size (reading it cold at 20 MB/s).
   auto budget = std::chrono::seconds(120 + st.st_size / (20 << 20));
-  auto deadline = started + budget;
-  std::string said;
-  bool timed_out = false;
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd p{fds[0], POLLIN, 0};
-    int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      continue;
-    char buf[4096];
-    auto n = ::read(fds[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break; // the child is done (or gone)
-    said.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fds[0]);
-  if (timed_out)
-    ::kill(child, SIGKILL);
-  int status = 0;
-  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
-  }
+  auto [said, status, timed_out] = wait_for(child, fds[0], started + budget);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
               std::chrono::steady_clock::now() - started)
               .count();
