@@ -6,6 +6,7 @@
 #include "delay.hpp"
 #include "dir_source.hpp"
 #include "generator.hpp"
+#include "http_sink.hpp"
 #include "http_source.hpp"
 #include "jsonl_sink.hpp"
 #include "jsonl_source.hpp"
@@ -46,6 +47,7 @@ void register_builtin_stages(registry& reg) {
     .params({"envelope"})
     .blocking()
     .single_worker();
+  register_http_sink(reg);
   register_routing_stages(reg);
   register_sequence_stage(reg);
   register_batch_stage(reg);

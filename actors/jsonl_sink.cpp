@@ -36,13 +36,6 @@ namespace troupe {
 
 namespace {
 
-void append_string(std::string& out, std::string_view s, const char* what) {
-  if (!append_json_string(out, s))
-    throw std::invalid_argument(std::string("the record's ") + what + " is not valid UTF-8");
-}
-
-// I/O errors are not the records' fault (a full disk, say): the step is retried, never
-// dead-lettered.
 transient_error io_error(const std::string& what, const std::string& path) {
   return transient_error(what + " " + path + ": " + std::strerror(errno));
 }
@@ -66,19 +59,7 @@ uint32_t crc_of(uint32_t crc, const char* data, size_t n) {
 // Each input edge's struct comes with its records (record::payload_dynamic); the loader has
 // refused an app whose input edges carry none.
 jsonl_sink::jsonl_sink(const params& p)
-  : path_(p.get_path("path")), envelope_(p.get_bool("envelope", false)) {}
-
-json_encoder& jsonl_sink::encoder_for(capnp::StructSchema schema) {
-  auto id = schema.getProto().getId();
-  if (last_ && last_id_ == id)
-    return *last_;
-  auto i = encoders_.find(id);
-  if (i == encoders_.end())
-    i = encoders_.emplace(id, json_encoder{schema}).first;
-  last_id_ = id;
-  last_ = &i->second;
-  return *last_;
-}
+  : path_(p.get_path("path")), json_(p.get_bool("envelope", false)) {}
 
 jsonl_sink::~jsonl_sink() {
   if (fd_ >= 0)
@@ -177,22 +158,8 @@ void jsonl_sink::process_batch(context& ctx, const batch& records) {
   }
   buffer_.clear();
   for (size_t i = 0; i < records.size(); ++i) {
-    auto r = records[i];
-    if (envelope_) {
-      buffer_ += "{\"origin\":";
-      append_string(buffer_, r.origin(), "origin");
-      buffer_ += ",\"seq\":";
-      buffer_ += std::to_string(r.seq());
-      if (r.has_key()) {
-        buffer_ += ",\"key\":";
-        append_string(buffer_, r.key(), "key");
-      }
-      buffer_ += ",\"payload\":";
-    }
-    auto payload = r.payload_dynamic(); // the struct of the record's edge
-    if (auto err = encoder_for(payload.getSchema()).encode(payload, buffer_))
-      throw std::invalid_argument("cannot write the record as JSON: " + err->to_string());
-    buffer_ += envelope_ ? "}\n" : "\n";
+    json_.append(buffer_, records[i]);
+    buffer_ += '\n';
   }
   auto state = ctx.worker_state();
   auto synced = state.get_u64("synced").value_or(committed);

@@ -1,6 +1,7 @@
 #pragma once
 
-#include <troupe/json.hpp>
+#include "record_json.hpp"
+
 #include <troupe/stage.hpp>
 
 #include <chrono>
@@ -24,11 +25,7 @@ private:
   void check_unsynced_tail(context& ctx, uint64_t committed);
 
   std::string path_;
-  bool envelope_;
-  json_encoder& encoder_for(capnp::StructSchema schema);
-  std::map<uint64_t, json_encoder> encoders_; // by struct id: one per input edge's struct
-  uint64_t last_id_ = 0;                      // the last one used, found without a lookup
-  json_encoder* last_ = nullptr;
+  record_json json_;
   int fd_ = -1;
   uint64_t length_ = 0; // bytes in the file as this object last left it
   std::chrono::steady_clock::time_point last_sync_;
