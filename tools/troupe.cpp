@@ -16,6 +16,7 @@
 #include "base/log.hpp"
 #include "config/config_values.hpp"
 #include "node/node.hpp"
+#include "store/store.hpp"
 #include "supervision/supervisor.hpp"
 #include "troupe_check.hpp"
 #include "troupe_reset.hpp"
@@ -139,7 +140,12 @@ int run(const std::string& file, const troupe::load_options& options) {
   else if (app.log_style)
     troupe::set_log_format(*app.log_style);
 
-
+  // Before any thread starts (store.hpp says why).
+  if (auto err = troupe::store::verify_if_left_open(app.data_dir)) {
+    std::cerr << "troupe: cannot open the store in " << app.data_dir << ": "
+              << troupe::describe(err) << "\n";
+    return exit_failed;
+  }
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", std::max(2u, std::thread::hardware_concurrency()));
   caf::actor_system sys{cfg};

@@ -122,6 +122,13 @@ public:
   // refused with a message), resolves partition counts, opens or creates the databases, and
   // loads and verifies the edges' heads and cursors.
   static caf::expected<std::unique_ptr<store>> open(store_options options, store_layout layout);
+  // What open() does first when the last run left the store open at `process` (a crash or a
+  // power loss ended it): verify the whole data file in a forked child, so noise that crashes
+  // LMDB ends the child, not the node (store_recover.cpp). fork() is only safe before the
+  // process starts threads: `troupe run` calls this before CAF starts, and a file it found whole
+  // is marked so in troupe.lock, which open() then trusts. No-op for a dir with nothing to verify
+  // or one in use.
+  static caf::error verify_if_left_open(const std::string& dir);
 
   // Closes the environment. Every store_reader of this store must be destroyed before.
   ~store();

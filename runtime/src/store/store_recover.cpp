@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,6 +54,10 @@ void write_all(int fd, const std::string& text) {
 
 // The child: verify, say what is wrong (one problem per line), exit 0 if nothing is.
 [[noreturn]] void verify_in_child(const std::string& dir, int out) {
+  // A fault here ends this child, and only it: no handler the parent installed (the node's crash
+  // blame, a test framework's, a sanitizer's) may act on it.
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT})
+    std::signal(sig, SIG_DFL);
   if (const char* fault = std::getenv("TROUPE_TEST_FAULT");
       fault && std::string_view(fault) == "crash-in-verify") // store_open.cpp
     std::raise(SIGSEGV);
@@ -110,35 +115,43 @@ std::string signal_name(int sig) {
   return "signal " + std::to_string(sig) + (name ? std::string{" ("} + name + ")" : "");
 }
 
-} // namespace
+// troupe.lock's line once a data file left open was verified whole: it stays whole until a
+// store opens it again (and writes its own line), so the next open need not verify it again.
+constexpr const char* verified_line = "verified whole after an unclean end";
 
-caf::error store::verify_after_unclean_end() {
-  if (last_run_.empty() || last_run_.find("durability sync") != std::string::npos)
-    return {};
+// Whether the line troupe.lock held says the data file must be verified before it is read.
+bool needs_verify(const std::string& last_run) {
+  return !last_run.empty() && last_run.rfind(verified_line, 0) != 0 &&
+         last_run.find("durability sync") == std::string::npos;
+}
+
+// Verifies `dir`'s data file in a child process, the last run having left `last_run` in
+// troupe.lock; the caller holds the dir's lock.
+caf::error verify_left_open(const std::string& dir, const std::string& last_run) {
   struct stat st {};
-  auto data = options_.dir + "/data.mdb";
+  auto data = dir + "/data.mdb";
   if (::stat(data.c_str(), &st) != 0 || st.st_size == 0)
     return {}; // check_dir said whether that is damage
-  std::string last = last_run_.substr(0, last_run_.find('\n'));
+  std::string last = last_run.substr(0, last_run.find('\n'));
   log_event(log_level::info, "store",
-            "the last run on " + options_.dir + " (" + last +
+            "the last run on " + dir + " (" + last +
               ") ended without closing the store: verifying its data file before reading it");
   auto started = std::chrono::steady_clock::now();
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0)
     return make_error(errc::store_io, std::string{"store: cannot make a pipe to verify "} +
-                                        options_.dir + ": " + std::strerror(errno));
+                                        dir + ": " + std::strerror(errno));
   pid_t child = ::fork();
   if (child < 0) {
     int e = errno;
     ::close(fds[0]);
     ::close(fds[1]);
-    return make_error(errc::store_io, std::string{"store: cannot fork to verify "} + options_.dir +
-                                        ": " + std::strerror(e));
+    return make_error(errc::store_io,
+                      "store: cannot fork to verify " + dir + ": " + std::strerror(e));
   }
   if (child == 0) {
     ::close(fds[0]);
-    verify_in_child(options_.dir, fds[1]);
+    verify_in_child(dir, fds[1]);
   }
   ::close(fds[1]);
   // Noise can also send LMDB round a loop: the child gets a generous deadline, scaled by the
@@ -169,6 +182,40 @@ caf::error store::verify_after_unclean_end() {
   log_event(log_level::info, "store",
             "verified " + data + " in " + std::to_string(ms) + " ms: it is whole (" +
               said.substr(0, said.find('\n')) + ")");
+  return {};
+}
+
+} // namespace
+
+caf::error store::verify_after_unclean_end() {
+  return needs_verify(last_run_) ? verify_left_open(options_.dir, last_run_) : caf::error{};
+}
+
+caf::error store::verify_if_left_open(const std::string& dir) {
+  auto path = dir + "/troupe.lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0)
+    return {}; // no store here yet, or one the open will report on
+  struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } close_it{fd};
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0)
+    return {}; // in use: the open says so
+  char buf[512];
+  auto n = ::pread(fd, buf, sizeof buf, 0);
+  std::string last_run(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  if (!needs_verify(last_run))
+    return {};
+  if (auto err = verify_left_open(dir, last_run))
+    return err;
+  std::string line = std::string{verified_line} + " (" +
+                     last_run.substr(0, last_run.find('\n')) + "), pid " +
+                     std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 ||
+      ::pwrite(fd, line.data(), line.size(), 0) != static_cast<ssize_t>(line.size()) ||
+      ::fdatasync(fd) != 0)
+    return make_error(errc::store_io, "store: cannot write " + path + ": " + std::strerror(errno));
   return {};
 }
 

@@ -381,6 +381,26 @@ TEST_CASE("after a run at `process` that left the store open, the data file is v
     CHECK(said.rfind("refused store_corrupt: ", 0) == 0);
     CHECK(said.find("ended without closing the store") != std::string::npos);
   }
+  SECTION("verified before threads start (as troupe run does), the file is trusted by the open") {
+    left_open("process");
+    CHECK(!store::verify_if_left_open(dir.path));
+    CHECK(read_lock().rfind("verified whole after an unclean end (open, durability process, pid "
+                            "1), pid ", 0) == 0);
+    fault f{"crash-in-verify"}; // a second verify would fail
+    CHECK(open_in_child(dir.path, sample_layout()) == "opened");
+  }
+  SECTION("verified before threads start, noise is refused there") {
+    left_open("process");
+    {
+      std::fstream f{dir.data_file(), std::ios::binary | std::ios::in | std::ios::out};
+      f.seekp(2 * 4096);
+      for (int i = 0; i < 3 * 4096; ++i)
+        f.put(static_cast<char>((i * 2654435761u) >> 13));
+    }
+    auto err = store::verify_if_left_open(dir.path);
+    CHECK(code_of(err) == errc::store_corrupt);
+    CHECK(read_lock() == "open, durability process, pid 1\n"); // still to verify next time
+  }
   SECTION("not after a clean close, nor after a run at `sync`") {
     fault f{"crash-in-verify"};
     CHECK(open_in_child(dir.path, sample_layout()) == "opened");
