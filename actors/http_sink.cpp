@@ -5,15 +5,15 @@
 //
 // The key is made from the ids of the records the request carries: "<origin>:<seq>" of the first,
 // and "+<count>" after it for a batch. With `per_request: 1` (the default) a record's key never
-// changes. A batch is cut from the records a step holds, so after a restart a record may travel in a batch
-// cut differently, under another key; `envelope: true` puts each record's origin and seq in its
-// line, for a server that dedupes record by record.
+// changes. A batch is cut from the records a step holds, so after a restart a record may travel
+// in a batch cut differently, under another key; `envelope: true` puts each record's origin and
+// seq in its line, for a server that dedupes record by record.
 //
 // How an answer counts:
 // - 2xx: delivered.
 // - no answer (refused, reset, timed out), 408, 429, 502, 503, 504: the server is down or busy,
-//   not the records' fault: a transient_error, retried with a growing delay for as long as it takes,
-//   and no record is dead-lettered for it.
+//   not the records' fault: a transient_error, retried with a growing delay for as long as it
+//   takes, and no record is dead-lettered for it.
 // - 401, 403: the token is refused: no retry can heal that, so the stage stops (permanent_error)
 //   and `troupe run` exits 1 saying so.
 // - any other status: the records' fault (a 400 for a record the server will not take, a 500 it
@@ -87,11 +87,9 @@ bool server_busy(int status) {
 } // namespace
 
 http_sink::http_sink(const params& p)
-  : url_(p.get_string("url")),
-    token_(p.get_string("token", "")),
-    per_request_(p.get_u64("per_request", 1)),
-    json_(p.get_bool("envelope", false)),
-    timeout_(p.get_duration("timeout", std::chrono::seconds(10))) {
+    : url_(p.get_string("url")), token_(p.get_string("token", "")),
+      per_request_(p.get_u64("per_request", 1)), json_(p.get_bool("envelope", false)),
+      timeout_(p.get_duration("timeout", std::chrono::seconds(10))) {
   const std::string scheme = "http://";
   if (url_.rfind("https://", 0) == 0)
     p.fail("url", "https is not supported by this build (Debian's cpp-httplib without OpenSSL): "
@@ -108,8 +106,9 @@ http_sink::http_sink(const params& p)
     p.fail("url", "must be http://HOST[:PORT][/PATH], not '" + url_ + "'");
   if (colon != std::string::npos) {
     auto port = host_port.substr(colon + 1);
-    bool digits = !port.empty() && port.size() <= 5 &&
-                  std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c); });
+    bool digits =
+        !port.empty() && port.size() <= 5 &&
+        std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c); });
     if (!digits || std::stoul(port) == 0 || std::stoul(port) > 65535)
       p.fail("url", "the port in '" + url_ + "' must be 1 to 65535");
   }
@@ -136,7 +135,9 @@ void http_sink::open(context&) {
   client_->set_tcp_nodelay(true); // a request's headers and body are two writes: no 40 ms stall
 }
 
-void http_sink::close(context&) { client_.reset(); }
+void http_sink::close(context&) {
+  client_.reset();
+}
 
 void http_sink::post(const batch& records, size_t from, size_t to) {
   body_.clear();
@@ -194,9 +195,9 @@ void http_sink::process_batch(context& ctx, const batch& records) {
 
 void register_http_sink(registry& reg) {
   reg.add_sink<http_sink>("http_sink")
-    .needs_payload_struct()
-    .params({"url", "per_request", "envelope", "timeout", "token"})
-    .blocking();
+      .needs_payload_struct()
+      .params({"url", "per_request", "envelope", "timeout", "token"})
+      .blocking();
 }
 
 } // namespace troupe

@@ -36,7 +36,9 @@ std::string input_of(uint32_t n, const std::set<uint32_t>& poison = {}) {
   return in;
 }
 
-std::string expected_text(uint32_t i) { return std::string(words[i % 6]) + " " + std::to_string(i); }
+std::string expected_text(uint32_t i) {
+  return std::string(words[i % 6]) + " " + std::to_string(i);
+}
 
 // The receiver, started in `dir`, and its port once it listens.
 struct receiver {
@@ -65,7 +67,9 @@ std::string app_yaml(int port, const std::string& sink_params) {
          "  - name: post\n"
          "    type: http_sink\n"
          "    input: notes\n"
-         "    url: http://127.0.0.1:" + std::to_string(port) + "/ingest\n"
+         "    url: http://127.0.0.1:" +
+         std::to_string(port) +
+         "/ingest\n"
          "    retry: {max_attempts: 2, backoff: 5ms}\n" +
          sink_params;
 }
@@ -113,7 +117,7 @@ TEST_CASE("http_sink posts every record under a key of its own, waits out a busy
     auto index = r.records[0].at("index").get<uint32_t>();
     CHECK(r.records[0].at("text").get<std::string>() == expected_text(index));
     CHECK(key_of.emplace(index, r.key).second); // once
-    CHECK(keys.insert(r.key).second);          // a key of its own
+    CHECK(keys.insert(r.key).second);           // a key of its own
   }
   CHECK(key_of.size() == n - poison.size());
   for (auto p : poison)
@@ -149,7 +153,7 @@ TEST_CASE("http_sink in batches posts JSON lines, each record in its envelope, o
     CHECK(r.records.size() <= 16);
     auto first = r.records.front();
     CHECK(r.key == "read:" + std::to_string(first.at("seq").get<uint64_t>()) + "+" +
-                     std::to_string(r.records.size()));
+                       std::to_string(r.records.size()));
     for (const auto& e : r.records) {
       CHECK(e.at("origin") == "read");
       CHECK(seqs.insert(e.at("seq").get<uint64_t>()).second);
@@ -200,8 +204,7 @@ TEST_CASE("http_sink under a SIGKILL: every record arrives, and a repeat only un
   CHECK(repeats <= 64); // a step commits after 64 requests at the most
 }
 
-TEST_CASE("http_sink whose token the server refuses ends the run with a message",
-          "[e2e][http]") {
+TEST_CASE("http_sink whose token the server refuses ends the run with a message", "[e2e][http]") {
   temp_dir dir;
   write_file(dir / "note.capnp", schema);
   write_file(dir / "in.jsonl", input_of(10));
@@ -217,7 +220,8 @@ TEST_CASE("http_sink whose token the server refuses ends the run with a message"
   CHECK(size_of(dir / "received.jsonl") == 0);
 }
 
-TEST_CASE("troupe lint names http_sink's field and line for a bad url or per_request", "[e2e][http]") {
+TEST_CASE("troupe lint names http_sink's field and line for a bad url or per_request",
+          "[e2e][http]") {
   temp_dir dir;
   write_file(dir / "note.capnp", schema);
   write_file(dir / "in.jsonl", input_of(1));
@@ -230,7 +234,7 @@ TEST_CASE("troupe lint names http_sink's field and line for a bad url or per_req
   auto https = lint("https://example.com/in", "");
   CHECK(exit_code(https.status) != 0);
   CHECK_THAT(https.output, Catch::Contains("app.yaml:8") && Catch::Contains("url") &&
-                             Catch::Contains("https is not supported"));
+                               Catch::Contains("https is not supported"));
   auto ftp = lint("ftp://example.com/in", "");
   CHECK(exit_code(ftp.status) != 0);
   CHECK_THAT(ftp.output, Catch::Contains("must be http://HOST[:PORT][/PATH]"));
