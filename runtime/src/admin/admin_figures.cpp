@@ -83,6 +83,7 @@ std::vector<stage_figure> stage_figures(admin_state& s, int64_t now) {
     int64_t error_at = -1;
     for (const auto& w : m->workers) {
       f.restarts += w->restarts.load();
+      f.dead_letters_this_run += w->dead_letters.load();
       f.last_step_ms = std::max(f.last_step_ms, w->last_step_ms.load());
       if (auto e = w->last_error(); !e.empty() && w->last_error_ms() > error_at) {
         f.last_error = e;

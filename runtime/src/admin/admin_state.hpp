@@ -75,6 +75,7 @@ struct stage_figure {
   std::string stage;
   bool has_inputs = false, paused = false, given_up = false;
   uint64_t lag = 0, dead_letters = 0, restarts = 0;
+  uint64_t dead_letters_this_run = 0; // of dead_letters (the store's), those of this run
   std::optional<int64_t> oldest_ms;
   int64_t last_step_ms = 0; // the latest of its workers' committed steps; 0: none
   std::string last_error;

@@ -115,6 +115,10 @@ void node_monitor::alerts::check(admin_state& s, int64_t now) {
   auto figures = stage_figures(s, now);
   for (const auto& f : figures) {
     auto& h = history[f.stage];
+    // The run's start, as the first sample: no restarts yet, and only earlier runs' dead letters
+    // (what happened before the first check still counts as growth).
+    if (h.empty())
+      h.emplace_back(now, 0, f.dead_letters - std::min(f.dead_letters, f.dead_letters_this_run));
     h.emplace_back(now, f.restarts, f.dead_letters);
     while (h.size() > 2 && std::get<0>(h[1]) < now - 3600 * 1000)
       h.pop_front();

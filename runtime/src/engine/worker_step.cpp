@@ -219,6 +219,8 @@ bool run_code(self_ptr self, const std::function<void(context&)>& code) {
 void stop_for_good(self_ptr self) {
   auto& st = self->state;
   st.node->failed->add(st.spec.stage);
+  if (st.reader)
+    st.reader->release(); // a stopped worker's snapshot would pin pages for the rest of the run
   caf::anon_send(st.node->writer, wake_atom::value, st.spec.outputs, true);
   caf::anon_send(st.node->writer, wake_atom::value, st.spec.inputs, false);
   try_stop(self);
