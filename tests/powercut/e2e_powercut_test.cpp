@@ -222,13 +222,17 @@ TEST_CASE("the power-cut harness sees a missing fsync: without the meta page's s
           "acknowledged bodies are lost",
           "[e2e][powercut][http]") {
   int bodies = small_scale() ? 300 : 1200;
-  auto r = post_through_power_cuts(bodies, 8, true);
-  CHECK(r.cuts == 8);
+  // A loss needs a cut between a commit's answer and the next commit's meta page: likely over 8
+  // cuts, not certain (a small-scale sanitizer run once saw none), so up to 3 rounds of 8.
   size_t lost = 0;
-  for (const auto& entry : r.sent)
-    lost += r.times.count(entry.first) == 0;
-  std::cerr << "skip-meta-sync: " << lost << " of " << r.sent.size()
-            << " acknowledged records lost over " << r.cuts << " power cuts\n";
+  for (int round = 0; round < 3 && lost == 0; ++round) {
+    auto r = post_through_power_cuts(bodies, 8, true);
+    CHECK(r.cuts == 8);
+    for (const auto& entry : r.sent)
+      lost += r.times.count(entry.first) == 0;
+    std::cerr << "skip-meta-sync: " << lost << " of " << r.sent.size()
+              << " acknowledged records lost over " << r.cuts << " power cuts\n";
+  }
   INFO("acknowledged records lost with the meta sync removed: " << lost);
   CHECK(lost > 0);
 }
