@@ -35,9 +35,10 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 string(REGEX MATCH "^([0-9]+)\\.([0-9]+)\\.([0-9]+)" capnp_version "${CapnProto_VERSION}")
 math(EXPR capnp_next_patch "${CMAKE_MATCH_3} + 1")
 set(capnp_next "${CMAKE_MATCH_1}.${CMAKE_MATCH_2}.${capnp_next_patch}~")
+# tzdata: the time zones of a schedule (libdate-tz reads /usr/share/zoneinfo).
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
     "libcapnp-dev (>= ${capnp_version}), libcapnp-dev (<< ${capnp_next}), \
-capnproto (>= ${capnp_version}), capnproto (<< ${capnp_next})")
+capnproto (>= ${capnp_version}), capnproto (<< ${capnp_next}), tzdata")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "g++, cmake, pkg-config")
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 

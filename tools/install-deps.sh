@@ -8,7 +8,8 @@ set -euo pipefail
 # (and its test makes videos with); prometheus: promtool, which checks the /metrics text in tests;
 # chromium: the headless browser the dashboard's test loads it in; libfuse3-dev and fuse3: the
 # power-cut file system of tests/powercut; clang and its runtime: the sanitizer build, which is
-# also the libFuzzer build.
+# also the libFuzzer build; libhowardhinnant-date-dev and tzdata: time zones of cron schedules;
+# sqlite3: the oracle of apps/nightly's test.
 packages=(
   build-essential cmake pkg-config
   libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils catch2
@@ -16,6 +17,7 @@ packages=(
   libcpp-httplib-dev nlohmann-json3-dev zlib1g-dev
   jq file python3 ffmpeg prometheus chromium
   libfuse3-dev fuse3 clang libclang-rt-14-dev
+  libhowardhinnant-date-dev tzdata sqlite3
 )
 
 missing=()

@@ -2,7 +2,8 @@
 //
 //   troupe run APP.yaml [--data-dir DIR]   run this node until the finite sources are drained
 //                                          (exit 0) or until SIGINT/SIGTERM (the steps in flight
-//                                          commit; exit 0)
+//                                          commit; exit 0); with `schedule:`, a scheduler
+//                                          that starts each run as a child process
 //   troupe lint APP.yaml                   validate without running
 //   troupe test APP.yaml CASES.yaml        run stages alone on given records, compare the output
 //   troupe reset APP.yaml [--yes]          delete the app's store and the files its sinks own
@@ -20,6 +21,7 @@
 #include "supervision/supervisor.hpp"
 #include "troupe_check.hpp"
 #include "troupe_reset.hpp"
+#include "troupe_schedule.hpp"
 #include "troupe_test.hpp"
 
 #include <caf/all.hpp>
@@ -43,6 +45,8 @@ constexpr int exit_usage = 64;
 const std::vector<std::string> commands = {"run", "lint", "test", "check", "reset"};
 // troupe run's --log-level and --log-format, empty when not given.
 std::string log_level_flag, log_format_flag;
+// troupe run's --scheduled-run: the id of the run this process is (a scheduler started it).
+std::string scheduled_run;
 
 std::string plural(size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
@@ -124,13 +128,40 @@ sigset_t stop_signals() {
   return signals;
 }
 
+// A scheduler checks the YAML as its next run will read it (TROUPE_RUN_DATE and the like, which
+// hold a run due now until then; its warnings are of that run).
+void set_next_run_environment(const std::string& file, const troupe::load_options& options) {
+  if (!scheduled_run.empty())
+    return;
+  troupe::registry reg;
+  troupe::register_builtin_stages(reg);
+  auto quiet = troupe::load_app(file, reg, options);
+  if (!quiet.app || !quiet.app->schedule)
+    return;
+  const auto& when = *quiet.app->schedule->when;
+  if (auto next = when.next_after(troupe::context::now_ms()))
+    for (const auto& [k, v] : troupe::cli::run_environment(when, *next))
+      setenv(k.c_str(), v.c_str(), 1);
+}
+
 int run(const std::string& file, const troupe::load_options& options) {
   auto signals = stop_signals();
+  set_next_run_environment(file, options);
   troupe::registry reg;
   auto loaded = load(file, reg, options);
   if (!loaded)
     return exit_config;
   const auto& app = *loaded->app;
+  if (app.schedule && scheduled_run.empty()) {
+    std::vector<std::string> args; // what every run gets from this command line
+    for (const auto& o : options.overrides)
+      args.insert(args.end(), {"--set", o});
+    if (!log_level_flag.empty())
+      args.insert(args.end(), {"--log-level", log_level_flag});
+    if (!log_format_flag.empty())
+      args.insert(args.end(), {"--log-format", log_format_flag});
+    return troupe::cli::run_schedule(app, file, args);
+  }
   if (auto l = troupe::parse_log_level(log_level_flag))
     troupe::set_log_level(*l);
   else if (app.log_threshold)
@@ -218,6 +249,8 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--log-format", log_format_flag, "text or json: one JSON object per line "
                                                        "(default: log.format, else $TROUPE_LOG_FORMAT)")
     ->check(CLI::IsMember({"text", "json"}));
+  run_cmd->add_option("--scheduled-run", scheduled_run, "(set by a schedule) this is that run")
+    ->group("");
   auto* lint_cmd = cli.add_subcommand("lint", "validate the app's YAML without running it");
   common(lint_cmd);
   std::string cases;
@@ -244,6 +277,7 @@ int main(int argc, char** argv) {
     cli.exit(e);
     return exit_usage;
   }
+  troupe::cli::default_run_environment(); // a run's sets them; elsewhere: a run due now
   if (lint_cmd->parsed())
     return lint(file, options);
   if (test_cmd->parsed()) {

@@ -39,7 +39,7 @@ namespace {
 const std::vector<std::string> top_keys = {"app",      "data_dir", "durability", "store",
                                            "plugins",  "schema",   "supervision", "defaults",
                                            "edges",    "stages",   "admin",      "alerts",
-                                           "log"};
+                                           "log",      "schedule"};
 constexpr uint32_t max_workers = 4096;
 constexpr uint32_t max_partitions = 4096;
 
@@ -233,6 +233,7 @@ void app_loader::read_settings(const YAML::Node& root) {
   }
 
   read_admin(root["admin"]);
+  read_schedule(root["schedule"]);
   read_log(root["log"]);
   read_supervision(r_, root["supervision"], "supervision", app_.node_supervision);
   default_supervision_ = app_.node_supervision;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "base/log.hpp"
+#include "schedule/cron.hpp"
 #include "store/store.hpp"
 
 #include <troupe/stage.hpp>
@@ -120,6 +121,17 @@ struct alert_rule {
   int line = 0;                            // where the YAML gave it, for messages
 };
 
+// `schedule:`: the app is a batch job that `troupe run` starts on a cron expression, each run a
+// child process with its own store (runtime/CONFIG.md, "Schedules").
+struct schedule_config {
+  std::string cron;                 // as written
+  std::optional<cron_schedule> when; // parsed, with its zone
+  enum class missed_policy { run_once, skip };
+  missed_policy missed = missed_policy::run_once; // runs due while the node was down
+  std::optional<int64_t> start_ms;  // runs due since then count as missed at the first start
+  int line = 0;
+};
+
 struct app_config {
   std::string file;     // the YAML file as given
   std::string base_dir; // its directory: relative paths resolve against it
@@ -138,6 +150,7 @@ struct app_config {
   supervision_config node_supervision; // how the node restarts whole stages
   admin_config admin;
   std::vector<alert_rule> alerts;
+  std::optional<schedule_config> schedule;
   // `log:`; unset: TROUPE_LOG / TROUPE_LOG_FORMAT or the defaults (troupe run's flags win).
   std::optional<log_level> log_threshold;
   std::optional<log_format> log_style;

@@ -75,6 +75,7 @@ private:
   void read_settings(const YAML::Node& root);
   void read_admin(const YAML::Node& admin);
   void read_alerts(const YAML::Node& alerts);
+  void read_schedule(const YAML::Node& schedule);
   void read_log(const YAML::Node& log);
 
   // ---- plugins
