@@ -138,6 +138,13 @@ std::string describe_status(int status) {
   return "ended with wait status " + std::to_string(status);
 }
 
+// Whether `pid` is the process of run `id` (its command line names it), not a reused pid.
+bool is_run_process(int pid, const std::string& id) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return cmdline.find(std::string("--scheduled-run") + '\0' + id + '\0') != std::string::npos;
+}
+
 class scheduler {
 public:
   scheduler(const app_config& app, std::string file, std::vector<std::string> args)
@@ -319,6 +326,15 @@ int scheduler::run() {
       id = st_.running->id;
       due = st_.running->due;
       attempts = st_.running->attempts;
+      if (int pid = st_.running->pid; pid > 0 && is_run_process(pid, id)) {
+        // A scheduler killed outright: its run stops on its own (it was told when its parent
+        // died) and holds its store until then.
+        say(log_level::info, "run " + id + "'s process " + std::to_string(pid) +
+                               " from before is still stopping: waiting for it");
+        while (is_run_process(pid, id))
+          if (wait_for(signals_, now_ms() + 100) == woke::stop)
+            return exit_code_;
+      }
       say(log_level::info, "run " + id + " was under way when the node stopped: it resumes");
     } else {
       auto after = st_.last_due ? *st_.last_due : cfg.start_ms ? *cfg.start_ms - 1 : st_.since;

@@ -17,6 +17,12 @@ void app_loader::read_schedule(const YAML::Node& schedule) {
   check_keys(r_, schedule, "schedule", {"cron", "time_zone", "missed", "start"});
   schedule_config cfg;
   cfg.line = line_of(mark_of(schedule));
+  if (auto v = schedule["missed"]; v.IsDefined())
+    if (auto m = read_enum<schedule_config::missed_policy>(
+            r_, v, "schedule.missed",
+            {{"run_once", schedule_config::missed_policy::run_once},
+             {"skip", schedule_config::missed_policy::skip}}))
+      cfg.missed = *m;
   std::string zone = "UTC";
   if (auto v = schedule["time_zone"]; v.IsDefined())
     if (auto z = read_string(r_, v, "schedule.time_zone", "a time zone such as Europe/Paris"))
@@ -52,12 +58,6 @@ void app_loader::read_schedule(const YAML::Node& schedule) {
     r_.at(cron, "schedule.cron", "\"" + *text + "\" is never due (no such day in 8 years)");
     return;
   }
-  if (auto v = schedule["missed"]; v.IsDefined())
-    if (auto m = read_enum<schedule_config::missed_policy>(
-            r_, v, "schedule.missed",
-            {{"run_once", schedule_config::missed_policy::run_once},
-             {"skip", schedule_config::missed_policy::skip}}))
-      cfg.missed = *m;
   if (auto v = schedule["start"]; v.IsDefined()) {
     auto start = v.IsScalar() ? cfg.when->parse_local_time(v.Scalar()) : std::nullopt;
     if (!start)
