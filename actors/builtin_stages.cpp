@@ -25,6 +25,11 @@ void register_builtin_stages(registry& reg) {
     .reads_paths({"path"})
     .params({"follow", "poll_ms", "required", "key", "unknown_fields", "max_line_bytes"})
     .blocking();
+  reg.add_source<tail_source>("tail")
+    .needs_payload_struct()
+    .reads_paths({"path"})
+    .params({"poll_ms", "required", "key", "unknown_fields", "max_line_bytes"})
+    .blocking();
   reg.add_source<text_source>("text_source")
     .needs_payload_struct()
     .reads_paths({"path"})

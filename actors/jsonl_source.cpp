@@ -43,13 +43,15 @@
 
 namespace troupe {
 
-jsonl_source::jsonl_source(const params& p, line_format format)
+jsonl_source::jsonl_source(const params& p, line_format format, bool rotation)
   : format_(format),
     path_(p.get_path("path")),
-    follow_(p.get_bool("follow", false)),
+    follow_(rotation || p.get_bool("follow", false)),
     poll_ms_(static_cast<uint32_t>(p.get_u64("poll_ms", 200))),
     max_line_(p.get_u64("max_line_bytes", 64u << 20)),
-    reader_(max_line_) {
+    reader_(max_line_),
+    rotation_(rotation),
+    reading_(path_) {
   auto schema = p.output_schema("out"); // the struct of the edge it writes
   if (!schema)
     p.fail("type", "this source needs the struct its output edge carries (edges.<edge>.type, "
@@ -100,6 +102,8 @@ jsonl_source::jsonl_source(const params& p, line_format format)
 }
 
 void jsonl_source::open(context& ctx) {
+  if (rotation_)
+    return; // produce() finds the file (tail.cpp), once per step
   offset_ = ctx.state().get_u64("offset").value_or(0);
   line_ = ctx.state().get_u64("line").value_or(0);
   if (!reader_.open(path_)) {
@@ -132,15 +136,22 @@ void jsonl_source::check_same_file(context& ctx) {
 }
 
 produce_result jsonl_source::produce(context& ctx, size_t max_items) {
-  if (!reader_.is_open()) {
-    if (!reader_.open(path_))
-      return produce_result::idle(poll_ms_); // follow, and the file is not there yet
-    check_same_file(ctx);
-  }
   // Start at the committed position: a failed and retried step must not skip lines.
-  offset_ = ctx.state().get_u64("offset").value_or(0);
-  line_ = ctx.state().get_u64("line").value_or(0);
+  if (rotation_) {
+    if (!tail_position(ctx))
+      return produce_result::idle(poll_ms_); // no file there yet
+  } else {
+    if (!reader_.is_open()) {
+      if (!reader_.open(path_))
+        return produce_result::idle(poll_ms_); // follow, and the file is not there yet
+      check_same_file(ctx);
+    }
+    offset_ = ctx.state().get_u64("offset").value_or(0);
+    line_ = ctx.state().get_u64("line").value_or(0);
+  }
   reader_.seek(offset_);
+  // tail: a file it moved to commits even before a line of it does.
+  uint64_t start_inode = rotation_ ? ctx.state().get_u64("inode").value_or(0) : inode_;
   uint64_t start = offset_;
   size_t taken = 0;
   line_reader::status st = line_reader::status::line;
@@ -148,6 +159,8 @@ produce_result jsonl_source::produce(context& ctx, size_t max_items) {
   while (taken < lines_wanted) {
     line_reader::line_view line;
     st = reader_.next(line, !follow_);
+    if (st != line_reader::status::line && rotation_ && switch_if_rotated(ctx))
+      continue;
     if (st != line_reader::status::line)
       break;
     ++line_;
@@ -156,10 +169,11 @@ produce_result jsonl_source::produce(context& ctx, size_t max_items) {
     ++taken;
   }
   flush_group(ctx); // a group never spans steps: its lines commit with it
-  if (offset_ != start) { // an idle poll commits nothing
+  if (offset_ != start || inode_ != start_inode) { // an idle poll commits nothing
     ctx.state().put_u64("offset", offset_);
     ctx.state().put_u64("line", line_);
-    if (start == 0 && inode_ != 0) // with the first offset (a retried step writes it again)
+    // With the first offset (a retried step writes it again), and with each file tail moves to.
+    if ((start == 0 || rotation_) && inode_ != 0)
       ctx.state().put_u64("inode", inode_);
   }
   if (st == line_reader::status::end && !follow_) {
@@ -188,7 +202,7 @@ void jsonl_source::take_line(context& ctx, const line_reader::line_view& line) {
     text.remove_suffix(1);
   auto where = "line " + std::to_string(line_);
   if (line.too_long) {
-    ctx.dead_letter_raw(path_, line_, line.text,
+    ctx.dead_letter_raw(reading_, line_, line.text,
                         where + " is longer than max_line_bytes (" + std::to_string(max_line_) +
                           " bytes); its first " + std::to_string(line.text.size()) +
                           " bytes are kept here");
@@ -213,7 +227,7 @@ void jsonl_source::take_line(context& ctx, const line_reader::line_view& line) {
     if (key_ && !key_required_ && err->field == key_->text() &&
         err->message == "missing, and it is required")
       err->message = "missing, and it is the record key (key: " + key_->text() + ")";
-    ctx.dead_letter_raw(path_, line_, line.text,
+    ctx.dead_letter_raw(reading_, line_, line.text,
                         where + (err->field.empty() ? ": " : ", ") + err->to_string());
     return;
   }

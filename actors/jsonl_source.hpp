@@ -16,7 +16,9 @@ enum class line_format { json, text };
 
 class jsonl_source : public source {
 public:
-  explicit jsonl_source(const params& p, line_format format = line_format::json);
+  // `rotation`: the tail stage (tail.cpp): follows the file through rotation and truncation.
+  explicit jsonl_source(const params& p, line_format format = line_format::json,
+                        bool rotation = false);
   void open(context& ctx) override;
   produce_result produce(context& ctx, size_t max_items) override;
   std::optional<std::string> changed_since_done(context& ctx) override;
@@ -25,6 +27,13 @@ private:
   void take_line(context& ctx, const line_reader::line_view& line);
   void check_same_file(context& ctx);
   void flush_group(context& ctx); // text: emits the lines gathered so far as one record
+  // tail (tail.cpp): the file at the committed position, wherever rotation moved it; false
+  // while there is none to read.
+  bool tail_position(context& ctx);
+  bool locate(context& ctx);
+  // tail, at the end of the file being read: whether the path now holds another file (rotated)
+  // or a shorter one (truncated); if so the reader moves to its start.
+  bool switch_if_rotated(context& ctx);
 
   line_format format_;
   std::string path_;
@@ -43,6 +52,14 @@ private:
   uint64_t offset_ = 0; // offset of the next line
   uint64_t line_ = 0;   // lines consumed so far (the next line is line_ + 1)
   uint64_t inode_ = 0;  // of the regular file being read (0: not known, or not a regular file)
+  bool rotation_ = false;
+  std::string reading_; // the file being read: path_, or where rotation moved it (tail)
+};
+
+// A growing file of JSON lines, followed through rotation (see tail.cpp).
+class tail_source : public jsonl_source {
+public:
+  explicit tail_source(const params& p) : jsonl_source(p, line_format::json, true) {}
 };
 
 // Plain text lines, one record each (see jsonl_source.cpp).
