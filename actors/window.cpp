@@ -276,6 +276,11 @@ void window::process_one(context& ctx, const record& r, int64_t now) {
     st.put_u64("clate", st.get_u64("clate").value_or(0) + 1);
     if (late_side_)
       ctx.forward("late", r);
+    else if (auto n = ++late_dropped_; n == 1 || n == 10 || n == 100 || n % 1000 == 0)
+      ctx.log_warn("dropped " + std::to_string(n) + " late record" + (n == 1 ? "" : "s") +
+                   " since the start (the latest: key '" + std::string(r.key()) + "', event time " +
+                   std::to_string(t) + ", behind the watermark " + std::to_string(w.mark) +
+                   "); late: side keeps them, a larger lateness waits for them");
     return;
   }
   w.largest = std::max(w.largest, t);

@@ -56,6 +56,7 @@ private:
   std::chrono::milliseconds idle_timeout_;
   std::optional<field_path> time_;
   bool late_side_ = false;
+  uint64_t late_dropped_ = 0; // this run, for the log
   aggregator agg_;
   capnp::StructSchema::Field key_field_, start_field_, end_field_;
   std::optional<capnp::StructSchema::Field> count_field_;

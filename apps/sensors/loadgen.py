@@ -4,8 +4,8 @@ injects what networks do to them, at the rates given. Shares no code with Troupe
 
   python3 apps/sensors/loadgen.py --url http://127.0.0.1:8090/ --expect expected.json
 
-Each sensor sends one reading per second of event time (seq 0, 1, 2, ...), interleaved with the
-other sensors in bodies of JSON lines. Per sensor it injects:
+Each sensor sends one reading per second of event time (seq 0, 1, 2, ...), in step with the
+other sensors, in bodies of JSON lines. Per sensor it injects:
   gaps        ids never sent
   duplicates  ids sent twice
   reordering  ids swapped with one up to 3 places later
@@ -47,6 +47,7 @@ def plan(args):
             if i < plain_from and rng.random() < args.dup_rate:
                 sent.append(i)
                 dups.append(i)
+        slots = list(sent)  # the id each slot would carry in order: when it is sent
         for j in range(len(sent) - 30):
             if rng.random() < args.reorder_rate:
                 k = j + rng.randint(1, 3)
@@ -55,7 +56,7 @@ def plan(args):
         for i in range(args.readings):
             base = 100.0 if (s, i // 60) in hot else 20.0
             values[i] = round(base + rng.uniform(-5, 5), 3)
-        streams[s] = [(i, values[i]) for i in sent]
+        streams[s] = [(slot, i, values[i]) for slot, i in zip(slots, sent)]
         late_posts += [(s, i, values[i]) for i in late]
         windows = {}
         for i in range(args.readings):
@@ -69,14 +70,13 @@ def plan(args):
             "windows": {str(BASE + m * 60000): {"count": n, "avg": total / n,
                                                  "hot": (s, m) in hot}
                         for m, (total, n) in windows.items()}}
-    order = []
-    at = {s: 0 for s in sensors}
-    while any(at[s] < len(streams[s]) for s in sensors):
-        for s in sensors:
-            if at[s] < len(streams[s]):
-                i, v = streams[s][at[s]]
-                order.append((s, i, v))
-                at[s] += 1
+    # The sensors send in step, as real ones do in real time: a slot meant for id i goes out
+    # with the other sensors' slots for i (so gaps and repeats do not make one sensor drift
+    # ahead of another in event time, which would make the app's windows close on the laggard).
+    n = {s: k for k, s in enumerate(sensors)}
+    slots = sorted((slot, n[s], j, s, i, v) for s in sensors
+                   for j, (slot, i, v) in enumerate(streams[s]))
+    order = [(s, i, v) for _, _, _, s, i, v in slots]
     rng.shuffle(late_posts)
     return order, late_posts, expect
 

@@ -61,7 +61,9 @@ TEST_CASE("the sensors app reports every window, alert, gap, repeat and late rea
           "generator injected", "[e2e][streams][apps]") {
   sensors_run run;
   auto node = run.node();
-  auto gen = run.loadgen(pick_seed());
+  auto seed = pick_seed();
+  INFO("TROUPE_E2E_SEED=" << seed);
+  auto gen = run.loadgen(seed);
   REQUIRE(gen->wait_for_exit(120s));
   INFO(tail_of(run.dir / "loadgen.log"));
   REQUIRE(exited_ok(gen->status()));
@@ -79,7 +81,9 @@ TEST_CASE("the sensors app is exact when its node is SIGKILLed while readings ar
           "[e2e][streams][apps][crash]") {
   sensors_run run;
   auto node = run.node();
-  auto gen = run.loadgen(pick_seed());
+  auto seed = pick_seed();
+  INFO("TROUPE_E2E_SEED=" << seed);
+  auto gen = run.loadgen(seed);
   int kills = 0;
   for (int round = 0; round < 3 && gen->running(); ++round) {
     // Kill once more gaps were reported (the generator is mid-stream), then restart.
