@@ -14,6 +14,7 @@
 #include "rate_limit.hpp"
 #include "routing.hpp"
 #include "sequence.hpp"
+#include "tcp_source.hpp"
 #include "window.hpp"
 #include "work_queue.hpp"
 
@@ -45,6 +46,11 @@ void register_builtin_stages(registry& reg) {
     .params({"address", "path", "token", "max_body_bytes", "full_wait", "commit_timeout",
              "max_waiting_records", "idempotency_window", "max_connections", "required", "key",
              "id_field", "unknown_fields"});
+  reg.add_source<tcp_source>("tcp_source")
+    .needs_payload_struct()
+    .single_worker()
+    .params({"address", "max_line_bytes", "max_waiting_records", "max_connections", "required",
+             "key", "unknown_fields"});
   reg.add_source<generator>("generator").params({"count", "rate", "payload_size"});
   reg.add_sink<jsonl_sink>("jsonl_sink")
     .needs_payload_struct()

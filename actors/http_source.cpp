@@ -35,6 +35,8 @@
 // records into its step, so decoding uses every core.
 #include "http_source.hpp"
 
+#include "intake_params.hpp"
+
 #include <capnp/message.h>
 #include <capnp/orphan.h>
 #include <httplib.h>
@@ -129,22 +131,6 @@ bool blank(std::string_view line) {
                      [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
 }
 
-// The address as "HOST:PORT" (an IPv6 host in brackets); config_error through p.fail else.
-void parse_address(const params& p, std::string& host, int& port) {
-  auto text = p.get_string("address", "127.0.0.1:8080");
-  auto colon = text.rfind(':');
-  host = colon == std::string::npos ? "" : text.substr(0, colon);
-  auto digits = colon == std::string::npos ? "" : text.substr(colon + 1);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  char* end = nullptr;
-  unsigned long n = digits.empty() ? 70000 : std::strtoul(digits.c_str(), &end, 10);
-  if (host.empty() || digits.empty() || *end != '\0' || n > 65535)
-    p.fail("address", "expected HOST:PORT with a port from 0 (a free one) to 65535, found '" +
-                        text + "'");
-  port = static_cast<int>(n);
-}
-
 } // namespace
 
 struct http_source::server {
@@ -161,7 +147,9 @@ struct http_source::server {
 
 http_source::http_source(const params& p) {
   auto s = std::make_shared<settings>();
-  parse_address(p, s->host, s->port);
+  auto address = read_listen_address(p, "127.0.0.1:8080");
+  s->host = address.host;
+  s->port = address.port;
   s->path = p.get_string("path", "/");
   if (s->path.empty() || s->path.front() != '/')
     p.fail("path", "must start with '/', found '" + s->path + "'");
@@ -180,36 +168,11 @@ http_source::http_source(const params& p) {
     p.fail("idempotency_window", "must be at least 1");
   if (s->connections == 0 || s->connections > 4096)
     p.fail("max_connections", "must be 1 to 4096");
-  auto schema = p.output_schema("out");
-  if (!schema)
-    p.fail("type", "this source needs the struct its output edge carries (edges.<edge>.type, "
-                   "or schema.payload)");
-  s->schema = *schema;
-  auto unknown = p.get_string("unknown_fields", "ignore");
-  if (unknown != "ignore" && unknown != "reject")
-    p.fail("unknown_fields", "expected ignore or reject, found '" + unknown + "'");
-  s->options.reject_unknown_fields = unknown == "reject";
-  s->options.required = p.get_strings("required");
-  auto path_param = [&](const char* name, std::optional<field_path>& into) {
-    if (!p.has(name))
-      return;
-    auto text = p.get_string(name);
-    try {
-      into.emplace(s->schema, text);
-    } catch (const std::invalid_argument& e) {
-      p.fail(name, e.what());
-    }
-    if (auto why = key_type_error(into->type()); !why.empty())
-      p.fail(name, "'" + text + "' " + why);
-    s->options.required.push_back(text); // a record without it is refused
-  };
-  path_param("key", s->key);
-  path_param("id_field", s->id_field);
-  try {
-    json_decoder check(s->schema, s->options); // checks the required paths
-  } catch (const std::invalid_argument& e) {
-    p.fail("required", e.what());
-  }
+  auto intake = read_json_intake(p, true);
+  s->schema = intake.schema;
+  s->options = std::move(intake.options);
+  s->key = std::move(intake.key);
+  s->id_field = std::move(intake.id_field);
   settings_ = std::move(s);
 }
 
