@@ -307,6 +307,7 @@ tcp_source::tcp_source(const params& p) {
 tcp_source::~tcp_source() = default;
 
 void tcp_source::open(context& ctx) {
+  server_.reset(); // an earlier one's listener first: the address is this one's
   intake_ = std::make_shared<intake>();
   intake_->wake = ctx.waker();
   auto srv = std::make_unique<server>(settings_, intake_);

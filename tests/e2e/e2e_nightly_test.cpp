@@ -207,3 +207,32 @@ TEST_CASE("a schedule's mistakes are named with the file, line and column", "[e2
   INFO(zone.output);
   CHECK(zone.output.find("'Europe/Pariss' is not a time zone") != std::string::npos);
 }
+
+TEST_CASE("troupe reset of a scheduled app deletes its runs' stores and its record, not while "
+          "the scheduler runs, and leaves the reports", "[e2e][schedule]") {
+  nightly app;
+  app.make_sales(200, 0);
+  auto node = app.scheduler();
+  REQUIRE(wait_until([&] { return app.run_ended("done") || !node->running(); }, 60s, 20ms));
+  auto reset = [&] {
+    return run_troupe({"reset", app_dir() + "/app.yaml", "--data-dir", app.dir / "data", "--yes"});
+  };
+  auto refused = reset();
+  INFO(refused.output);
+  CHECK(exit_code(refused.status) == 1);
+  CHECK(refused.output.find("a scheduler runs the data dir") != std::string::npos);
+  CHECK(std::filesystem::exists(app.dir / "data/schedule.json"));
+  node->signal(SIGTERM);
+  REQUIRE(node->wait_for_exit(30s));
+  auto done = reset();
+  INFO(done.output);
+  CHECK(exit_code(done.status) == 0);
+  CHECK_FALSE(std::filesystem::exists(app.dir / "data"));
+  CHECK(app.check() == 0); // the report stays
+  // Started again, it has no record of the run: the missed run runs again.
+  auto again = app.scheduler();
+  REQUIRE(wait_until([&] { return app.run_ended("done") || !again->running(); }, 60s, 20ms));
+  again->signal(SIGTERM);
+  REQUIRE(again->wait_for_exit(30s));
+  CHECK(lines_with(app.dir / "scheduler.log", " starts (due ") == 2);
+}
