@@ -382,6 +382,25 @@ stage_draft app_loader::read_stage(const YAML::Node& n, const std::string& field
     else if (auto x = read_duration(r_, v, field + ".lease", true))
       s.cfg.lease = *x;
   }
+  // How the stage subscribes to its inputs (publish/subscribe: runtime/CONFIG.md, "Consumer
+  // groups").
+  bool leasing = s.cfg.type_info && s.cfg.type_info->leases;
+  auto subscription = [&](const char* key, std::vector<std::pair<std::string, bool>> choices,
+                          bool& into) {
+    auto v = n[key];
+    if (!v.IsDefined())
+      return;
+    if (leasing)
+      r_.at(v, field + "." + key, std::string("'") + key + "' is for stages that read their "
+                                  "inputs by cursor; a work queue leases its items");
+    else if (s.inputs.empty())
+      r_.at(v, field + "." + key, std::string("'") + key + "' is about the edges a stage reads; "
+                                  "stage '" + s.cfg.name + "' reads none");
+    else if (auto c = read_enum<bool>(r_, v, field + "." + key, choices))
+      into = *c;
+  };
+  subscription("start", {{"earliest", false}, {"latest", true}}, s.cfg.start_latest);
+  subscription("slow", {{"hold", false}, {"skip", true}}, s.cfg.slow_skip);
 
   const auto& runtime_keys = runtime_stage_keys();
   for (const auto& entry : n) {

@@ -81,6 +81,12 @@ struct stage_config {
   // A leasing stage's items (stage_type::leases): how long a worker may hold one before it
   // goes to another worker.
   std::chrono::milliseconds lease{300000};
+  // On an input it has no cursor on yet: begin at the oldest record kept (false) or after the
+  // newest (true: `start: latest`).
+  bool start_latest = false;
+  // `slow: skip`: it holds neither its inputs' producers back nor their trimming; records
+  // trimmed before it read them are skipped, and it says so.
+  bool slow_skip = false;
   std::shared_ptr<const params> stage_params; // the stage's own keys
   // Its type and own keys as one line ("type=reduce op=sum field=count"), keys in order: what
   // the node compares with the settings the stage's stored state was made with.

@@ -135,6 +135,8 @@ void app_loader::check_graph() {
     for (size_t i : consumers[edge]) {
       const auto& reader = stages_[i];
       spec.groups.push_back(reader.cfg.name);
+      if (reader.cfg.slow_skip)
+        spec.skipping.push_back(reader.cfg.name);
       // A leasing stage's workers share every partition: they need none of their own.
       bool leasing = reader.cfg.type_info && reader.cfg.type_info->leases;
       if (leasing)

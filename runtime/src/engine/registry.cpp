@@ -13,7 +13,8 @@ params::~params() = default;
 const std::vector<std::string>& runtime_stage_keys() {
   static const std::vector<std::string> keys = {"name",    "type",       "inputs",  "input",
                                                 "outputs", "output",     "workers", "batch",
-                                                "retry",   "supervision", "lease"};
+                                                "retry",   "supervision", "lease",
+                                                "start",   "slow"};
   return keys;
 }
 

@@ -46,6 +46,10 @@ void init(self_ptr self) {
   for (size_t i = 0; i < st.spec.inputs.size(); ++i)
     for (auto p : owned) {
       auto c = take(st.reader->cursor(st.spec.inputs[i], cfg.name, p));
+      if (!c && cfg.start_latest) { // new to this input: after its newest record
+        auto info = take(st.reader->partition(st.spec.inputs[i], p));
+        c = cursor_pos{info.head, info.bytes_head};
+      }
       st.sent.push_back(c.value_or(cursor_pos{})); // nothing is in flight yet
     }
   st.batch_end = st.sent;

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -78,6 +79,7 @@ struct worker_state {
   // [i * owned.size() + k].
   std::vector<cursor_pos> sent;      // after the last sent step (where the next step reads)
   std::vector<cursor_pos> batch_end; // of the step in hand
+  std::map<size_t, uint64_t> told_behind; // slot -> the position a skip was logged for
   size_t rotation = 0;               // which (input, partition) a step reads first
   std::vector<record_impl> records;
   std::vector<step_delta::dead_letter> undecodable; // of the batch in hand

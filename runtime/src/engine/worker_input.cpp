@@ -7,6 +7,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace troupe {
 
@@ -45,8 +46,17 @@ caf::error read_batch(worker_state& st, size_t max, const std::vector<cursor_pos
     if (!info)
       return info.error();
     auto& pos = st.batch_end[slot];
-    if (pos.next < info->tail) // trimmed below us: a group new to the edge starts at the tail
+    if (pos.next < info->tail) { // trimmed below us: a group new to the edge starts at the tail
+      if (pos.next > 0 && std::exchange(st.told_behind[slot], pos.next) != pos.next)
+        // a `slow: skip` group left behind: told so, once per jump
+        log_event(log_level::warn, st.who,
+                  std::to_string(info->tail - pos.next) + " records of " + name +
+                    (st.spec.edge_partitions[edge] > 1 ? " (partition " + std::to_string(p) + ")"
+                                                       : "") +
+                    " were trimmed before this stage read them (slow: skip: it holds nobody "
+                    "back): it goes on at " + std::to_string(info->tail));
       pos = {info->tail, info->bytes_tail};
+    }
     auto end = below ? std::min(info->head, (*below)[slot].next) : info->head;
     if (pos.next >= end)
       continue;

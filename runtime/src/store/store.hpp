@@ -59,6 +59,9 @@ struct edge_spec {
   // cursor is per partition; trimming and the backlog follow the slowest group in each
   // partition. An edge with no groups has nobody to wait for (a Kafka topic without consumers).
   std::vector<std::string> groups;
+  // Groups that hold nothing back (`slow: skip`): the backlog and trimming ignore their cursors,
+  // so records they have not read go with retention like consumed ones.
+  std::vector<std::string> skipping;
 };
 
 struct stage_spec {

@@ -254,9 +254,9 @@ void store::publish_backlog(edge_id id) {
   backlog_info b;
   for (const auto& part : r.parts) {
     store_format::cursor_body slowest{part.at.head, part.at.bytes_head};
-    for (const auto& c : part.pos)
-      if (c.next < slowest.next)
-        slowest = c;
+    for (size_t g = 0; g < part.pos.size(); ++g)
+      if (r.holds[g] && part.pos[g].next < slowest.next) // slow: skip holds nobody back
+        slowest = part.pos[g];
     // A group that never committed has consumed nothing, but nothing below the tail is left.
     if (slowest.next < part.at.tail)
       slowest = {part.at.tail, part.at.bytes_tail};

@@ -73,6 +73,7 @@ struct part_rt {
 struct edge_rt {
   MDB_dbi log = 0;
   std::vector<part_rt> parts;
+  std::vector<bool> holds; // per group: its cursor holds the backlog and trimming (not slow: skip)
   // Newest time-index entry: its time and every partition's head at that time.
   uint64_t index_ms = 0;
   std::vector<uint64_t> index_heads;

@@ -159,6 +159,10 @@ caf::error store::load(MDB_txn* txn) {
       return err;
     r.parts.assign(spec.partitions, part_rt{});
     r.index_heads.assign(spec.partitions, 0);
+    r.holds.clear();
+    for (const auto& g : spec.groups)
+      r.holds.push_back(std::find(spec.skipping.begin(), spec.skipping.end(), g) ==
+                        spec.skipping.end());
     for (partition_id p = 0; p < spec.partitions; ++p) {
       auto& part = r.parts[p];
       auto where = "partition " + std::to_string(p) + " of edge '" + spec.name + "'";

@@ -76,9 +76,12 @@ caf::error store::impl::trim_partition(edge_id id, partition_id p, uint64_t age_
   auto& part = r.parts[p];
   const auto& at = part.touched ? part.p_at : part.at;
   const auto& pos = part.touched ? part.p_pos : part.pos;
-  uint64_t consumed_to = at.head; // the slowest group's position: nothing at or above it goes
-  for (const auto& c : pos)
-    consumed_to = std::min(consumed_to, c.next);
+  // The slowest holding group's position: nothing at or above it goes (a `slow: skip` group's
+  // unread records go with retention like consumed ones).
+  uint64_t consumed_to = at.head;
+  for (size_t g = 0; g < pos.size(); ++g)
+    if (r.holds[g])
+      consumed_to = std::min(consumed_to, pos[g].next);
   uint64_t limit = at.tail;
   if (pressure)
     limit = std::max(limit, consumed_to);
