@@ -346,6 +346,10 @@ void http_source::open(context& ctx) {
   srv->address = host + ":" + std::to_string(port);
   auto* raw = srv.get();
   srv->serving = std::thread([raw] { raw->http.listen_after_bind(); });
+  // httplib 0.11's stop() does nothing until the listening thread has begun: a stop right after
+  // this would be lost and its join hang in accept(). It begins at once; wait for it.
+  for (int i = 0; i < 5000 && !raw->http.is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
   server_ = std::move(srv);
   ctx.log_info("listening on http://" + server_->address + cfg->path +
                " (POST JSON lines; answered once committed)");
@@ -383,21 +387,11 @@ produce_result http_source::produce(context& ctx, size_t max_items) {
   bool more = false;
   {
     std::lock_guard<std::mutex> lock{intake_->m};
-    size_t n = 0;
-    for (auto& r : batch)
-      n += r->records.size();
-    while (!intake_->waiting.empty()) {
-      auto& front = intake_->waiting.front();
-      if (!batch.empty() && n + front->records.size() > max_items)
-        break;
-      n += front->records.size();
-      intake_->waiting_records -= front->records.size();
-      front->at = request::phase::taken;
-      intake_->taken.insert(front.get());
-      batch.push_back(std::move(front));
-      intake_->waiting.pop_front();
-    }
-    more = !intake_->waiting.empty();
+    more = take_waiting(intake_->waiting, intake_->waiting_records, batch, max_items,
+                        [&](request& r) {
+                          r.at = request::phase::taken;
+                          intake_->taken.insert(&r);
+                        });
     intake_->room.notify_all();
   }
   auto state = ctx.state();

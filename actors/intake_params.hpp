@@ -7,8 +7,11 @@
 #include <troupe/json.hpp>
 #include <troupe/stage.hpp>
 
+#include <deque>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace troupe {
 
@@ -27,5 +30,28 @@ struct json_intake {
 };
 // `required`, `unknown_fields`, `key` and, with `with_id_field`, `id_field`; or p.fail.
 json_intake read_json_intake(const params& p, bool with_id_field);
+
+// A step's share of what server threads decoded: moves entries (each holding `records`) from
+// the front of `waiting` onto `batch`, which may hold some already (a step attempt that threw),
+// up to `max_items` records but at least one entry; `taken(entry)` sees each. With the lock of
+// `waiting` held. Returns whether entries still wait.
+template <class Entry, class Taken>
+bool take_waiting(std::deque<std::shared_ptr<Entry>>& waiting, uint64_t& waiting_records,
+                  std::vector<std::shared_ptr<Entry>>& batch, size_t max_items, Taken taken) {
+  size_t n = 0;
+  for (auto& e : batch)
+    n += e->records.size();
+  while (!waiting.empty()) {
+    auto& front = waiting.front();
+    if (!batch.empty() && n + front->records.size() > max_items)
+      break;
+    n += front->records.size();
+    waiting_records -= front->records.size();
+    taken(*front);
+    batch.push_back(std::move(front));
+    waiting.pop_front();
+  }
+  return !waiting.empty();
+}
 
 } // namespace troupe

@@ -357,19 +357,8 @@ produce_result tcp_source::produce(context& ctx, size_t max_items) {
   bool more = false;
   {
     std::lock_guard<std::mutex> lock{intake_->m};
-    size_t n = 0;
-    for (auto& c : batch)
-      n += c->records.size();
-    while (!intake_->waiting.empty()) {
-      auto& front = intake_->waiting.front();
-      if (!batch.empty() && n + front->records.size() > max_items)
-        break;
-      n += front->records.size();
-      intake_->waiting_records -= front->records.size();
-      batch.push_back(std::move(front));
-      intake_->waiting.pop_front();
-    }
-    more = !intake_->waiting.empty();
+    more = take_waiting(intake_->waiting, intake_->waiting_records, batch, max_items,
+                        [](chunk&) {});
   }
   if (!batch.empty())
     intake_->poke(); // room again: the server reads on

@@ -227,6 +227,11 @@ caf::expected<std::unique_ptr<admin_server>> admin_server::start(std::shared_ptr
   auto* impl = server->impl_.get();
   server->address_ = host + ":" + std::to_string(port);
   impl->serving = std::thread([impl] { impl->http.listen_after_bind(); });
+  // httplib 0.11's stop() does nothing until the listening thread has begun: a node stopping
+  // right after its start (a `troupe test` case) would lose it and hang joining the thread in
+  // accept() (seen: a ctest run's `troupe test` stuck 5 minutes). It begins at once; wait.
+  for (int i = 0; i < 5000 && !impl->http.is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
   // Where troupectl --app finds a node whose port was picked: written whole, then renamed.
   namespace fs = std::filesystem;
   impl->address_file = (fs::path(state->app->data_dir) / "admin.json").string();

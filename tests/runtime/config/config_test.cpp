@@ -295,8 +295,8 @@ TEST_CASE("unknown keys are caught at every level the runtime owns", "[runtime][
   check_issue(l, "stages[1].input", 25, 5, "key 'input' is given twice");
   // A stage's keys are the runtime's or its type's params: test.sink declares none.
   check_issue(l, "stages[1].store", 24, 5,
-              "unknown key 'store'; type 'test.sink' takes no params of its own, and the "
-              "runtime's keys name, type, inputs");
+              "unknown key 'store' (did you mean 'start'?); type 'test.sink' takes no params of its "
+              "own, and the runtime's keys name, type, inputs");
   CHECK(l.issues().size() == 12);
   CHECK_FALSE(l.result.app);
 }
