@@ -3,7 +3,8 @@
 //
 //   troupe_bench [--records N] [--batch B] [--value-size V] [--modes process,sync]
 //                [--dir DIR] [--keep] [--quick] [--budget S] [--repeat K]
-//                [--phases raw,pipeline,unconsumed,patterns,queue] [--max-backlog M] [--retention R] [--verbose]
+//                [--phases raw,pipeline,unconsumed,patterns,queue,streams] [--max-backlog M]
+//                [--retention R] [--verbose]
 //
 // Exit codes: 0 whatever the figures (a benchmark, not a test); 1 a phase crashed or failed;
 // 64 bad command line.
@@ -35,6 +36,8 @@ constexpr double process_target = 0.35;
 constexpr double sync_target = 0.8;
 constexpr double pattern_target = 0.7; // a routing stage against none (the batch-patterns issue)
 constexpr double queue_target = 100000; // in-process tasks/s at sync (the batch-patterns issue)
+constexpr double sequence_target = 0.7;   // the sequence stage against none (the streams issue)
+constexpr double fanout_target = 350000;  // deliveries/s to 4 and 16 groups (the streams issue)
 constexpr double rss_target_mib = 256;
 constexpr uint64_t rss_target_records = 10000000;
 
@@ -119,7 +122,8 @@ int main(int argc, char** argv) {
   cli.add_option("--value-size", base.value_size, "bytes per value / generator payload (100)")
       ->check(CLI::Range(1u, 1u << 20));
   cli.add_option("--modes", modes, "durabilities to measure (process,sync)")->delimiter(',');
-  cli.add_option("--phases", phases, "phases to run (raw,pipeline,unconsumed,patterns,queue)")->delimiter(',');
+  cli.add_option("--phases", phases, "phases to run (raw,pipeline,unconsumed,patterns,queue,streams)")
+      ->delimiter(',');
   cli.add_option("--dir", dir, "parent of the run's fresh data directory (./bench-data)");
   cli.add_flag("--keep", keep, "keep the data directories");
   cli.add_flag("--quick", quick, "1M records instead of 10M: a smoke run");
@@ -158,7 +162,7 @@ int main(int argc, char** argv) {
   };
   for (const auto& p : phases)
     if (p != "raw" && p != "pipeline" && p != "unconsumed" && p != "patterns" &&
-        p != "queue") {
+        p != "queue" && p != "streams") {
       std::cerr << "troupe_bench: --phases: unknown phase '" << p << "'\n";
       return 64;
     }
@@ -302,6 +306,32 @@ int main(int argc, char** argv) {
     }
     base.pattern.clear();
   }
+  // Streams, at the first durability asked for: the sequence stage on 1% repeats and 1% swaps
+  // against the plain pipeline, and one edge read by 4 and by 16 groups (deliveries/s).
+  std::optional<double> sequence_ratio;
+  std::vector<std::pair<std::string, double>> fanout_rates;
+  if (wants("streams")) {
+    auto m = mode_list.empty() ? troupe::durability::process : mode_list.front();
+    std::optional<double> plain;
+    for (const char* x : {"plain", "sequence", "fanout4", "fanout16"}) {
+      base.pattern = x;
+      auto& r = run(std::string{"streams gen->"} + x + "->count", std::string{"streams-"} + x, m,
+                    run_pattern);
+      if (!r.report.ok())
+        continue;
+      auto rate = rate_of(r.report.result);
+      if (!plain) {
+        plain = rate;
+        r.phase = "streams gen->count (plain)";
+      } else if (std::string{x} == "sequence" && *plain > 0) {
+        r.ratio = sequence_ratio = rate / *plain;
+      } else if (std::string{x} != "sequence") {
+        r.phase = std::string{"streams gen->"} + x + " (deliveries)";
+        fanout_rates.emplace_back(x, rate);
+      }
+    }
+    base.pattern.clear();
+  }
   std::optional<child_report> unconsumed;
   if (wants("unconsumed")) {
     auto m = mode_list.empty() ? troupe::durability::process : mode_list.front();
@@ -343,6 +373,12 @@ int main(int argc, char** argv) {
     std::printf("target work queue tasks/s at sync >= %.0f: %s (%.0f tasks/s, %.3f of plain)\n",
                 queue_target, pass_fail(*queue_rate >= queue_target).c_str(), *queue_rate,
                 queue_ratio.value_or(0));
+  if (sequence_ratio)
+    std::printf("target sequence ratio to plain >= %.2f: %s (%.3f)\n", sequence_target,
+                pass_fail(*sequence_ratio >= sequence_target).c_str(), *sequence_ratio);
+  for (const auto& [x, rate] : fanout_rates)
+    std::printf("target %s deliveries/s >= %.0f: %s (%.0f)\n", x.c_str(), fanout_target,
+                pass_fail(rate >= fanout_target).c_str(), rate);
   if (unconsumed && unconsumed->ok()) {
     bool full = unconsumed->result.records >= rss_target_records;
     std::printf(

@@ -55,8 +55,67 @@ public:
   void process(context& ctx, const record& r) override { ctx.forward("out", r); }
 };
 
+// Records of 16 origins (the record key), each with sequence ids 0, 1, 2, ... in `index`, of
+// which 1% are sent twice and 1% swapped with the next: what the sequence stage is for. A fixed
+// pseudo-random stream (xorshift), so that every run measures the same work.
+class seq_source : public source {
+public:
+  explicit seq_source(const params& p)
+      : count_(p.get_u64("count", 1000000)), body_(p.get_u64("payload_size", 100), 'x'),
+        schema_(*p.output_schema("out")) {}
+  produce_result produce(context& ctx, size_t max_items) override {
+    auto st = ctx.state();
+    uint64_t done = st.get_u64("done").value_or(0), rng = st.get_u64("rng").value_or(88172645463325252u);
+    std::vector<uint64_t> next(origins);
+    for (size_t o = 0; o < origins; ++o)
+      next[o] = st.get_u64("n" + std::to_string(o)).value_or(0);
+    auto emit = [&](size_t o, uint64_t id) {
+      auto out = ctx.emit("out");
+      out.key(keys_[o]);
+      auto b = out.init_payload_dynamic();
+      b.set("index", id);
+      b.set("body", capnp::Data::Reader(reinterpret_cast<const kj::byte*>(body_.data()),
+                                        body_.size()));
+      ++done;
+    };
+    for (size_t i = 0; i < max_items && done < count_; ++i) {
+      rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+      auto o = static_cast<size_t>(done % origins);
+      auto roll = rng % 100;
+      if (roll == 0 && next[o] > 0) {
+        emit(o, next[o] - 1); // a repeat
+      } else if (roll == 1 && done + 1 < count_) {
+        emit(o, next[o] + 1); // out of order: the next one first
+        emit(o, next[o]);
+        next[o] += 2;
+        ++i;
+      } else {
+        emit(o, next[o]++);
+      }
+    }
+    st.put_u64("done", done);
+    st.put_u64("rng", rng);
+    for (size_t o = 0; o < origins; ++o)
+      st.put_u64("n" + std::to_string(o), next[o]);
+    return done >= count_ ? produce_result::done() : produce_result::more();
+  }
+
+private:
+  static constexpr size_t origins = 16;
+  uint64_t count_;
+  std::string body_;
+  capnp::StructSchema schema_;
+  std::vector<std::string> keys_ = [] {
+    std::vector<std::string> k;
+    for (size_t o = 0; o < origins; ++o)
+      k.push_back("origin-" + std::to_string(o));
+    return k;
+  }();
+};
+
 void register_bench_stages(registry& reg) {
   register_builtin_stages(reg);
+  reg.add_source<seq_source>("bench.seqgen").params({"count", "payload_size"});
   reg.add_operator<pass_stage>("bench.pass");
   reg.add_operator<task_stage>("bench.task").leases();
   reg.add_sink<count_sink>("bench.count");
@@ -238,6 +297,7 @@ phase_result run_pattern(const phase_options& o) {
   }
   const std::string& x = o.pattern;
   std::string middle;
+  unsigned fanout = 1;
   if (x == "copier")
     middle = "{name: x, type: copier, input: raw, outputs: {a: mid}}";
   else if (x == "filter")
@@ -250,6 +310,10 @@ phase_result run_pattern(const phase_options& o) {
     middle = "{name: x, type: merger, inputs: [raw], output: mid}";
   else if (x == "queue")
     middle = "{name: x, type: bench.task, workers: 2, input: raw, output: mid}";
+  else if (x == "sequence") // fed by bench.seqgen: 1% repeats (dropped), 1% out of order
+    middle = "{name: x, type: sequence, seq_field: index, first_seq: 0, input: raw, output: mid}";
+  else if (x.rfind("fanout", 0) == 0) // raw read by N sinks (publish/subscribe)
+    fanout = std::stoul(x.substr(6));
   else if (x != "plain") {
     r.fail("unknown pattern '" + x + "'");
     return r;
@@ -261,12 +325,15 @@ phase_result run_pattern(const phase_options& o) {
   y += "edges:\n" + edge_yaml("raw", o.max_backlog, o.retention);
   if (!middle.empty())
     y += edge_yaml("mid", o.max_backlog, o.retention);
-  y += "stages:\n  - {name: gen, type: generator, count: " + std::to_string(o.records) +
-       ", payload_size: " + std::to_string(o.value_size) + ", output: raw}\n";
+  y += "stages:\n  - {name: gen, type: " +
+       std::string(x == "sequence" ? "bench.seqgen" : "generator") +
+       ", count: " + std::to_string(o.records) + ", payload_size: " +
+       std::to_string(o.value_size) + ", output: raw}\n";
   if (!middle.empty())
     y += "  - " + middle + "\n";
-  y += "  - {name: sink, type: bench.count, input: " + std::string(middle.empty() ? "raw" : "mid") +
-       "}\n";
+  for (unsigned i = 0; i < fanout; ++i)
+    y += "  - {name: sink" + std::to_string(i) + ", type: bench.count, input: " +
+         std::string(middle.empty() ? "raw" : "mid") + "}\n";
   registry reg;
   load_result loaded;
   if (!load(o, y, reg, loaded, r))
@@ -279,9 +346,13 @@ phase_result run_pattern(const phase_options& o) {
   r.flushes = run.outcome.flushes;
   if (run.outcome.exit_code != 0)
     r.fail("the node failed: " + run.outcome.message);
-  else if (!run.stopped_at_budget && r.records != o.records)
-    r.fail("the sink counted " + std::to_string(r.records) + " of " + std::to_string(o.records) +
-           " records");
+  else if (!run.stopped_at_budget && x != "sequence" && r.records != o.records * fanout)
+    r.fail("the sinks counted " + std::to_string(r.records) + " of " +
+           std::to_string(o.records * fanout) + " records");
+  else if (!run.stopped_at_budget && x == "sequence" &&
+           (r.records >= o.records || r.records < o.records * 97 / 100))
+    r.fail("the sequence stage passed " + std::to_string(r.records) + " of " +
+           std::to_string(o.records) + " records (about 1% are repeats)");
   return r;
 }
 
