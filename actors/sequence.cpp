@@ -4,6 +4,7 @@
 #include "state_bytes.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <tuple>
 
 namespace troupe {
@@ -144,9 +145,40 @@ sequence::sequence(const params& p)
   }
 }
 
-void sequence::count(state_store& st, const char* what, uint64_t n) {
-  std::string k = std::string("c") + what;
-  st.put_u64(k, st.get_u64(k).value_or(0) + n);
+namespace {
+const char* const counter_names[] = {"in_order", "out_of_order", "duplicate", "late", "missing"};
+}
+
+// Counters add up in memory and reach the partition's state once per step (flush).
+void sequence::count(state_store&, const char* what, uint64_t n) {
+  for (size_t i = 0; i < counter_count; ++i)
+    if (std::strcmp(counter_names[i], what) == 0)
+      tallies_[part_][i] += n;
+}
+
+sequence::origin_state& sequence::origin_of(state_store& st, std::string_view key) {
+  auto it = origins_.find(key);
+  if (it == origins_.end())
+    it = origins_.emplace(std::string(key), std::make_pair(part_, origin_state::load(st, key)))
+           .first;
+  return it->second.second;
+}
+
+void sequence::flush(context& ctx) {
+  for (auto& [key, entry] : origins_) {
+    auto st = ctx.partition_state(entry.first);
+    entry.second.save(st, key);
+  }
+  origins_.clear();
+  for (auto& [p, counts] : tallies_) {
+    auto st = ctx.partition_state(p);
+    for (size_t i = 0; i < counter_count; ++i)
+      if (counts[i] > 0) {
+        std::string k = std::string("c") + counter_names[i];
+        st.put_u64(k, st.get_u64(k).value_or(0) + counts[i]);
+      }
+  }
+  tallies_.clear();
 }
 
 void sequence::set_deadline(context& ctx, state_store& st, std::string_view key, origin_state& o,
@@ -224,7 +256,8 @@ void sequence::process_one(context& ctx, const record& r, int64_t now) {
     return;
   }
   auto st = ctx.state();
-  auto o = origin_state::load(st, key);
+  part_ = r.partition();
+  auto& o = origin_of(st, key); // saved by flush(), once per step
   if (!o.started) {
     o.started = true;
     o.next = first_seq_.value_or(id);
@@ -243,7 +276,6 @@ void sequence::process_one(context& ctx, const record& r, int64_t now) {
     bool late = o.was_skipped(id) || o.next - id > window_;
     count(st, late ? "late" : "duplicate");
     refuse(late ? late_ : duplicates_, late ? "late" : "duplicates");
-    o.save(st, key);
     return;
   }
   if (id > o.next) { // early: held back until the gap before it fills or is given up on
@@ -251,7 +283,6 @@ void sequence::process_one(context& ctx, const record& r, int64_t now) {
     if (st.get(hk)) {
       count(st, "duplicate");
       refuse(duplicates_, "duplicates");
-      o.save(st, key);
       return;
     }
     st.put(hk, r.bytes());
@@ -263,7 +294,6 @@ void sequence::process_one(context& ctx, const record& r, int64_t now) {
       skip_gap(ctx, st, key, o);
       set_deadline(ctx, st, key, o, o.held > 0 ? now + gap_timeout_.count() : 0);
     }
-    o.save(st, key);
     return;
   }
   ctx.forward("out", r);
@@ -274,13 +304,15 @@ void sequence::process_one(context& ctx, const record& r, int64_t now) {
     // What is still held waits behind a new gap, with a timeout of its own.
     set_deadline(ctx, st, key, o, o.held > 0 ? now + gap_timeout_.count() : 0);
   }
-  o.save(st, key);
 }
 
 void sequence::process_batch(context& ctx, const batch& records) {
+  origins_.clear(); // what an attempt that threw left
+  tallies_.clear();
   auto now = context::now_ms();
   for (size_t i = 0; i < records.size(); ++i)
     process_one(ctx, records[i], now);
+  flush(ctx);
 }
 
 void sequence::open(context& ctx) { deadlines::arm(ctx); }
@@ -290,17 +322,20 @@ void sequence::on_timer(context& ctx, int64_t now_ms) {
   size_t done = 0;
   for (auto p : ctx.partitions()) {
     auto st = ctx.partition_state(p);
+    part_ = p;
     for (auto& d : deadlines::due(st, now_ms, per_step)) {
       auto o = origin_state::load(st, d.key);
       skip_gap(ctx, st, d.key, o);
       set_deadline(ctx, st, d.key, o, o.held > 0 ? now_ms + gap_timeout_.count() : 0);
       o.save(st, d.key);
       if (++done == per_step) {
+        flush(ctx);
         ctx.wake_at(now_ms);
         return;
       }
     }
   }
+  flush(ctx);
   deadlines::arm(ctx);
 }
 
@@ -313,6 +348,7 @@ bool sequence::drained(context& ctx) {
     auto due = deadlines::due(st, INT64_MAX, per_step);
     if (due.empty())
       continue;
+    part_ = p;
     for (auto& d : due) {
       auto o = origin_state::load(st, d.key);
       while (o.held > 0)
@@ -320,10 +356,11 @@ bool sequence::drained(context& ctx) {
       set_deadline(ctx, st, d.key, o, 0);
       o.save(st, d.key);
     }
+    flush(ctx);
     return false;
   }
   std::string totals;
-  for (const char* what : {"in_order", "out_of_order", "duplicate", "late", "missing"}) {
+  for (const char* what : counter_names) {
     uint64_t n = 0;
     for (auto p : ctx.partitions())
       n += ctx.partition_state(p).get_u64(std::string("c") + what).value_or(0);

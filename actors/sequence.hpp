@@ -19,7 +19,9 @@
 
 #include <troupe/stage.hpp>
 
+#include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,6 +55,14 @@ private:
   void set_deadline(context& ctx, state_store& st, std::string_view key, origin_state& o,
                     int64_t deadline);
   void count(state_store& st, const char* what, uint64_t n = 1);
+  // A step's origin states (process_batch), by key, with their partition: loaded once, saved
+  // once by flush(), with the counters added up meanwhile (per partition).
+  origin_state& origin_of(state_store& st, std::string_view key);
+  void flush(context& ctx);
+  static constexpr size_t counter_count = 5;
+  uint32_t part_ = 0; // the partition in hand, for count()
+  std::map<std::string, std::pair<uint32_t, origin_state>, std::less<>> origins_;
+  std::map<uint32_t, std::array<uint64_t, counter_count>> tallies_;
 
   field_path seq_;
   std::chrono::milliseconds gap_timeout_;

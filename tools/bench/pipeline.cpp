@@ -62,7 +62,8 @@ class seq_source : public source {
 public:
   explicit seq_source(const params& p)
       : count_(p.get_u64("count", 1000000)), body_(p.get_u64("payload_size", 100), 'x'),
-        schema_(*p.output_schema("out")) {}
+        schema_(*p.output_schema("out")), index_(schema_.getFieldByName("index")),
+        body_field_(schema_.getFieldByName("body")) {}
   produce_result produce(context& ctx, size_t max_items) override {
     auto st = ctx.state();
     uint64_t done = st.get_u64("done").value_or(0), rng = st.get_u64("rng").value_or(88172645463325252u);
@@ -73,8 +74,8 @@ public:
       auto out = ctx.emit("out");
       out.key(keys_[o]);
       auto b = out.init_payload_dynamic();
-      b.set("index", id);
-      b.set("body", capnp::Data::Reader(reinterpret_cast<const kj::byte*>(body_.data()),
+      b.set(index_, id);
+      b.set(body_field_, capnp::Data::Reader(reinterpret_cast<const kj::byte*>(body_.data()),
                                         body_.size()));
       ++done;
     };
@@ -105,6 +106,7 @@ private:
   uint64_t count_;
   std::string body_;
   capnp::StructSchema schema_;
+  capnp::StructSchema::Field index_, body_field_; // looked up once, as the generator does
   std::vector<std::string> keys_ = [] {
     std::vector<std::string> k;
     for (size_t o = 0; o < origins; ++o)
