@@ -50,7 +50,7 @@ void register_builtin_stages(registry& reg) {
     .needs_payload_struct()
     .single_worker()
     .params({"address", "max_line_bytes", "max_waiting_records", "max_connections", "required",
-             "key", "unknown_fields"});
+             "key", "id_field", "idempotency_window", "unknown_fields"});
   reg.add_source<generator>("generator").params({"count", "rate", "payload_size"});
   reg.add_sink<jsonl_sink>("jsonl_sink")
     .needs_payload_struct()

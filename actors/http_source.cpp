@@ -451,22 +451,7 @@ produce_result http_source::produce(context& ctx, size_t max_items) {
 // The dedupe window: keys in the order they were first seen ("seen/<n>" -> key), the oldest
 // forgotten once there are more than idempotency_window.
 void http_source::remember(context& ctx, const std::string& key) {
-  auto state = ctx.state();
-  auto next = state.get_u64("seen_next").value_or(0);
-  auto oldest = state.get_u64("seen_oldest").value_or(0);
-  auto slot = [](uint64_t n) {
-    auto digits = std::to_string(n);
-    return "seen/" + std::string(20 - digits.size(), '0') + digits;
-  };
-  state.put(slot(next), key);
-  ++next;
-  state.put_u64("seen_next", next);
-  if (next - oldest > settings_->window) {
-    if (auto old = state.get(slot(oldest)))
-      state.erase(*old);
-    state.erase(slot(oldest));
-    state.put_u64("seen_oldest", oldest + 1);
-  }
+  remember_in_window(ctx.state(), key, settings_->window);
 }
 
 namespace {

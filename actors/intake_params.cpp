@@ -62,4 +62,22 @@ json_intake read_json_intake(const params& p, bool with_id_field) {
   return in;
 }
 
+void remember_in_window(state_store state, const std::string& key, uint64_t window) {
+  auto next = state.get_u64("seen_next").value_or(0);
+  auto oldest = state.get_u64("seen_oldest").value_or(0);
+  auto slot = [](uint64_t n) {
+    auto digits = std::to_string(n);
+    return "seen/" + std::string(20 - digits.size(), '0') + digits;
+  };
+  state.put(slot(next), key);
+  ++next;
+  state.put_u64("seen_next", next);
+  if (next - oldest > window) {
+    if (auto old = state.get(slot(oldest)))
+      state.erase(*old);
+    state.erase(slot(oldest));
+    state.put_u64("seen_oldest", oldest + 1);
+  }
+}
+
 } // namespace troupe

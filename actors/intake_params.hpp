@@ -31,6 +31,11 @@ struct json_intake {
 // `required`, `unknown_fields`, `key` and, with `with_id_field`, `id_field`; or p.fail.
 json_intake read_json_intake(const params& p, bool with_id_field);
 
+// The bounded dedupe window of a source's ids (idempotency keys, id_field values): `key`, a state
+// key the source has just put, is remembered in order ("seen/<n>" -> key), and the oldest one is
+// erased once more than `window` are kept. In the source's state: a restart forgets none.
+void remember_in_window(state_store state, const std::string& key, uint64_t window);
+
 // A step's share of what server threads decoded: moves entries (each holding `records`) from
 // the front of `waiting` onto `batch`, which may hold some already (a step attempt that threw),
 // up to `max_items` records but at least one entry; `taken(entry)` sees each. With the lock of

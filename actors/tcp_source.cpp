@@ -12,8 +12,9 @@
 // answered with an error and the connection is closed (nothing after it can be framed).
 //
 // A client that loses its connection (the node restarted) sends again the lines it has no
-// answer for. Those may have committed: at least once, as any producer without ids; a field
-// that identifies the record and a dedupe downstream (`sequence`) make it once.
+// answer for. Those may have committed: at least once. With `id_field`, a record whose id was
+// committed before (within the last `idempotency_window` ids, kept in the stage's state) is
+// answered {"line":N,"duplicate":true} and not emitted again: exactly once.
 //
 // Backpressure: while max_waiting_records decoded records wait for a step, no connection is
 // read, and TCP's flow control holds the clients back. One thread serves every connection
@@ -47,6 +48,7 @@ struct tcp_source::settings {
   json_intake in;
   uint64_t max_line = 1u << 20;
   uint64_t max_waiting = 65536;
+  uint64_t window = 100000; // ids remembered, with id_field
   unsigned connections = 64;
 };
 
@@ -83,6 +85,7 @@ struct tcp_source::chunk {
   capnp::MallocMessageBuilder arena; // owns the decoded records
   std::vector<capnp::Orphan<capnp::DynamicStruct>> records;
   std::vector<std::string> keys;    // when `key` is set
+  std::vector<std::string> ids;     // when `id_field` is set
   std::vector<uint64_t> lines, ords; // each record's line and answer ordinal
 };
 
@@ -271,6 +274,9 @@ struct tcp_source::server {
     if (cfg->in.key)
       if (auto v = cfg->in.key->get(value)) // required: always there
         ch.keys.push_back(key_bytes(*v));
+    if (cfg->in.id_field)
+      if (auto v = cfg->in.id_field->get(value)) // required too
+        ch.ids.push_back(key_bytes(*v));
     ch.lines.push_back(line);
     ch.ords.push_back(add_answer(c));
   }
@@ -291,7 +297,10 @@ struct tcp_source::server {
 tcp_source::tcp_source(const params& p) {
   auto s = std::make_shared<settings>();
   s->address = read_listen_address(p, "127.0.0.1:9000");
-  s->in = read_json_intake(p, false);
+  s->in = read_json_intake(p, true);
+  s->window = p.get_u64("idempotency_window", s->window);
+  if (s->window == 0)
+    p.fail("idempotency_window", "must be at least 1");
   s->max_line = p.get_u64("max_line_bytes", s->max_line);
   s->max_waiting = p.get_u64("max_waiting_records", s->max_waiting);
   s->connections = static_cast<unsigned>(p.get_u64("max_connections", s->connections));
@@ -365,6 +374,16 @@ produce_result tcp_source::produce(context& ctx, size_t max_items) {
   for (auto& c : batch) {
     std::vector<std::pair<uint64_t, std::string>> answers; // ordinal, text
     for (size_t i = 0; i < c->records.size(); ++i) {
+      if (settings_->in.id_field) {
+        auto state = ctx.state();
+        auto id = "id/" + c->ids[i];
+        if (state.get(id)) { // committed before, or earlier in this step
+          answers.emplace_back(c->ords[i], answer_text(c->lines[i], "duplicate", "true", false));
+          continue;
+        }
+        state.put(id, "");
+        remember_in_window(state, id, settings_->window);
+      }
       auto out = ctx.emit("out");
       if (settings_->in.key)
         out.key(c->keys[i]);

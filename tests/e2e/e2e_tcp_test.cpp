@@ -21,7 +21,7 @@ namespace {
 struct tcp_app {
   temp_dir dir;
   int port = free_port();
-  tcp_app() {
+  explicit tcp_app(bool with_ids = false) {
     write_file(dir / "ev.capnp", "@0xc0a7e5d3b1f29486;\n"
                                  "struct Event { id @0 :UInt64; text @1 :Text; }\n");
     write_file(dir / "app.yaml", "app: tcptest\n"
@@ -30,7 +30,8 @@ struct tcp_app {
                                  "stages:\n"
                                  "  - {name: ingest, type: tcp_source, address: \"127.0.0.1:" +
                                    std::to_string(port) +
-                                   "\", required: [id], key: id, output: events}\n"
+                                   "\", required: [id], key: id, output: events" +
+                                   std::string(with_ids ? ", id_field: id" : "") + "}\n"
                                  "  - {name: out, type: jsonl_sink, input: events, path: out.jsonl}\n");
   }
   std::unique_ptr<troupe_process> node() {
@@ -106,10 +107,11 @@ TEST_CASE("tcp_source answers every line in order, once committed, and refuses i
   CHECK(exited_ok(node->status()));
 }
 
-TEST_CASE("tcp_source loses no line answered when its node is SIGKILLed while clients send",
-          "[e2e][tcp][crash]") {
-  tcp_app app;
-  uint64_t count = small_scale() ? 6000 : 30000;
+namespace {
+
+// The client sends `count` lines (every 1000th invalid) while the node is SIGKILLed twice;
+// returns the ids in the sink's file and the client's report.
+std::pair<std::vector<uint64_t>, json> send_through_kills(tcp_app& app, uint64_t count) {
   auto node = app.node();
   auto client = app.client(count, 1000);
   int kills = 0;
@@ -125,10 +127,32 @@ TEST_CASE("tcp_source loses no line answered when its node is SIGKILLed while cl
   INFO(tail_of(app.dir / "client.log") << tail_of(app.dir / "node.log"));
   REQUIRE(exited_ok(client->status()));
   CHECK(kills >= 1);
-  auto report = app.report();
   auto valid = tcp_app::valid(count, 1000);
   REQUIRE(wait_until([&] { return app.output().size() >= valid.size(); }, 30s));
-  auto out = app.output();
+  node->signal(SIGTERM);
+  REQUIRE(node->wait_for_exit(30s));
+  return {app.output(), app.report()};
+}
+
+} // namespace
+
+TEST_CASE("tcp_source with id_field commits each record once though its client sends lines "
+          "again after SIGKILLs", "[e2e][tcp][crash]") {
+  tcp_app app(true);
+  uint64_t count = small_scale() ? 6000 : 30000;
+  auto [out, report] = send_through_kills(app, count);
+  auto valid = tcp_app::valid(count, 1000);
+  CHECK(out == std::vector<uint64_t>(valid.begin(), valid.end())); // once each, in order
+  CHECK_FALSE(report["resent"].empty()); // the kills made it send some again
+  CHECK(report["errors"].size() == count / 1000);
+}
+
+TEST_CASE("tcp_source loses no line answered when its node is SIGKILLed while clients send",
+          "[e2e][tcp][crash]") {
+  tcp_app app;
+  uint64_t count = small_scale() ? 6000 : 30000;
+  auto [out, report] = send_through_kills(app, count);
+  auto valid = tcp_app::valid(count, 1000);
   std::set<uint64_t> resent(report["resent"].begin(), report["resent"].end());
   std::set<uint64_t> seen;
   std::vector<uint64_t> twice, unasked;
@@ -142,6 +166,4 @@ TEST_CASE("tcp_source loses no line answered when its node is SIGKILLed while cl
   CHECK(twice.empty());   // a line twice only when the client sent it twice
   CHECK(unasked.empty()); // and no invalid line
   CHECK(report["errors"].size() == count / 1000);
-  node->signal(SIGTERM);
-  REQUIRE(node->wait_for_exit(30s));
 }
