@@ -9,6 +9,19 @@ namespace troupe {
 
 using namespace state_bytes;
 
+namespace {
+
+// Partition state keys, per key k: 't' k -> when its next record is due (ordered µs); and
+// 'x' due k -> "" (the index by that time, oldest first).
+std::string due_key(int64_t due, std::string_view key) {
+  std::string k(1, 'x');
+  put_ordered_i64(k, due);
+  k.append(key.data(), key.size());
+  return k;
+}
+
+} // namespace
+
 rate_limit::rate_limit(const params& p)
     : max_(p.get_u64("max", 0)),
       per_us_(p.get_duration("per", std::chrono::seconds{1}).count() * 1000),
@@ -40,12 +53,32 @@ void rate_limit::process_batch(context& ctx, const batch& records) {
     if (tat - now > tolerance) {
       ctx.take_only(i); // the rest waits in the input
       ctx.wake_at((tat - tolerance + 999) / 1000);
-      return;
+      break;
     }
     std::string next;
     put_ordered_i64(next, tat + interval);
     st.put(key, next);
+    if (per_key_) {
+      if (v && v->size() == 8)
+        st.erase(due_key(get_ordered_i64(*v), r.key()));
+      st.put(due_key(tat + interval, r.key()), "");
+    }
     ctx.forward("out", r);
+  }
+  if (per_key_)
+    expire(ctx, now, records.size());
+}
+
+void rate_limit::expire(context& ctx, int64_t now, size_t arrived) {
+  size_t per_step = 256 + 2 * arrived; // more than arrive: the index cannot grow for long
+  for (auto p : ctx.partitions()) {
+    auto st = ctx.partition_state(p);
+    for (const auto& [k, v] : st.scan("w\xff", per_step)) { // 'x' entries sort after "w\xff"
+      if (k.size() < 9 || k[0] != 'x' || get_ordered_i64(k, 1) >= now)
+        break;
+      st.erase(tagged('t', std::string_view(k).substr(9)));
+      st.erase(k);
+    }
   }
 }
 

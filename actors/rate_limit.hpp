@@ -7,7 +7,10 @@
 //
 // The bucket's state (when the next record is due) is in LMDB, per partition and key or per
 // worker, and commits with each step: a restart does not hand out a fresh burst. With
-// `workers: N` and no per_key, each worker allows max/N.
+// `workers: N` and no per_key, each worker allows max/N. Per key, a key's entry is needed only
+// while its next record is due in the future: an index by that time lets each step erase the
+// entries that fell due (a bounded number), so the state holds the keys seen within about the
+// last `per`, not every key ever seen.
 #pragma once
 
 #include <troupe/stage.hpp>
@@ -23,6 +26,8 @@ public:
   void process_batch(context& ctx, const batch& records) override;
 
 private:
+  // Per key: erases entries whose time has passed, more than `arrived` of them at most.
+  void expire(context& ctx, int64_t now, size_t arrived);
   uint64_t max_;
   int64_t per_us_;
   bool per_key_;

@@ -110,3 +110,39 @@ TEST_CASE("rate_limit under a SIGKILL: every record once, in order", "[e2e][stre
   REQUIRE(exited_ok(node.status()));
   CHECK(output_of(dir / "out.jsonl")[""] == iota(1500));
 }
+
+TEST_CASE("rate_limit per key forgets a key once its time has passed", "[e2e][streams]") {
+  temp_dir dir;
+  write_file(dir / "item.capnp", schema);
+  std::string in;
+  for (uint32_t i = 0; i < 3000; ++i) // 3000 keys, each once
+    in += json{{"index", i}, {"group", "key-" + std::to_string(i)}}.dump() + "\n";
+  write_file(dir / "in.jsonl", in);
+  write_file(dir / "app.yaml",
+             app_yaml("{name: read, type: jsonl_source, path: in.jsonl, key: group, output: items}",
+                      "max: 1000000, per: 1s, per_key: true, batch: {max_items: 100}"));
+  troupe_process node{dir / "app.yaml", dir / "data", dir / "node.log"};
+  REQUIRE(node.wait_for_exit(60s));
+  INFO(tail_of(dir / "node.log"));
+  REQUIRE(exited_ok(node.status()));
+  CHECK(output_of(dir / "out.jsonl").size() == 3000);
+  // What the stage keeps, read from its store: each step erased the keys of the ones before.
+  troupe::registry reg;
+  troupe::register_builtin_stages(reg);
+  auto loaded = troupe::load_app(dir / "app.yaml", reg, dir / "data");
+  REQUIRE(loaded.app);
+  troupe::store_options opts;
+  opts.dir = dir / "data";
+  auto db = troupe::store::open(opts, troupe::layout_of(*loaded.app));
+  REQUIRE(db);
+  auto reader = (*db)->reader();
+  REQUIRE_FALSE(reader->refresh());
+  auto stage = *(*db)->find_stage("limit");
+  size_t kept = 0;
+  for (uint32_t p = 0; p < 1; ++p)
+    REQUIRE_FALSE(reader->scan_state(stage, troupe::state_scope::partition, p, troupe::state_space::user,
+                                     [&](std::string_view k, std::string_view) {
+                                       kept += !k.empty() && k[0] == 't';
+                                     }));
+  CHECK(kept <= 200); // without expiry: 3000
+}
