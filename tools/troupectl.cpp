@@ -30,6 +30,8 @@
 //   troupectl --data DIR status                the edges: partitions, records stored, and each
 //                                              consumer group's consumed count and lag; the
 //                                              stages' dead-letter counts
+//                                              (a scheduled app's data dir: its schedule.json,
+//                                              the run under way and the runs that ended)
 //   troupectl --data DIR ps                    each stage: consumed, lag, dead letters
 //   troupectl --data DIR peek EDGE [--from SEQ] [--partition P] [-n N]
 //                                              its records, as the online peek shows them
@@ -54,12 +56,14 @@
 
 #include <capnp/serialize.h>
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -130,6 +134,37 @@ std::string time_text(int64_t ms) {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+// `status` of a scheduled app's data dir: what its schedule.json (tools/troupe_schedule.cpp)
+// says. With --json, the file itself, on one line.
+int print_schedule(const std::string& dir, bool as_json) {
+  auto path = (fs::path(dir) / "schedule.json").string();
+  std::ifstream in(path);
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("runs")) {
+    std::cerr << "troupectl: " << path << " is not a schedule's record\n";
+    return exit_failed;
+  }
+  if (as_json) {
+    std::cout << j.dump() << "\n";
+    return exit_ok;
+  }
+  std::cout << "schedule in " << dir << " (since " << time_text(j.value("since", int64_t{0}))
+            << ")\n";
+  if (auto& r = j["running"]; r.is_object())
+    std::cout << "  under way: run " << r.value("id", "") << " (attempt "
+              << r.value("attempts", 0) + 1 << ", process " << r.value("pid", 0) << ")\n";
+  else
+    std::cout << "  no run under way\n";
+  for (const auto& run : j["runs"])
+    std::cout << "  run " << run.value("id", "") << "  " << run.value("status", "")
+              << "  due " << run.value("due", "") << "  ended "
+              << time_text(run.value("ended", int64_t{0}))
+              << (run.value("why", "").empty() ? "" : "  " + run.value("why", "")) << "\n";
+  std::cout << "each run's store: " << (fs::path(dir) / "runs" / "<id>").string()
+            << " (troupectl --data it status)\n";
+  return exit_ok;
 }
 
 // The structs of the app's edges, when troupectl was given the app (--app): a dead letter's
@@ -511,6 +546,9 @@ int main(int argc, char** argv) {
       return online_pause(o, target, pause->parsed());
     return online_kill(o, target);
   }
+  if (status->parsed() && fs::exists(fs::path(data) / "schedule.json") &&
+      !fs::exists(fs::path(data) / "data.mdb"))
+    return print_schedule(data, json);
   std::string why;
   int code = exit_ok;
   auto store = offline_store::open(data, why, code);

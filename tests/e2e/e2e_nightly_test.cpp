@@ -111,6 +111,11 @@ TEST_CASE("the nightly app runs the run it missed once at start-up, its report m
                                               {"'cents': expected an integer, found a string", 2},
                                               {"is not JSON", 2},
                                               {"a string is not closed", 2}});
+  // troupectl on the scheduled app's data dir shows the schedule's record.
+  auto shown = run_command({std::string(TROUPE_BIN_DIR) + "/troupectl", "--data",
+                            app.dir / "data", "status"});
+  INFO(shown.output);
+  CHECK(shown.output.find("run " + run["id"].get<std::string>() + "  done") != std::string::npos);
   node->signal(SIGTERM);
   REQUIRE(node->wait_for_exit(30s));
   CHECK(exited_ok(node->status()));
