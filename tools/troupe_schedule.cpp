@@ -1,13 +1,9 @@
 // The scheduler of `troupe run` for an app with `schedule:`. It holds no store: each run is a
 // child `troupe run` with a data dir of its own (runs/<id>), exact under crashes like any run,
-// and the scheduler's own record is <data_dir>/schedule.json, replaced atomically:
-//
-//   {"since": ms, "last_due": ms, "running": {"id", "due", "attempts", "pid"}, "runs": [...]}
-//
-// A run is "running" from before its process starts until it has ended, so a scheduler killed
-// at any moment finds it at its next start and resumes it (the run's store makes that exact);
-// `last_due` moves past a run only once it has ended, so no run is started twice.
+// and the scheduler's own record is <data_dir>/schedule.json (schedule_record.hpp).
 #include "troupe_schedule.hpp"
+
+#include "schedule_record.hpp"
 
 #include "base/log.hpp"
 
@@ -42,71 +38,6 @@ int64_t now_ms() {
 }
 
 void say(log_level level, const std::string& what) { log_event(level, "schedule", what); }
-
-struct running_run {
-  std::string id;
-  int64_t due = 0;
-  int attempts = 0;
-  int pid = 0;
-};
-
-struct schedule_state {
-  int64_t since = 0;               // the first start: runs due before it were never missed
-  std::optional<int64_t> last_due; // the latest run that ended (or was skipped)
-  std::optional<running_run> running;
-  json runs = json::array();       // the last runs_kept that ended, oldest first
-};
-
-std::optional<schedule_state> load_state(const fs::path& path, std::string& error) {
-  std::ifstream in(path);
-  if (!in)
-    return std::nullopt;
-  schedule_state st;
-  try {
-    auto j = json::parse(in);
-    st.since = j.at("since").get<int64_t>();
-    if (!j.at("last_due").is_null())
-      st.last_due = j["last_due"].get<int64_t>();
-    if (auto& r = j.at("running"); !r.is_null())
-      st.running = running_run{r.at("id").get<std::string>(), r.at("due").get<int64_t>(),
-                               r.at("attempts").get<int>(), r.at("pid").get<int>()};
-    st.runs = j.at("runs");
-  } catch (const json::exception& e) {
-    error = path.string() + " is not a schedule's record (" + e.what() +
-            "): it says which runs have ended, so nothing runs until it is fixed or removed "
-            "(removed, runs due before the next start are not run)";
-    return std::nullopt;
-  }
-  return st;
-}
-
-// Replaces the file whole: written aside, synced, renamed, the folder synced.
-bool save_state(const fs::path& path, const schedule_state& st, std::string& error) {
-  json j = {{"since", st.since},
-            {"last_due", st.last_due ? json(*st.last_due) : json(nullptr)},
-            {"running", nullptr},
-            {"runs", st.runs}};
-  if (st.running)
-    j["running"] = {{"id", st.running->id},
-                    {"due", st.running->due},
-                    {"attempts", st.running->attempts},
-                    {"pid", st.running->pid}};
-  auto text = j.dump(1) + "\n";
-  auto aside = path.string() + ".new";
-  int fd = ::open(aside.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == ssize_t(text.size()) &&
-            ::fsync(fd) == 0;
-  if (fd >= 0)
-    ::close(fd);
-  ok = ok && ::rename(aside.c_str(), path.c_str()) == 0;
-  int dir = ok ? ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-  ok = ok && dir >= 0 && ::fsync(dir) == 0;
-  if (dir >= 0)
-    ::close(dir);
-  if (!ok)
-    error = "cannot write " + path.string() + ": " + std::strerror(errno);
-  return ok;
-}
 
 enum class woke { stop, child, time };
 
