@@ -175,6 +175,8 @@ produce_result jsonl_source::produce(context& ctx, size_t max_items) {
     // With the first offset (a retried step writes it again), and with each file tail moves to.
     if ((start == 0 || rotation_) && inode_ != 0)
       ctx.state().put_u64("inode", inode_);
+    if (rotation_)
+      remember_head(ctx);
   }
   if (st == line_reader::status::end && !follow_) {
     // What the file was when it was read to its end: changed_since_done compares.

@@ -34,6 +34,11 @@ private:
   // tail, at the end of the file being read: whether the path now holds another file (rotated)
   // or a shorter one (truncated); if so the reader moves to its start.
   bool switch_if_rotated(context& ctx);
+  // tail: the file's first bytes (up to 64) in state, and whether the file still starts so (a
+  // copytruncate that grew past the offset before it was seen starts otherwise).
+  void remember_head(context& ctx);
+  bool same_head(context& ctx);
+  std::string read_head(size_t n);
 
   line_format format_;
   std::string path_;

@@ -26,6 +26,7 @@ public:
   // transient_error for any other failure.
   bool open(const std::string& path);
   bool is_open() const { return fd_ >= 0; }
+  int fd() const { return fd_; } // the open file's descriptor (-1 when none), to fstat it
   bool is_fifo() const { return fifo_; }
 
   // Positions the reader at byte `offset` of the stream. Bytes before it are dropped from the

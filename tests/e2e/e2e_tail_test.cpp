@@ -83,7 +83,7 @@ TEST_CASE("tail follows a file through rotation by rename and by copytruncate, e
   REQUIRE(node->wait_for_exit(30s));
   CHECK(exited_ok(node->status()));
   CHECK(app.output() == numbers({{0, 950}}));
-  CHECK(lines_with(app.dir / "node.log", "is a new file (rotated)") == 1);
+  CHECK(lines_with(app.dir / "node.log", "reading the new " + app.log) == 1);
   CHECK(lines_with(app.dir / "node.log", "it was truncated (copytruncate?)") == 1);
 }
 
@@ -125,4 +125,47 @@ TEST_CASE("tail whose file was rotated and removed while it was down says what i
   REQUIRE(node->wait_for_exit(30s));
   CHECK(app.output() == numbers({{0, 100}, {150, 200}}));
   CHECK(lines_with(app.dir / "node.log", "is gone, neither there nor beside it") == 1);
+}
+
+TEST_CASE("tail catches up on rotations it fell behind, running and after a SIGKILL, ends a "
+          "rotated file's unended last line, and sees a copytruncate that grew past it",
+          "[e2e][tail][crash]") {
+  tail_app app;
+  auto node = app.node();
+  tail_app::write(app.log, 0, 10);
+  REQUIRE(app.has(10));
+  // Rotated twice before it looks again: app.log.2, then app.log.1, then app.log.
+  std::filesystem::rename(app.log, app.log + ".1");
+  tail_app::write(app.log, 10, 20);
+  std::filesystem::rename(app.log + ".1", app.log + ".2");
+  std::filesystem::rename(app.log, app.log + ".1");
+  tail_app::write(app.log, 20, 30);
+  REQUIRE(app.has(30));
+  // Killed, then more lines, and two rotations while it is down.
+  node->kill_and_reap();
+  tail_app::write(app.log, 30, 35);
+  std::filesystem::rename(app.log + ".1", app.log + ".3");
+  std::filesystem::rename(app.log, app.log + ".1");
+  tail_app::write(app.log, 35, 40);
+  std::filesystem::rename(app.log + ".1", app.log + ".4");
+  std::filesystem::rename(app.log, app.log + ".1");
+  tail_app::write(app.log, 40, 45);
+  {
+    std::ofstream out(app.log, std::ios::app); // the last line, its '\n' never written
+    out << "{\"n\": 45, \"text\": \"sans fin\"}";
+  }
+  node = app.node();
+  INFO(tail_of(app.dir / "node.log"));
+  REQUIRE(app.has(45));
+  std::filesystem::rename(app.log, app.log + ".5");
+  tail_app::write(app.log, 46, 50);
+  REQUIRE(app.has(50));
+  // copytruncate, and more written at once than the file held before: never shorter when seen.
+  std::filesystem::resize_file(app.log, 0);
+  tail_app::write(app.log, 100, 200);
+  REQUIRE(app.has(150));
+  node->signal(SIGTERM);
+  REQUIRE(node->wait_for_exit(30s));
+  CHECK(app.output() == numbers({{0, 50}, {100, 200}}));
+  CHECK(lines_with(app.dir / "node.log", "no longer starts with the bytes it started with") == 1);
 }
