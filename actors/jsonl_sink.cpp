@@ -7,7 +7,9 @@
 // Exactly once, in order, after any number of crashes: the file's length commits in the same
 // step as the input cursor. A step first cuts the file back to the committed length (undoing a
 // step that wrote but never committed), then appends its lines, then (at `sync` durability)
-// fdatasyncs before the step commits. On open the file is cut back the same way. The sink holds
+// fdatasyncs before the step commits. On open the file is cut back the same way, except a file
+// this store never wrote (an earlier run's): that one is replaced at the first write (or when an
+// input that brought nothing ends), so a run that fails first leaves it as it was. The sink holds
 // an exclusive flock on the file while open: a second node writing it is refused.
 //
 // At `process` durability the file is synced only now and then (every 8 MiB or second), but the
@@ -88,10 +90,19 @@ void jsonl_sink::open(context& ctx) {
     errno = e;
     throw io_error("cannot lock", path_);
   }
-  auto committed = ctx.worker_state().get_u64("length").value_or(0);
+  auto ever = ctx.worker_state().get_u64("length"); // nullopt: this store never wrote the file
+  auto committed = ever.value_or(0);
   struct stat st {};
   if (::fstat(fd_, &st) != 0)
     throw io_error("cannot stat", path_);
+  if (!ever && st.st_size > 0) {
+    // A file this store never wrote (an earlier run's, with a store since reset or another
+    // one's): replaced at the first write, or at the end of an input that brings nothing; kept
+    // as it is by a run that fails before either.
+    length_ = static_cast<uint64_t>(st.st_size);
+    last_sync_ = std::chrono::steady_clock::now();
+    return;
+  }
   if (static_cast<uint64_t>(st.st_size) < committed) // no restart can bring the lines back
     throw permanent_error(
       path_ + " holds " + std::to_string(st.st_size) + " bytes but " +
@@ -109,7 +120,7 @@ void jsonl_sink::open(context& ctx) {
 // The committed bytes past the synced length must be the ones written (see the top of the file).
 void jsonl_sink::check_unsynced_tail(context& ctx, uint64_t committed) {
   auto state = ctx.worker_state();
-  auto synced = state.get_u64("synced").value_or(committed);
+  auto synced = state.get_u64("synced").value_or(length_); // length_: the committed length here
   if (synced >= committed)
     return;
   std::string bytes(committed - synced, '\0');
@@ -149,20 +160,29 @@ void jsonl_sink::write_all(const std::string& bytes) {
   length_ += done;
 }
 
-void jsonl_sink::process_batch(context& ctx, const batch& records) {
+void jsonl_sink::cut_back(context& ctx) {
   auto committed = ctx.worker_state().get_u64("length").value_or(0);
-  if (length_ != committed) { // a step that wrote but did not commit: undo it
+  if (length_ != committed) { // a step that wrote but did not commit (or a file not ours): undo
     if (::ftruncate(fd_, static_cast<off_t>(committed)) != 0)
       throw io_error("cannot truncate", path_);
     length_ = committed;
   }
+}
+
+bool jsonl_sink::drained(context& ctx) {
+  cut_back(ctx); // an input that brought nothing: the file holds nothing
+  return true;
+}
+
+void jsonl_sink::process_batch(context& ctx, const batch& records) {
+  cut_back(ctx);
   buffer_.clear();
   for (size_t i = 0; i < records.size(); ++i) {
     json_.append(buffer_, records[i]);
     buffer_ += '\n';
   }
   auto state = ctx.worker_state();
-  auto synced = state.get_u64("synced").value_or(committed);
+  auto synced = state.get_u64("synced").value_or(length_); // length_: the committed length here
   auto crc = static_cast<uint32_t>(state.get_u64("unsynced_crc").value_or(0));
   write_all(buffer_);
   crc = crc_of(crc, buffer_.data(), buffer_.size());

@@ -18,9 +18,11 @@ public:
   ~jsonl_sink() override;
   void open(context& ctx) override;
   void process_batch(context& ctx, const batch& records) override;
+  bool drained(context& ctx) override;
   void close(context& ctx) override;
 
 private:
+  void cut_back(context& ctx); // to the committed length
   void write_all(const std::string& bytes);
   void check_unsynced_tail(context& ctx, uint64_t committed);
 
