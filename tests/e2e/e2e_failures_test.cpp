@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <sstream>
 
 using namespace troupe::test;
@@ -67,6 +68,26 @@ TEST_CASE("a jsonl_source whose file does not exist fails at once: exit 1 naming
   CHECK(r.log.find("missing.jsonl: no such file") != std::string::npos);
   CHECK(r.log.find("no restart can heal this") != std::string::npos);
   CHECK(r.log.find("restarting read/0") == std::string::npos);
+}
+
+TEST_CASE("a sink's file from an earlier run survives a run that fails before writing, and an "
+          "input that brings nothing empties it", "[e2e][failures]") {
+  temp_dir dir;
+  write_file(dir / "good.jsonl", order_line(1, "ada", 2) + "\n" + order_line(2, "bob", 3) + "\n");
+  write_file(dir / "empty.jsonl", "");
+  write_file(dir / "good.yaml", orders_app("good.jsonl"));
+  write_file(dir / "missing.yaml", orders_app("missing.jsonl"));
+  write_file(dir / "empty.yaml", orders_app("empty.jsonl"));
+  CHECK(exited_ok(run_to_end(dir / "good.yaml", dir / "data-good", dir / "log").status));
+  auto report = read_file(dir / "out.jsonl");
+  REQUIRE(std::count(report.begin(), report.end(), '\n') == 2);
+  // Another store, an input that is missing: it fails before it writes, the file stays.
+  CHECK(describe_status(run_to_end(dir / "missing.yaml", dir / "data-missing", dir / "log").status) ==
+        "exit 1");
+  CHECK(read_file(dir / "out.jsonl") == report);
+  // Another store, an input that ends empty: the file holds this run's records, none.
+  CHECK(exited_ok(run_to_end(dir / "empty.yaml", dir / "data-empty", dir / "log").status));
+  CHECK(read_file(dir / "out.jsonl").empty());
 }
 
 TEST_CASE("with follow: true a jsonl_source waits for its file and reads it once it appears",
