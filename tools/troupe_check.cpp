@@ -2,11 +2,31 @@
 
 #include "store/store_check.hpp"
 
+#include <algorithm>
+#include <filesystem>
 #include <iostream>
+#include <string>
+#include <vector>
 
 namespace troupe::cli {
 
 int check_dir(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(fs::path(dir) / "schedule.json", ec) &&
+      !fs::exists(fs::path(dir) / "data.mdb", ec)) {
+    // A scheduled app's data dir: a store per run, in runs/<id>.
+    std::vector<std::string> runs;
+    for (const auto& run : fs::directory_iterator(fs::path(dir) / "runs", ec))
+      runs.push_back(run.path().string());
+    std::sort(runs.begin(), runs.end());
+    std::cout << dir << ": a schedule's data dir; checking the store of each of its "
+              << runs.size() << " runs\n";
+    int worst = 0;
+    for (const auto& run : runs)
+      worst = std::max(worst, check_dir(run));
+    return worst;
+  }
   auto report = check_data_dir(dir);
   if (report.no_store) {
     std::cout << dir << ": no store here yet (no app has run with this data dir, or its first "

@@ -111,6 +111,11 @@ TEST_CASE("the nightly app runs the run it missed once at start-up, its report m
                                               {"'cents': expected an integer, found a string", 2},
                                               {"is not JSON", 2},
                                               {"a string is not closed", 2}});
+  // troupe check on the scheduled app's data dir checks each run's store.
+  auto checked = run_troupe({"check", app.dir / "data"});
+  INFO(checked.output);
+  CHECK(exit_code(checked.status) == 0);
+  CHECK(checked.output.find("checking the store of each of its 1 runs") != std::string::npos);
   // troupectl on the scheduled app's data dir shows the schedule's record.
   auto shown = run_command({std::string(TROUPE_BIN_DIR) + "/troupectl", "--data",
                             app.dir / "data", "status"});

@@ -94,6 +94,8 @@ uint64_t parse_field(std::string_view text, size_t column, const field_spec& s) 
     } else if (auto dash = item.find('-'); dash != std::string_view::npos) {
       lo = parse_value(item.substr(0, dash), col, s);
       hi = parse_value(item.substr(dash + 1), col + dash + 1, s);
+      if (s.names == weekday_names && hi == 0 && lo > 0)
+        hi = 7; // mon-sun: Sunday as the week's end
       if (hi < lo)
         throw cron_error(col, std::string("the ") + s.what + " range " + std::string(item) +
                                 " runs backwards");

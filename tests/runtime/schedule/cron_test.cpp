@@ -85,6 +85,9 @@ TEST_CASE("due times in UTC: lists, ranges, steps, names, macros", "[schedule]")
         std::vector<std::string>{"2026-12-04T17:45:00+00:00", "2026-12-07T09:00:00+00:00",
                                  "2026-12-07T09:15:00+00:00"});
 
+  auto weekend = cron_schedule::parse("0 12 * * sat-sun", "UTC"); // Sunday ends a range
+  CHECK(next(weekend, "2026-12-04T00:00", 2) ==
+        std::vector<std::string>{"2026-12-05T12:00:00+00:00", "2026-12-06T12:00:00+00:00"});
   auto sundays = cron_schedule::parse("0 12 * * 7", "UTC"); // 7 is Sunday, as 0
   CHECK(next(sundays, "2026-12-04T00:00", 1)[0] == "2026-12-06T12:00:00+00:00");
   auto from_five = cron_schedule::parse("5/20 0 * * *", "UTC"); // 5, 25, 45
