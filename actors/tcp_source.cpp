@@ -9,7 +9,9 @@
 // dead letters and `troupectl peek` name it). A record's answer comes once its step committed
 // (at `sync`: on disk). A line that is not a valid record for the edge's struct is answered
 // with `error` and committed nowhere: the client has it. A line longer than max_line_bytes is
-// answered with an error and the connection is closed (nothing after it can be framed).
+// answered with an error and the connection is closed (nothing after it can be framed). A UTF-8
+// byte-order mark before the first line is skipped. A client past max_connections is answered
+// {"error":...} and closed.
 //
 // A client that loses its connection (the node restarted) sends again the lines it has no
 // answer for. Those may have committed: at least once. With `id_field`, a record whose id was
@@ -154,7 +156,7 @@ struct tcp_source::server {
       }
       fds.clear();
       fds.push_back({in->event_fd, POLLIN, 0});
-      fds.push_back({listener, short(conns.size() < cfg->connections ? POLLIN : 0), 0});
+      fds.push_back({listener, POLLIN, 0});
       for (auto& c : conns) {
         short events = room && !c->read_closed ? POLLIN : 0;
         std::lock_guard<std::mutex> lock{c->m};
@@ -194,10 +196,18 @@ struct tcp_source::server {
   }
 
   void accept_all() {
-    while (conns.size() < cfg->connections) {
+    for (;;) {
       int fd = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0)
         return; // EAGAIN, or a connection that went away before it was taken
+      if (conns.size() >= cfg->connections) { // told, not left waiting without a word
+        auto refusal = "{\"error\":\"this source has max_connections (" +
+                       std::to_string(cfg->connections) +
+                       ") clients connected: connect again later\"}\n";
+        [[maybe_unused]] auto n = ::send(fd, refusal.data(), refusal.size(), MSG_NOSIGNAL);
+        ::close(fd);
+        continue;
+      }
       int yes = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes); // answers are small
       auto c = std::make_shared<connection>();
@@ -256,6 +266,8 @@ struct tcp_source::server {
 
   void take_line(connection& c, chunk& ch, std::string_view text) {
     auto line = ++c.lines;
+    if (line == 1 && text.substr(0, 3) == "\xEF\xBB\xBF") // a byte-order mark, as files have
+      text.remove_prefix(3);
     if (!text.empty() && text.back() == '\r')
       text.remove_suffix(1);
     if (std::all_of(text.begin(), text.end(), [](char x) { return x == ' ' || x == '\t'; }))

@@ -167,3 +167,32 @@ TEST_CASE("tcp_source loses no line answered when its node is SIGKILLed while cl
   CHECK(unasked.empty()); // and no invalid line
   CHECK(report["errors"].size() == count / 1000);
 }
+
+TEST_CASE("tcp_source skips a byte-order mark and tells a client past max_connections why it "
+          "closes", "[e2e][tcp]") {
+  tcp_app app;
+  auto yaml = read_file(app.dir / "app.yaml");
+  yaml.replace(yaml.find("required:"), 0, "max_connections: 1, ");
+  write_file(app.dir / "app.yaml", yaml);
+  auto node = app.node();
+  auto script = "import socket, time\n"
+                "for i in range(300):\n"
+                "    try:\n"
+                "        a = socket.create_connection(('127.0.0.1', " + std::to_string(app.port) +
+                "))\n"
+                "        break\n"
+                "    except OSError:\n"
+                "        time.sleep(0.05)\n"
+                "a.sendall(b'\\xef\\xbb\\xbf{\"id\": 5, \"text\": \"bom\"}\\n')\n"
+                "print(a.recv(1000).decode().strip())\n"
+                "b = socket.create_connection(('127.0.0.1', " + std::to_string(app.port) + "))\n"
+                "b.settimeout(10)\n"
+                "print(b.recv(1000).decode().strip())\n";
+  auto r = run_command({"/usr/bin/env", "python3", "-c", script});
+  INFO(r.output << tail_of(app.dir / "node.log"));
+  CHECK(r.output.find("{\"line\":1,\"seq\":0}") != std::string::npos);
+  CHECK(r.output.find("this source has max_connections (1) clients connected") !=
+        std::string::npos);
+  node->signal(SIGTERM);
+  REQUIRE(node->wait_for_exit(30s));
+}
