@@ -37,6 +37,10 @@ private:
   // tail: the file's first bytes (up to 64) in state, and whether the file still starts so (a
   // copytruncate that grew past the offset before it was seen starts otherwise).
   void remember_head(context& ctx);
+  // Whether the file being read at the path, `size` bytes now, was truncated in place since
+  // (shorter than the offset, or other first bytes); says so. read_path_afresh: from its start.
+  bool truncated(context& ctx, uint64_t size);
+  bool read_path_afresh();
   bool same_head(context& ctx);
   std::string read_head(size_t n);
 

@@ -114,14 +114,29 @@ bool jsonl_source::tail_position(context& ctx) {
     return locate(ctx);
   // Before reading on at the offset: a copytruncate that has grown past it since starts with
   // other bytes (reading on would take the middle of some line).
-  if (offset_ > 0 && reading_ == path_ && !same_head(ctx)) {
-    ctx.log_warn(path_ + " no longer starts with the bytes it started with: it was truncated "
-                 "(copytruncate?); reading it from its start");
-    if (!reader_.open(path_))
-      return false;
-    offset_ = line_ = 0;
-    ctx.state().erase("head");
-  }
+  struct stat now {};
+  if (offset_ > 0 && reading_ == path_ && ::fstat(reader_.fd(), &now) == 0 &&
+      truncated(ctx, uint64_t(now.st_size)))
+    return read_path_afresh();
+  return true;
+}
+
+bool jsonl_source::truncated(context& ctx, uint64_t size) {
+  bool shorter = size < offset_;
+  if (!shorter && same_head(ctx))
+    return false;
+  ctx.log_warn(path_ + (shorter ? " is " + std::to_string(size) + " bytes, shorter than the " +
+                                    std::to_string(offset_) + " already read"
+                                : " no longer starts with the bytes it started with") +
+               ": it was truncated (copytruncate?); reading it from its start");
+  ctx.state().erase("head");
+  return true;
+}
+
+bool jsonl_source::read_path_afresh() {
+  if (!reader_.open(path_)) // afresh: what the buffer holds is the old content
+    return false;
+  offset_ = line_ = 0;
   return true;
 }
 
@@ -147,16 +162,7 @@ bool jsonl_source::locate(context& ctx) {
   if (at_path && uint64_t(at_path->st_ino) == *committed) {
     if (!open_path(false))
       return false;
-    bool shorter = uint64_t(at_path->st_size) < offset_;
-    if (shorter || !same_head(ctx)) {
-      ctx.log_warn(path_ + (shorter ? " is " + std::to_string(at_path->st_size) +
-                                        " bytes, shorter than the " + std::to_string(offset_) +
-                                        " already read"
-                                    : " no longer starts with the bytes it started with") +
-                   ": it was truncated; reading it from its start");
-      return open_path(true);
-    }
-    return true;
+    return !truncated(ctx, uint64_t(at_path->st_size)) || open_path(true);
   }
   if (auto rotated = find_rotated(path_, *committed)) {
     if (!reader_.open(*rotated))
@@ -230,20 +236,7 @@ bool jsonl_source::switch_if_rotated(context& ctx) {
     ctx.state().erase("head");
     return true;
   }
-  bool shorter = uint64_t(at_path->st_size) < offset_;
-  if (shorter || !same_head(ctx)) {
-    ctx.log_warn(path_ + (shorter ? " is " + std::to_string(at_path->st_size) +
-                                      " bytes, shorter than the " + std::to_string(offset_) +
-                                      " already read"
-                                  : " no longer starts with the bytes it started with") +
-                 ": it was truncated (copytruncate?); reading it from its start");
-    if (!reader_.open(path_)) // afresh: what the buffer holds is the old content
-      return false;
-    offset_ = line_ = 0;
-    ctx.state().erase("head");
-    return true;
-  }
-  return false;
+  return truncated(ctx, uint64_t(at_path->st_size)) && read_path_afresh();
 }
 
 } // namespace troupe
