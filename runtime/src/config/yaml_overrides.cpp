@@ -38,7 +38,10 @@ public:
       auto raw = text_.substr(eq + 1);
       value = !raw.empty() && raw[0] == '!' ? YAML::Node(raw) : YAML::Load(raw);
     } catch (const YAML::Exception& e) {
-      r_.at_override(text_, "", "the value is not valid YAML: " + e.msg);
+      // A text starting with @, *, &, [ or { (a cron macro, a cron expression) reads as YAML.
+      r_.at_override(text_, "", "the value is not valid YAML: " + e.msg + "; to give it as text, "
+                                "quote it: --set '" + std::string(rest) + "=\"" +
+                                text_.substr(eq + 1) + "\"'");
       return;
     }
     YAML::Node at = root;

@@ -106,6 +106,8 @@ TEST_CASE("an override that leads nowhere says why", "[runtime][config]") {
   check_override_issue(l, "stages[x].workers=1", "expected [index] with a number, found '[x]'");
   check_override_issue(l, "no_equals_sign", "expected path.to.key=value");
   check_override_issue(l, "stages.price.batch=[1", "the value is not valid YAML");
+  CHECK_THAT(override_issue(l, "stages.price.batch=[1")->to_string(),
+             Catch::EndsWith("to give it as text, quote it: --set 'stages.price.batch=\"[1\"'"));
   CHECK(l.issues().size() == 6);
 }
 
