@@ -52,17 +52,24 @@ std::string plural(size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
-// Loads the app, printing every issue (warnings too); nullopt when any is an error.
-std::optional<troupe::load_result> load(const std::string& file, troupe::registry& reg,
-                                        const troupe::load_options& options) {
-  troupe::register_builtin_stages(reg);
-  auto result = troupe::load_app(file, reg, options);
+// Prints every issue of a loaded app (warnings too); false when any is an error.
+bool reported_ok(const troupe::load_result& result, const std::string& file) {
   for (const auto& issue : result.issues)
     std::cerr << issue.to_string() << "\n";
   if (auto errors = result.errors()) {
     std::cerr << plural(errors, "problem", "problems") << " in " << file << "\n";
-    return std::nullopt;
+    return false;
   }
+  return true;
+}
+
+// Loads the app, printing every issue; nullopt when any is an error.
+std::optional<troupe::load_result> load(const std::string& file, troupe::registry& reg,
+                                        const troupe::load_options& options) {
+  troupe::register_builtin_stages(reg);
+  auto result = troupe::load_app(file, reg, options);
+  if (!reported_ok(result, file))
+    return std::nullopt;
   return result;
 }
 
@@ -128,30 +135,25 @@ sigset_t stop_signals() {
   return signals;
 }
 
-// A scheduler checks the YAML as its next run will read it (TROUPE_RUN_DATE and the like, which
-// hold a run due now until then; its warnings are of that run).
-void set_next_run_environment(const std::string& file, const troupe::load_options& options) {
-  if (!scheduled_run.empty())
-    return;
-  troupe::registry reg;
-  troupe::register_builtin_stages(reg);
-  auto quiet = troupe::load_app(file, reg, options);
-  if (!quiet.app || !quiet.app->schedule)
-    return;
-  const auto& when = *quiet.app->schedule->when;
-  if (auto next = when.next_after(troupe::context::now_ms()))
-    for (const auto& [k, v] : troupe::cli::run_environment(when, *next))
-      setenv(k.c_str(), v.c_str(), 1);
-}
-
 int run(const std::string& file, const troupe::load_options& options) {
   auto signals = stop_signals();
-  set_next_run_environment(file, options);
-  troupe::registry reg;
-  auto loaded = load(file, reg, options);
-  if (!loaded)
+  troupe::registry reg, next_reg; // each outlives the app loaded with it
+  troupe::register_builtin_stages(reg);
+  auto loaded = troupe::load_app(file, reg, options);
+  if (scheduled_run.empty() && loaded.app && loaded.app->schedule) {
+    // A scheduler checks the YAML as its next run will read it (TROUPE_RUN_DATE and the like
+    // hold a run due now until then): loaded again with those, its warnings are that run's.
+    const auto& when = *loaded.app->schedule->when;
+    if (auto next = when.next_after(troupe::context::now_ms())) {
+      for (const auto& [k, v] : troupe::cli::run_environment(when, *next))
+        setenv(k.c_str(), v.c_str(), 1);
+      troupe::register_builtin_stages(next_reg);
+      loaded = troupe::load_app(file, next_reg, options);
+    }
+  }
+  if (!reported_ok(loaded, file))
     return exit_config;
-  const auto& app = *loaded->app;
+  const auto& app = *loaded.app;
   if (app.schedule && scheduled_run.empty()) {
     std::vector<std::string> args; // what every run gets from this command line
     for (const auto& o : options.overrides)
