@@ -246,3 +246,21 @@ TEST_CASE("troupe reset of a scheduled app deletes its runs' stores and its reco
   REQUIRE(again->wait_for_exit(30s));
   CHECK(lines_with(app.dir / "scheduler.log", " starts (due ") == 2);
 }
+
+TEST_CASE("a scheduled run whose input is missing is recorded as failed with the reason, and the "
+          "scheduler goes on", "[e2e][schedule]") {
+  nightly app; // no sales file for the day
+  auto node = app.scheduler();
+  REQUIRE(wait_until([&] { return app.run_ended("failed") || !node->running(); }, 60s, 20ms));
+  INFO(tail_of(app.dir / "scheduler.log"));
+  REQUIRE(app.run_ended("failed"));
+  CHECK(app.state()["runs"].back()["why"] == "its process exited with status 1");
+  CHECK(lines_with(app.dir / "scheduler.log", "no such file") >= 1); // the run's own reason
+  // It waits for the next run instead of starting this one again.
+  REQUIRE(wait_until([&] { return lines_with(app.dir / "scheduler.log", "next run") >= 1; }, 60s));
+  CHECK(node->running());
+  node->signal(SIGTERM);
+  REQUIRE(node->wait_for_exit(30s));
+  CHECK(exited_ok(node->status()));
+  CHECK(lines_with(app.dir / "scheduler.log", " starts (due ") == 1);
+}
