@@ -47,3 +47,18 @@ struct Generated {
   index @0 :UInt64;
   body @1 :Data;
 }
+
+# What one node link carries per request (runtime/src/net): records of one edge, in the order the
+# sending node's log holds them, each with the partition and position it has there, so that the
+# receiver keeps the highest position per partition and drops what it was sent before.
+struct LinkItem {
+  partition @0 :UInt32;
+  position @1 :UInt64;
+  envelope @2 :Data;       # the record's Envelope, unchanged
+}
+
+struct LinkBatch {
+  epoch @0 :UInt64;        # the sending stage's incarnation: a new one means its data was reset
+  items @1 :List(LinkItem);
+  end @2 :Bool;            # the edge is finished on the sending node: nothing follows
+}

@@ -4,6 +4,8 @@
 //                                          (exit 0) or until SIGINT/SIGTERM (the steps in flight
 //                                          commit; exit 0); with `schedule:`, a scheduler
 //                                          that starts each run as a child process
+//   troupe run APP.yaml --node NAME        run one node of an app with `nodes:`
+//   troupe launch APP.yaml                 run every node of such an app here, as child processes
 //   troupe lint APP.yaml                   validate without running
 //   troupe test APP.yaml CASES.yaml        run stages alone on given records, compare the output
 //   troupe reset APP.yaml [--yes]          delete the app's store and the files its sinks own
@@ -19,12 +21,15 @@
 #include "node/node.hpp"
 #include "store/store.hpp"
 #include "supervision/supervisor.hpp"
+#include "net/node_view.hpp"
 #include "troupe_check.hpp"
+#include "troupe_launch.hpp"
 #include "troupe_reset.hpp"
 #include "troupe_schedule.hpp"
 #include "troupe_test.hpp"
 
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -42,11 +47,13 @@ constexpr int exit_failed = 1;
 constexpr int exit_config = 2;
 constexpr int exit_usage = 64;
 
-const std::vector<std::string> commands = {"run", "lint", "test", "check", "reset"};
+const std::vector<std::string> commands = {"run", "launch", "lint", "test", "check", "reset"};
 // troupe run's --log-level and --log-format, empty when not given.
 std::string log_level_flag, log_format_flag;
 // troupe run's --scheduled-run: the id of the run this process is (a scheduler started it).
 std::string scheduled_run;
+// troupe run's --node: the node of a multi-node app this process runs.
+std::string node_flag;
 
 std::string plural(size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
@@ -153,7 +160,36 @@ int run(const std::string& file, const troupe::load_options& options) {
   }
   if (!reported_ok(loaded, file))
     return exit_config;
-  const auto& app = *loaded.app;
+  const auto& whole = *loaded.app;
+  std::vector<std::string> node_names;
+  for (const auto& n : whole.nodes)
+    node_names.push_back(n.name);
+  if (whole.nodes.empty() && !node_flag.empty()) {
+    std::cerr << "troupe: --node " << node_flag << ": app " << whole.name
+              << " declares no nodes (nodes:); run it without --node\n";
+    return exit_usage;
+  }
+  if (!whole.nodes.empty() && node_flag.empty()) {
+    std::cerr << "troupe: app " << whole.name << " runs on nodes "
+              << troupe::detail::join(node_names) << ": run one with --node NAME, or all of "
+              << "them here with troupe launch " << file << "\n";
+    return exit_usage;
+  }
+  if (!node_flag.empty() &&
+      std::find(node_names.begin(), node_names.end(), node_flag) == node_names.end()) {
+    std::cerr << "troupe: --node " << node_flag << ": app " << whole.name << " has no such node"
+              << troupe::detail::suggest(node_flag, node_names) << "; its nodes are "
+              << troupe::detail::join(node_names) << "\n";
+    return exit_usage;
+  }
+  std::optional<troupe::app_config> view;
+  if (!node_flag.empty()) {
+    view = troupe::net::node_view(whole, node_flag, reg);
+    if (!options.data_dir.empty()) // this node's own, exactly
+      view->data_dir = troupe::detail::absolute_path(options.data_dir);
+    troupe::set_log_node(node_flag);
+  }
+  const auto& app = view ? *view : whole;
   if (app.schedule && scheduled_run.empty()) {
     std::vector<std::string> args; // what every run gets from this command line
     for (const auto& o : options.overrides)
@@ -181,6 +217,15 @@ int run(const std::string& file, const troupe::load_options& options) {
   }
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", std::max(2u, std::thread::hardware_concurrency()));
+  if (!app.node.empty()) {
+    // Node links: heartbeats notice a silent peer (one stopped with SIGSTOP) within the links'
+    // timeout; connections only to the addresses the app names (no automatic ones, which
+    // would listen on every interface).
+    cfg.load<caf::io::middleman>();
+    cfg.set("middleman.heartbeat-interval", caf::timespan{app.links.timeout / 5});
+    cfg.set("middleman.connection-timeout", caf::timespan{app.links.timeout});
+    cfg.set("middleman.enable-automatic-connections", false);
+  }
   caf::actor_system sys{cfg};
 
   std::atomic<bool> finished{false};
@@ -251,8 +296,15 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--log-format", log_format_flag, "text or json: one JSON object per line "
                                                        "(default: log.format, else $TROUPE_LOG_FORMAT)")
     ->check(CLI::IsMember({"text", "json"}));
+  run_cmd->add_option("--node", node_flag, "the node of the app's nodes: to run (each runs its "
+                                           "stages; troupe launch runs them all)");
   run_cmd->add_option("--scheduled-run", scheduled_run, "(set by a schedule) this is that run")
     ->group("");
+  auto* launch_cmd = cli.add_subcommand(
+    "launch", "run every node of an app with nodes: here, each a child process, until all finish");
+  common(launch_cmd);
+  launch_cmd->add_option("--data-dir", options.data_dir,
+                         "a folder for the nodes' data (each in DIR/<node>)");
   auto* lint_cmd = cli.add_subcommand("lint", "validate the app's YAML without running it");
   common(lint_cmd);
   std::string cases;
@@ -282,6 +334,11 @@ int main(int argc, char** argv) {
   troupe::cli::default_run_environment(); // a run's sets them; elsewhere: a run due now
   if (lint_cmd->parsed())
     return lint(file, options);
+  if (launch_cmd->parsed()) {
+    troupe::registry reg;
+    auto loaded = load(file, reg, options);
+    return loaded ? troupe::cli::launch_app(*loaded->app, file, options) : exit_config;
+  }
   if (test_cmd->parsed()) {
     troupe::registry reg;
     auto loaded = load(file, reg, options);

@@ -27,6 +27,7 @@ std::atomic<log_level> threshold{initial_level()};
 std::atomic<log_format> format{initial_format()};
 std::mutex out_mutex;
 log_observer observer; // guarded by out_mutex
+std::string node_name;  // set before any thread logs
 
 const char* name(log_level l) {
   switch (l) {
@@ -92,6 +93,11 @@ void set_log_format(log_format f) {
   format = f;
 }
 
+void set_log_node(std::string_view node) {
+  std::lock_guard<std::mutex> guard{out_mutex};
+  node_name = std::string{node};
+}
+
 void set_log_observer(log_observer f) {
   std::lock_guard<std::mutex> guard{out_mutex};
   observer = std::move(f);
@@ -123,7 +129,13 @@ void log_event(log_level level, std::string_view who, std::string_view what) {
     line += frac;
     line += "\",\"level\":\"";
     line += lower(level);
-    line += "\",\"who\":";
+    line += "\",";
+    if (!node_name.empty()) {
+      line += "\"node\":";
+      json_string(line, node_name);
+      line += ",";
+    }
+    line += "\"who\":";
     json_string(line, who);
     if (who.rfind("stage ", 0) == 0) {
       auto name = who.substr(6);

@@ -30,19 +30,12 @@ void app_loader::read_admin(const YAML::Node& admin) {
       cfg.enabled = *on;
   if (auto v = admin["address"]; v.IsDefined()) {
     if (auto text = read_string(r_, v, "admin.address", "an address HOST:PORT")) {
-      auto colon = text->rfind(':');
-      std::string host = colon == std::string::npos ? "" : text->substr(0, colon);
-      std::string port = colon == std::string::npos ? "" : text->substr(colon + 1);
-      if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-        host = host.substr(1, host.size() - 2); // [::1]:9090
-      char* end = nullptr;
-      unsigned long n = port.empty() ? 70000 : std::strtoul(port.c_str(), &end, 10);
-      if (host.empty() || port.empty() || *end != '\0' || n > 65535)
+      if (auto a = parse_host_port(*text)) {
+        cfg.host = a->host;
+        cfg.port = a->port;
+      } else {
         r_.expected(v, "admin.address", "HOST:PORT with a port from 0 (a free one) to 65535, "
                                         "such as 127.0.0.1:9090");
-      else {
-        cfg.host = host;
-        cfg.port = static_cast<uint16_t>(n);
       }
     }
   }

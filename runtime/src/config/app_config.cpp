@@ -39,7 +39,7 @@ namespace {
 const std::vector<std::string> top_keys = {"app",      "data_dir", "durability", "store",
                                            "plugins",  "schema",   "supervision", "defaults",
                                            "edges",    "stages",   "admin",      "alerts",
-                                           "log",      "schedule"};
+                                           "log",      "schedule", "nodes",      "links"};
 constexpr uint32_t max_workers = 4096;
 constexpr uint32_t max_partitions = 4096;
 
@@ -190,6 +190,8 @@ void app_loader::load() {
   read_edges(root["edges"]);
   read_stages(root);
   read_alerts(root["alerts"]);
+  read_nodes(root["nodes"], root["links"]);
+  check_nodes();
   check_graph();
   check_paths();
   check_payloads();
@@ -399,6 +401,11 @@ stage_draft app_loader::read_stage(const YAML::Node& n, const std::string& field
     else if (auto c = read_enum<bool>(r_, v, field + "." + key, choices))
       into = *c;
   };
+  if (auto v = n["node"]; v.IsDefined()) {
+    s.node_value = v;
+    if (auto name = read_name(r_, v, field + ".node", "a node name"))
+      s.cfg.node = *name;
+  }
   subscription("start", {{"earliest", false}, {"latest", true}}, s.cfg.start_latest);
   subscription("slow", {{"hold", false}, {"skip", true}}, s.cfg.slow_skip);
 

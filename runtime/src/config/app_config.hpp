@@ -93,6 +93,8 @@ struct stage_config {
   std::string settings;
   // Absolute paths of the files the stage writes (its type's owned_paths params), as given.
   std::vector<std::string> owned_paths;
+  // `node:`: the node it runs on, in an app with `nodes:`; empty otherwise.
+  std::string node;
   int line = 0;
 };
 
@@ -138,6 +140,30 @@ struct schedule_config {
   int line = 0;
 };
 
+// One node of an app with `nodes:` (runtime/CONFIG.md, "Several nodes"): one process, with its
+// own store, running the stages placed on it; edges between stages on different nodes are
+// carried by node links over CAF's middleman (runtime/src/net).
+struct node_config {
+  std::string name;
+  std::string host;   // its node links listen here; peers connect to it
+  uint16_t port = 0;  // 1..65535: peers must know it
+  std::string data_dir; // absolute; default <app data_dir>/<name>
+  // Its admin endpoint; unset: the app's `admin:` host with a free port (admin.json says which).
+  std::optional<std::string> admin_host;
+  uint16_t admin_port = 0;
+  int line = 0;
+};
+
+// `links:`: how nodes talk to each other.
+struct links_config {
+  // A request to a peer (a batch, the end of an edge) that gets no answer in this time counts
+  // as failed and is sent again; heartbeats notice a silent peer (SIGSTOP) within it too.
+  std::chrono::milliseconds timeout{10000};
+  // A node whose stages are done waits at most this long for the nodes that send it records to
+  // confirm they are done too (so that a sender that died just before confirming finds it).
+  std::chrono::milliseconds linger{10000};
+};
+
 struct app_config {
   std::string file;     // the YAML file as given
   std::string base_dir; // its directory: relative paths resolve against it
@@ -162,6 +188,13 @@ struct app_config {
   std::optional<log_format> log_style;
   std::vector<edge_spec> edges;        // every edge, declared or implied by a stage
   std::vector<stage_config> stages;    // in file order (rest_for_one follows it)
+  // `nodes:`; empty for a one-node app. `node` names the node this config is the view of
+  // (net/node_view.hpp): its stages and the links to the others; empty for the whole app.
+  std::vector<node_config> nodes;
+  links_config links;
+  std::string node;
+  // In a node's view: what must agree with the other nodes' (net/link_hub.hpp, fingerprint).
+  std::map<std::string, std::string> fingerprint;
 };
 
 // Owns the parsed schema files so that payload_schema stays valid.

@@ -8,6 +8,7 @@
 //   app_graph_checks.cpp ports, the graph of edges, cycles
 //   app_paths.cpp        the files stages write (owned) and read
 //   app_admin.cpp        `admin:`, the node's HTTP endpoint, and `alerts:`
+//   app_nodes.cpp        `nodes:`, `links:` and each stage's `node:`
 #pragma once
 
 #include "config/app_config.hpp"
@@ -41,7 +42,7 @@ struct stage_draft {
   std::vector<edge_ref> inputs;
   std::vector<std::pair<std::string, edge_ref>> outputs; // port -> edge
   // As written (input or inputs, ...); optional because a default YAML::Node is a defined null.
-  std::optional<YAML::Node> inputs_key, outputs_key, workers_value;
+  std::optional<YAML::Node> inputs_key, outputs_key, workers_value, node_value;
   bool buildable = true; // false when building it would only repeat a reported problem
 };
 
@@ -77,6 +78,8 @@ private:
   void read_alerts(const YAML::Node& alerts);
   void read_schedule(const YAML::Node& schedule);
   void read_log(const YAML::Node& log);
+  void read_nodes(const YAML::Node& nodes, const YAML::Node& links);
+  void check_nodes();
 
   // ---- plugins
   void read_plugins(const YAML::Node& list);
@@ -120,6 +123,7 @@ private:
   supervision_config default_supervision_;
   std::map<std::string, edge_override> edge_overrides_;
   std::vector<stage_draft> stages_;
+  std::map<std::string, YAML::Mark> node_marks_; // where `nodes:` names each node
 };
 
 } // namespace troupe::detail

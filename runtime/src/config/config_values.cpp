@@ -113,6 +113,21 @@ std::string absolute_path(const fs::path& p) {
   return out.string();
 }
 
+std::optional<host_port> parse_host_port(std::string_view text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos)
+    return std::nullopt;
+  host_port a;
+  a.host = std::string{text.substr(0, colon)};
+  if (a.host.size() > 2 && a.host.front() == '[' && a.host.back() == ']')
+    a.host = a.host.substr(1, a.host.size() - 2); // [::1]:9090
+  auto port = parse_uint(text.substr(colon + 1));
+  if (a.host.empty() || !port || *port > 65535)
+    return std::nullopt;
+  a.port = static_cast<uint16_t>(*port);
+  return a;
+}
+
 } // namespace detail
 
 // Sizes: an integer, optionally followed by a binary unit (K = KiB = 1024, M, G, T).

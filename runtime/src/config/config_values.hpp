@@ -26,6 +26,13 @@ std::string join(const std::vector<std::string>& items, const char* sep = ", ");
 // " (did you mean 'x'?)" when one of `choices` is a likely intended spelling of `word`.
 std::string suggest(std::string_view word, const std::vector<std::string>& choices);
 
+// "HOST:PORT" ("[::1]:9090" too): the host and a port from 0 to 65535; nullopt otherwise.
+struct host_port {
+  std::string host;
+  uint16_t port = 0;
+};
+std::optional<host_port> parse_host_port(std::string_view text);
+
 // Absolute and normalized, with no trailing slash but on "/"; "" is the current directory.
 std::string absolute_path(const std::filesystem::path& p);
 

@@ -14,7 +14,7 @@ const std::vector<std::string>& runtime_stage_keys() {
   static const std::vector<std::string> keys = {"name",    "type",       "inputs",  "input",
                                                 "outputs", "output",     "workers", "batch",
                                                 "retry",   "supervision", "lease",
-                                                "start",   "slow"};
+                                                "start",   "slow",       "node"};
   return keys;
 }
 

@@ -6,6 +6,7 @@
 #include "codec/codec.hpp"
 #include "engine/crash_blame.hpp"
 #include "engine/stage_actor.hpp"
+#include "net/link_hub.hpp"
 #include "store/store.hpp"
 #include "supervision/supervisor.hpp"
 #include "writer/writer.hpp"
@@ -149,6 +150,21 @@ void warn_of_changed_settings(const app_config& app, store& db) {
   }
 }
 
+// Whether every partition of every stage is done (the app finished on this node).
+bool all_stages_done(store& db) {
+  auto reader = db.reader();
+  if (reader->refresh())
+    return false;
+  for (const auto& spec : db.layout().stages)
+    for (uint32_t p = 0; p < std::max<uint32_t>(spec.partitions, 1); ++p) {
+      auto done = reader->state(*db.find_stage(spec.name), state_scope::partition, p,
+                                state_space::runtime, "done");
+      if (!done || !*done)
+        return false;
+    }
+  return true;
+}
+
 } // namespace
 
 node_outcome run_node(caf::actor_system& sys, const app_config& app,
@@ -195,6 +211,14 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
     admin_http = std::move(*started);
   }
 
+  // A node of a multi-node app listens for its peers before any stage runs.
+  std::shared_ptr<net::link_hub> links;
+  if (!app.node.empty()) {
+    auto started = net::link_hub::start(sys, app);
+    if (auto* why = std::get_if<std::string>(&started))
+      return {1, *why};
+    links = std::get<std::shared_ptr<net::link_hub>>(started);
+  }
   auto writer = spawn_writer(sys, *db, app.flush_interval, app.stall_timeout);
   caf::scoped_actor self{sys}; // waits for the tree below; workers report fatal failures to it
   auto ctx = std::make_shared<node_context>();
@@ -208,19 +232,10 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   ctx->run_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32) | 1;
   ctx->metrics = metrics;
   // Whether an earlier run finished the whole app: every partition of every stage is done.
-  bool finished_before = !app.stages.empty();
-  if (auto reader = db->reader(); !reader->refresh()) {
+  bool finished_before = !app.stages.empty() && all_stages_done(*db);
+  if (auto reader = db->reader(); !reader->refresh())
     if (auto clean = reader->meta("clean_stop"); clean && *clean)
       ctx->clean_run = std::strtoull((*clean)->c_str(), nullptr, 10);
-    for (const auto& spec : db->layout().stages)
-      for (uint32_t p = 0; finished_before && p < std::max<uint32_t>(spec.partitions, 1); ++p) {
-        auto done = reader->state(*db->find_stage(spec.name), state_scope::partition, p,
-                                  state_space::runtime, "done");
-        finished_before = done && *done;
-      }
-  } else {
-    finished_before = false;
-  }
   warn_of_changed_settings(app, *db);
   std::map<std::string, stage_ref> refs;
   for (size_t i = 0; i < app.stages.size(); ++i) {
@@ -309,6 +324,17 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
         log_event(log_level::warn, "node",
                   "stage " + cfg.name + " holds " + std::to_string(*n) +
                     (*n == 1 ? " dead letter" : " dead letters"));
+  }
+  if (links) {
+    // Finished: the nodes sending to this one may still need an answer to the end of their
+    // edges (one that died before it committed the end sends it again).
+    if (outcome.exit_code == 0 && all_stages_done(*db))
+      for (const auto& missing : links->await_senders_done())
+        log_event(log_level::warn, "links",
+                  missing + " did not confirm its end within links.linger; it has sent "
+                            "everything, so this node stops");
+    links->stop();
+    links.reset();
   }
   // The endpoint reads the store: it goes before the store closes.
   monitor.reset();

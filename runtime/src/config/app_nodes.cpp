@@ -1,0 +1,132 @@
+// `nodes:` and `links:`: an app spread over several nodes, and each stage's `node:`.
+//
+//   nodes:
+//     a: {address: 127.0.0.1:7401}                 # where its node links listen (HOST:PORT)
+//     b: {address: 127.0.0.1:7402, data_dir: /srv/b, admin: 127.0.0.1:9402}
+//   links: {timeout: 10s, linger: 10s}
+//   stages:
+//     - {name: read, type: jsonl_source, node: a, ...}
+//
+// Every node reads the same file; `troupe run app.yaml --node a` runs one of them and `troupe
+// launch app.yaml` all of them (net/node_view.hpp makes each node's view).
+#include "config/app_loader.hpp"
+#include "config/config_values.hpp"
+
+#include <map>
+
+namespace troupe::detail {
+
+namespace {
+
+const char* address_help = "HOST:PORT with a port from 1 to 65535, such as 127.0.0.1:7401";
+
+} // namespace
+
+void app_loader::read_nodes(const YAML::Node& nodes, const YAML::Node& links) {
+  if (open_map(r_, nodes, "nodes")) {
+    check_keys(r_, nodes, "nodes", {});
+    std::map<std::string, std::string> addresses; // "host:port" -> node
+    for (const auto& entry : nodes) {
+      const YAML::Node key = entry.first, n = entry.second;
+      auto field = "nodes." + (key.IsScalar() ? key.Scalar() : std::string{"?"});
+      auto name = read_name(r_, key, field, "a node name");
+      if (!name || !open_map(r_, n, field))
+        continue;
+      check_keys(r_, n, field, {"address", "data_dir", "admin"});
+      node_config node;
+      node.name = *name;
+      node.line = line_of(key.Mark());
+      node_marks_[node.name] = key.Mark();
+      if (auto v = n["address"]; !v.IsDefined()) {
+        r_.at(n, field + ".address",
+              "missing required key 'address' (where the node's links listen: " +
+                std::string{address_help} + ")");
+      } else if (auto text = read_string(r_, v, field + ".address", "an address HOST:PORT")) {
+        auto a = parse_host_port(*text);
+        if (!a || a->port == 0) {
+          r_.expected(v, field + ".address", address_help);
+        } else {
+          node.host = a->host;
+          node.port = a->port;
+          auto [at, fresh] = addresses.emplace(*text, node.name);
+          if (!fresh)
+            r_.at(v, field + ".address", "node " + at->second + " listens at " + *text +
+                                           " already: each node needs an address of its own");
+        }
+      }
+      node.data_dir = app_.data_dir + "/" + node.name;
+      if (auto v = n["data_dir"]; v.IsDefined())
+        if (auto dir = read_string(r_, v, field + ".data_dir", "a directory"))
+          node.data_dir = absolute_path(*dir);
+      if (auto v = n["admin"]; v.IsDefined())
+        if (auto text = read_string(r_, v, field + ".admin", "an address HOST:PORT")) {
+          if (auto a = parse_host_port(*text)) {
+            node.admin_host = a->host;
+            node.admin_port = a->port;
+          } else {
+            r_.expected(v, field + ".admin", "HOST:PORT with a port from 0 (a free one) to "
+                                             "65535, such as 127.0.0.1:9401");
+          }
+        }
+      app_.nodes.push_back(std::move(node));
+    }
+    if (nodes.IsMap() && nodes.size() == 0)
+      r_.expected(nodes, "nodes", "a map of node names to their addresses");
+    if (app_.schedule)
+      r_.at(nodes, "nodes", "a scheduled app (schedule:) runs on one node; this one declares "
+                            "nodes");
+  }
+  if (!open_map(r_, links, "links"))
+    return;
+  check_keys(r_, links, "links", {"timeout", "linger"});
+  if (!nodes.IsDefined()) {
+    r_.at(links, "links", "'links' is about the links between an app's nodes; this app declares "
+                          "no nodes (nodes:)");
+    return;
+  }
+  auto& cfg = app_.links;
+  auto duration = [&](const char* key, std::chrono::milliseconds& into) {
+    if (auto v = links[key]; v.IsDefined())
+      if (auto d = read_duration(r_, v, std::string{"links."} + key, true))
+        into = *d;
+  };
+  duration("timeout", cfg.timeout);
+  duration("linger", cfg.linger);
+}
+
+// Every stage of an app with nodes is placed on one of them; an app without nodes places none.
+void app_loader::check_nodes() {
+  std::vector<std::string> names;
+  for (const auto& n : app_.nodes)
+    names.push_back(n.name);
+  std::map<std::string, size_t> placed;
+  for (auto& s : stages_) {
+    if (!s.node_value) {
+      if (!app_.nodes.empty() && !s.cfg.name.empty())
+        r_.at(s.mark, s.field + ".node",
+              "missing key 'node': stage '" + s.cfg.name + "' must be placed on one of the "
+                "app's nodes (" + join(names) + ")");
+      continue;
+    }
+    if (app_.nodes.empty()) {
+      r_.at(*s.node_value, s.field + ".node",
+            "'node' places a stage on one of the app's nodes; this app declares none (nodes:)");
+      continue;
+    }
+    if (s.cfg.node.empty())
+      continue; // not a name: reported
+    if (std::find(names.begin(), names.end(), s.cfg.node) == names.end()) {
+      r_.at(*s.node_value, s.field + ".node", "unknown node '" + s.cfg.node + "'" +
+                                                suggest(s.cfg.node, names) + "; the app's "
+                                                "nodes are " + join(names));
+      continue;
+    }
+    ++placed[s.cfg.node];
+  }
+  for (const auto& n : app_.nodes)
+    if (!placed.count(n.name))
+      r_.warn(node_marks_.at(n.name), "nodes." + n.name,
+              "no stage is placed on node " + n.name + ": it will run nothing");
+}
+
+} // namespace troupe::detail

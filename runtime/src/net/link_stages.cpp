@@ -1,0 +1,197 @@
+// The two ends of a node link as stages (link_hub.hpp says how they work together). Written
+// against the public stage API like any stage; only the hub is the runtime's.
+//
+//   link_out (a sink on the sending node): reads the edge; one step = one batch sent to the
+//     peer, and the step (with the edge cursor) commits only once the peer answered that it
+//     committed the batch. Once the edge is drained for good it sends the end, and once that
+//     is committed, says so to the peer.
+//   link_in (a source on the receiving node): appends the batches that arrive, unchanged
+//     (same ids, keys, so same partitions), keeping per partition of the sender's edge the
+//     position after the last record appended; a record below it was appended before.
+#include "net/link_stages.hpp"
+
+#include "net/link_hub.hpp"
+
+#include <envelope.capnp.h>
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include <random>
+
+namespace troupe::net {
+
+namespace {
+
+constexpr size_t max_batch_bytes = size_t{32} << 20;
+
+std::shared_ptr<link_hub> the_hub() {
+  auto hub = link_hub::current();
+  if (!hub)
+    throw permanent_error("this node runs no node links (it was not started as a node of the "
+                          "app's nodes: troupe run APP --node NAME)");
+  return hub;
+}
+
+std::string flat(capnp::MessageBuilder& msg) {
+  auto words = capnp::messageToFlatArray(msg);
+  auto bytes = words.asBytes();
+  return {reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
+}
+
+class link_out final : public stage {
+public:
+  explicit link_out(const params& p) : edge_(p.get_string("edge")), peer_(p.get_string("to")) {}
+
+  void open(context&) override { hub_ = the_hub(); }
+
+  void process_batch(context& ctx, const batch& records) override {
+    capnp::MallocMessageBuilder msg;
+    auto b = msg.initRoot<schema::LinkBatch>();
+    b.setEpoch(epoch(ctx));
+    size_t n = 0, bytes = 0;
+    while (n < records.size() && (n == 0 || bytes + records[n].bytes().size() <= max_batch_bytes))
+      bytes += records[n++].bytes().size();
+    if (n < records.size())
+      ctx.take_only(n); // the rest in the next step
+    auto items = b.initItems(static_cast<unsigned>(n));
+    for (size_t i = 0; i < n; ++i) {
+      auto r = records[i];
+      auto item = items[static_cast<unsigned>(i)];
+      item.setPartition(r.partition());
+      item.setPosition(r.position());
+      auto env = r.bytes();
+      item.setEnvelope({reinterpret_cast<const kj::byte*>(env.data()), env.size()});
+    }
+    deliver(ctx, flat(msg));
+  }
+
+  bool drained(context& ctx) override {
+    capnp::MallocMessageBuilder msg;
+    auto b = msg.initRoot<schema::LinkBatch>();
+    b.setEpoch(epoch(ctx));
+    b.setEnd(true);
+    deliver(ctx, flat(msg));
+    ctx.on_commit([hub = hub_, peer = peer_, edge = edge_] { hub->say_done(peer, edge); });
+    return true;
+  }
+
+private:
+  // Made once, at the first step, and kept with the worker's state: a peer that sees another
+  // one knows that this node's data was reset.
+  uint64_t epoch(context& ctx) {
+    auto state = ctx.worker_state();
+    if (auto e = state.get_u64("epoch"))
+      return *e;
+    uint64_t e = (uint64_t{std::random_device{}()} << 32 | std::random_device{}()) | 1;
+    state.put_u64("epoch", e);
+    return e;
+  }
+
+  void deliver(context& ctx, std::string bytes) {
+    auto reply = hub_->send(peer_, edge_, std::move(bytes));
+    switch (reply.status) {
+      case link_status::ok:
+        if (failing_)
+          ctx.log_info("node " + peer_ + " takes edge '" + edge_ + "' again");
+        failing_ = false;
+        return;
+      case link_status::retry:
+        failing_ = true;
+        throw transient_error(reply.text);
+      case link_status::refused:
+        throw permanent_error("node " + peer_ + " refuses edge '" + edge_ + "': " + reply.text);
+    }
+  }
+
+  std::string edge_, peer_;
+  std::shared_ptr<link_hub> hub_;
+  bool failing_ = false;
+};
+
+class link_in final : public source {
+public:
+  explicit link_in(const params& p) : edge_(p.get_string("edge")), from_(p.get_string("from")) {}
+  ~link_in() override {
+    if (box_)
+      hub_->detach(edge_, from_);
+  }
+
+  void open(context& ctx) override {
+    hub_ = the_hub();
+    box_ = hub_->attach(edge_, from_, ctx.waker());
+  }
+
+  std::optional<std::string> changed_since_done(context&) override {
+    the_hub()->ended(edge_, from_); // finished before: what the sender sends again is all here
+    return std::nullopt;
+  }
+
+  produce_result produce(context& ctx, size_t) override {
+    auto batches = box_->take();
+    if (batches.empty())
+      return produce_result::idle(500); // the inbox's offer wakes it sooner
+    bool end = false;
+    for (auto& b : batches) {
+      end = append(ctx, b) || end;
+      ctx.on_commit([hub = hub_, token = b.token] { hub->answer(token, {link_status::ok, {}}); });
+    }
+    if (!end)
+      return produce_result::more();
+    ctx.on_commit([hub = hub_, edge = edge_, from = from_] { hub->ended(edge, from); });
+    return produce_result::done();
+  }
+
+private:
+  // Appends what of one batch is new; true when it carries the end.
+  bool append(context& ctx, inbound_batch& b) {
+    // Cap'n Proto reads from word-aligned memory.
+    auto words = kj::heapArray<capnp::word>((b.bytes.size() + 7) / 8);
+    std::memcpy(words.begin(), b.bytes.data(), b.bytes.size());
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = words.size() + 1024;
+    capnp::FlatArrayMessageReader reader{words, options};
+    auto batch = reader.getRoot<schema::LinkBatch>();
+    auto state = ctx.state();
+    if (auto known = state.get_u64("epoch"); !known) {
+      state.put_u64("epoch", batch.getEpoch());
+    } else if (*known != batch.getEpoch()) {
+      std::string why = "node " + hub_->node() + " holds records of edge '" + edge_ +
+                        "' that an earlier incarnation of node " + from_ + " sent (was " + from_ +
+                        "'s data reset?); to start afresh, reset the data of every node";
+      hub_->answer(b.token, {link_status::refused, why});
+      throw permanent_error(why);
+    }
+    std::map<uint32_t, uint64_t> next; // per partition of the sender's edge: the first new position
+    for (auto item : batch.getItems()) {
+      auto p = item.getPartition();
+      auto at = next.find(p);
+      if (at == next.end())
+        at = next.emplace(p, state.get_u64("next/" + std::to_string(p)).value_or(0)).first;
+      if (item.getPosition() < at->second)
+        continue; // sent before
+      auto env = item.getEnvelope();
+      ctx.forward("out", ctx.restore(edge_, {reinterpret_cast<const char*>(env.begin()),
+                                             env.size()}));
+      at->second = item.getPosition() + 1;
+    }
+    for (const auto& [p, position] : next)
+      state.put_u64("next/" + std::to_string(p), position);
+    return batch.getEnd();
+  }
+
+  std::string edge_, from_;
+  std::shared_ptr<link_hub> hub_;
+  std::shared_ptr<inbox> box_;
+};
+
+} // namespace
+
+void register_link_stages(registry& reg) {
+  if (reg.find(link_out_type))
+    return;
+  reg.add_sink<link_out>(link_out_type).params({"edge", "to"}).blocking().single_worker();
+  reg.add_source<link_in>(link_in_type).params({"edge", "from"}).blocking().single_worker();
+}
+
+} // namespace troupe::net

@@ -1,0 +1,129 @@
+#include "net/node_view.hpp"
+
+#include "config/yaml_params.hpp"
+#include "net/link_hub.hpp"
+#include "net/link_stages.hpp"
+
+#include <algorithm>
+#include <set>
+
+namespace troupe::net {
+
+namespace {
+
+using detail::yaml_params;
+
+std::shared_ptr<const params> link_params(const app_config& whole, const std::string& type,
+                                          std::vector<std::pair<std::string, std::string>> keys,
+                                          yaml_params::payloads ports) {
+  std::map<std::string, yaml_params::value, std::less<>> values;
+  std::vector<std::string> declared;
+  for (auto& [k, v] : keys) {
+    yaml_params::value value;
+    value.what = yaml_params::value::kind::scalar;
+    value.text = v;
+    values.emplace(k, std::move(value));
+    declared.push_back(k);
+  }
+  return std::make_shared<yaml_params>(whole.file, "nodes", 0, 0, whole.base_dir,
+                                       std::move(values), type, std::move(declared), nullptr,
+                                       std::move(ports));
+}
+
+stage_config link_stage(const app_config& whole, const registry& reg, const char* type,
+                        std::string name, const std::string& edge, const char* peer_key,
+                        const std::string& peer) {
+  stage_config s;
+  s.name = std::move(name);
+  s.type = type;
+  s.type_info = reg.find(type);
+  s.node = whole.node;
+  s.supervision = whole.node_supervision;
+  s.batch.max_items = 1024;
+  s.settings = std::string{"type="} + type + " edge=" + edge + " " + peer_key + "=" + peer;
+  yaml_params::payloads ports;
+  ports.fallback = whole.payload_schema;
+  bool out = std::string{type} == link_in_type;
+  if (out) {
+    s.outputs.emplace_back("out", edge);
+    ports.connected_ports = {"out"};
+    if (auto e = whole.edge_payloads.find(edge); e != whole.edge_payloads.end())
+      ports.ports.emplace("out", e->second.schema);
+  } else {
+    s.inputs.push_back(edge);
+    ports.input_edges = {edge};
+    if (auto e = whole.edge_payloads.find(edge); e != whole.edge_payloads.end())
+      ports.inputs.emplace(edge, e->second.schema);
+  }
+  s.stage_params = link_params(whole, type, {{"edge", edge}, {peer_key, peer}}, std::move(ports));
+  return s;
+}
+
+} // namespace
+
+app_config node_view(const app_config& whole, const std::string& node, registry& reg) {
+  register_link_stages(reg);
+  app_config view = whole;
+  view.node = node;
+  view.fingerprint = fingerprint_of(whole);
+  view.stages.clear();
+  const node_config& me = *std::find_if(whole.nodes.begin(), whole.nodes.end(),
+                                        [&](const node_config& n) { return n.name == node; });
+  view.data_dir = me.data_dir;
+  if (me.admin_host) {
+    view.admin.host = *me.admin_host;
+    view.admin.port = me.admin_port;
+  } else {
+    view.admin.port = 0; // nodes on one machine cannot share a port
+  }
+  // Each edge's producing and consuming nodes.
+  std::map<std::string, std::set<std::string>> producers, consumers;
+  for (const auto& s : whole.stages) {
+    for (const auto& [port, edge] : s.outputs)
+      producers[edge].insert(s.node);
+    for (const auto& edge : s.inputs)
+      consumers[edge].insert(s.node);
+  }
+  for (const auto& s : whole.stages)
+    if (s.node == node)
+      view.stages.push_back(s);
+  for (const auto& e : whole.edges) {
+    const auto& from = producers[e.name];
+    const auto& to = consumers[e.name];
+    if (from.count(node))
+      for (const auto& peer : to)
+        if (peer != node)
+          view.stages.push_back(link_stage(view, reg, link_out_type, e.name + "->" + peer, e.name,
+                                           "to", peer));
+    if (to.count(node))
+      for (const auto& peer : from)
+        if (peer != node)
+          view.stages.push_back(link_stage(view, reg, link_in_type, e.name + "<-" + peer, e.name,
+                                           "from", peer));
+  }
+  std::set<std::string> touched;
+  for (const auto& s : view.stages) {
+    touched.insert(s.inputs.begin(), s.inputs.end());
+    for (const auto& [port, edge] : s.outputs)
+      touched.insert(edge);
+  }
+  view.edges.erase(std::remove_if(view.edges.begin(), view.edges.end(),
+                                  [&](const edge_spec& e) { return !touched.count(e.name); }),
+                   view.edges.end());
+  // Its consumer groups are the stages reading it here (a link_out for each consuming node);
+  // its partition count stays the whole app's, so that both ends split it alike.
+  for (auto& e : view.edges) {
+    std::vector<std::string> groups, skipping;
+    for (const auto& s : view.stages)
+      if (std::find(s.inputs.begin(), s.inputs.end(), e.name) != s.inputs.end()) {
+        groups.push_back(s.name);
+        if (std::find(e.skipping.begin(), e.skipping.end(), s.name) != e.skipping.end())
+          skipping.push_back(s.name);
+      }
+    e.groups = std::move(groups);
+    e.skipping = std::move(skipping);
+  }
+  return view;
+}
+
+} // namespace troupe::net
