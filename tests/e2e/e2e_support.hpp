@@ -167,6 +167,7 @@ public:
   int status() const { return status_.value_or(-1); }
 
   void signal(int sig) { ::kill(pid_, sig); }
+  pid_t pid() const { return pid_; }
 
   // Waits for the child to end; false if it still runs after `timeout`.
   bool wait_for_exit(std::chrono::milliseconds timeout) {

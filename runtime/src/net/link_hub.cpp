@@ -110,14 +110,21 @@ struct peer_state {
 
 using peer_ptr = caf::stateful_actor<peer_state>*;
 
-void fail_all(peer_ptr self, const std::string& why) {
+// Why a request to a peer failed, as the end of a sentence.
+std::string why_not(const caf::error& e, const links_config& links) {
+  if (e == caf::sec::request_timeout)
+    return " within links.timeout (" + std::to_string(links.timeout.count()) + " ms)";
+  return ": " + describe(e);
+}
+
+void fail_all(peer_ptr self, const std::string& why, uint32_t code = retry_code) {
   auto& st = self->state;
   for (auto& p : st.queue)
     if (p.promise)
-      p.promise->deliver(retry_code, why);
+      p.promise->deliver(code, why);
   st.queue.clear();
   for (auto& [id, rp] : st.in_flight)
-    rp.deliver(retry_code, why);
+    rp.deliver(code, why);
   st.in_flight.clear();
 }
 
@@ -134,7 +141,7 @@ void ship(peer_ptr self, pending_send p) {
     self->state.in_flight.erase(i);
   };
   auto failed = [=](caf::error& e) {
-    complete(retry_code, self->state.who + " did not answer: " + describe(e));
+    complete(retry_code, self->state.who + " did not answer" + why_not(e, self->state.links));
   };
   if (p.done)
     self->request(st.remote, st.links.timeout, done_atom::value, st.me, p.edge)
@@ -150,9 +157,9 @@ void connect(peer_ptr self) {
     return;
   st.connecting = true;
   auto mm = self->home_system().middleman().actor_handle();
-  auto give_up = [=](const std::string& why) {
+  auto give_up = [=](const std::string& why, uint32_t code = retry_code) {
     self->state.connecting = false;
-    fail_all(self, why);
+    fail_all(self, why, code);
   };
   self->request(mm, st.links.timeout, caf::connect_atom::value, st.peer.host, st.peer.port)
     .then(
@@ -167,7 +174,7 @@ void connect(peer_ptr self) {
           .then(
             [=](uint32_t code, std::string& text) {
               if (code != ok_code) {
-                give_up(text);
+                give_up(text, code);
                 return;
               }
               auto& st = self->state;
@@ -180,7 +187,9 @@ void connect(peer_ptr self) {
               for (auto& p : queue)
                 ship(self, std::move(p));
             },
-            [=](caf::error& e) { give_up(self->state.who + " did not answer: " + describe(e)); });
+            [=](caf::error& e) {
+              give_up(self->state.who + " did not answer" + why_not(e, self->state.links));
+            });
       },
       [=](caf::error& e) { give_up("cannot reach " + self->state.who + ": " + describe(e)); });
 }
@@ -198,8 +207,15 @@ caf::behavior peer_link(peer_ptr self, std::string me, node_config peer, links_c
     if (!st.remote || dm.source != st.remote.address())
       return;
     st.remote = nullptr;
-    log_event(log_level::warn, "links", st.who + " went away: " + describe(dm.reason));
-    fail_all(self, st.who + " went away: " + describe(dm.reason));
+    // remote_link_unreachable: its process ended, or heartbeats stopped (links.timeout).
+    auto why = st.who + " went away (" +
+               (dm.reason == caf::exit_reason::remote_link_unreachable
+                  ? std::string{"the connection was lost"}
+                  : dm.reason == caf::exit_reason::user_shutdown ? std::string{"it stopped"}
+                                                                 : describe(dm.reason)) +
+               ")";
+    log_event(log_level::warn, "links", why);
+    fail_all(self, why);
   });
   auto enqueue = [=](pending_send p) {
     if (self->state.remote) {

@@ -1,0 +1,203 @@
+// End to end: an app over three nodes (separate `troupe run --node` processes under `troupe
+// launch`), records crossing two node links: jsonl_source on a -> filter (2 workers) on b ->
+// jsonl_sink on c. Nodes are SIGKILLed at random moments and the launcher starts them again; a
+// node is SIGSTOPped until the others notice. The oracle is the input file itself, read back by
+// this test's own JSON reader: every line once in the output, in input order per key.
+#include "e2e_support.hpp"
+#include "node_fixture.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+
+using namespace troupe;
+using namespace troupe::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct cluster {
+  temp_dir dir;
+  int ports[3] = {free_port(), free_port(), free_port()};
+
+  std::string app(const std::string& timeout = "2s") const {
+    std::ostringstream y;
+    y << "app: trio\n"
+      << "data_dir: " << dir / "data" << "\n"
+      << "schema: {files: [trio.capnp]}\n"
+      << "nodes:\n";
+    const char* names[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; ++i)
+      y << "  " << names[i] << ": {address: 127.0.0.1:" << ports[i] << "}\n";
+    y << "links: {timeout: " << timeout << ", linger: 5s}\n"
+      << "edges:\n"
+      << "  raw: {type: Event, partitions: 4}\n"
+      << "  kept: {type: Event, partitions: 4}\n"
+      << "stages:\n"
+      << "  - {name: read, node: a, type: jsonl_source, path: in.jsonl, key: key, output: raw}\n"
+      << "  - {name: keep, node: b, type: filter, where: 'seq >= 0', workers: 2, input: raw,\n"
+      << "     output: kept}\n"
+      << "  - {name: write, node: c, type: jsonl_sink, path: out/out.jsonl, input: kept}\n";
+    return y.str();
+  }
+
+  cluster() {
+    write_file(dir / "trio.capnp", "@0xd1c3a5b7e9f10203;\n"
+                                   "struct Event {\n  key @0 :Text;\n  seq @1 :UInt64;\n"
+                                   "  body @2 :Text;\n}\n");
+    write_file(dir / "app.yaml", app());
+  }
+};
+
+// `n` lines over 50 keys, some of them not ASCII, half of the bodies with \u escapes.
+void write_input(const std::string& path, uint64_t n, uint64_t seed) {
+  std::mt19937_64 rnd{seed};
+  std::ofstream out{path};
+  for (uint64_t i = 0; i < n; ++i) {
+    auto k = rnd() % 50;
+    out << "{\"key\":\"" << (k % 3 == 0 ? "клиент-" : k % 3 == 1 ? "Zoë-" : "k-") << k
+        << "\",\"seq\":" << i << ",\"body\":\""
+        << (i % 2 ? "caf\\u00e9 \\ud83d\\ude00" : "plain text") << "\"}\n";
+  }
+}
+
+// The pids of the launcher's children that run node `name`.
+std::vector<pid_t> node_pids(pid_t launcher, const std::string& name) {
+  std::vector<pid_t> pids;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    auto pid = std::atoi(entry.path().filename().c_str());
+    if (pid <= 0)
+      continue;
+    std::ifstream stat{entry.path() / "stat"};
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    auto close = text.rfind(')');
+    if (close == std::string::npos)
+      continue;
+    std::istringstream rest{text.substr(close + 2)};
+    char state;
+    pid_t ppid;
+    rest >> state >> ppid;
+    if (ppid != launcher)
+      continue;
+    std::ifstream cmd{entry.path() / "cmdline", std::ios::binary};
+    std::string line((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
+    if (line.find(std::string("--node") + '\0' + name + '\0') != std::string::npos)
+      pids.push_back(pid);
+  }
+  return pids;
+}
+
+// Every input line once, and in input order per key.
+void check_output(const std::string& out, uint64_t n) {
+  std::vector<bool> seen(n, false);
+  std::map<std::string, uint64_t> last; // per key: the last seq, + 1
+  uint64_t lines = 0;
+  std::ifstream in{out};
+  for (std::string line; std::getline(in, line);) {
+    ++lines;
+    auto obj = parse_flat_json(line);
+    REQUIRE(obj);
+    auto seq = std::stoull(obj->at("seq").text);
+    INFO("line " << lines << ": " << line);
+    REQUIRE(seq < n);
+    REQUIRE_FALSE(seen[seq]);
+    seen[seq] = true;
+    auto key = obj->at("key").text;
+    REQUIRE(last[key] <= seq);
+    last[key] = seq + 1;
+    REQUIRE(obj->at("body").text == (seq % 2 ? "caf\u00e9 \U0001F600" : "plain text"));
+  }
+  REQUIRE(lines == n);
+  REQUIRE(last.size() == 50);
+}
+
+} // namespace
+
+TEST_CASE("three nodes: records cross two links exactly once, in order per key, under SIGKILLs "
+          "and a SIGSTOP", "[e2e][slow]") {
+  cluster c;
+  const uint64_t n = small_scale() ? 100000 : 1000000;
+  auto seed = pick_seed();
+  INFO("seed " << seed << " (TROUPE_E2E_SEED repeats it), data in " << c.dir.path());
+  write_input(c.dir / "in.jsonl", n, seed);
+  auto log = c.dir / "launch.log";
+  auto out = c.dir / "out/out.jsonl";
+  troupe_process launch{{std::string(TROUPE_BIN_DIR) + "/troupe", "launch", c.dir / "app.yaml"},
+                        log};
+  // Seven rounds, each once the output has grown past a random point: six SIGKILLs (of the
+  // node named, or of another one where that one has finished its part: node a, once it has
+  // sent everything it read) and one SIGSTOP of node c, held until node b (which sends to c)
+  // notices, within the links' timeout (2 s), then SIGCONT.
+  std::mt19937_64 rnd{seed};
+  const char* order[] = {"a", "b", "c", "stop", "b", "a", "c"};
+  uint64_t expect_bytes = size_of(c.dir / "in.jsonl"); // the output is about as large
+  int kills = 0;
+  bool stopped = false, noticed = false;
+  for (int round = 0; round < 7; ++round) {
+    auto at = expect_bytes * (round + 1) / 9 + rnd() % (expect_bytes / 18);
+    REQUIRE(wait_until([&] { return size_of(out) >= at || !launch.running(); }, 180s));
+    if (!launch.running())
+      break;
+    std::string target = order[round] == std::string{"stop"} ? "c" : order[round];
+    std::vector<pid_t> pids;
+    for (const char* name : {target.c_str(), "b", "c"})
+      if (wait_until([&] { return !(pids = node_pids(launch.pid(), name)).empty(); }, 5s))
+        break;
+    if (pids.empty())
+      continue;
+    if (order[round] == std::string{"stop"}) {
+      auto before = lines_with(log, "node c at 127.0.0.1");
+      ::kill(pids.front(), SIGSTOP);
+      stopped = true;
+      noticed = wait_until([&] { return lines_with(log, "node c at 127.0.0.1") > before; }, 20s,
+                           10ms);
+      ::kill(pids.front(), SIGCONT);
+      continue;
+    }
+    ::kill(pids.front(), SIGKILL);
+    ++kills;
+  }
+  INFO(tail_of(log, 60));
+  CHECK(kills == 6);
+  CHECK(stopped);
+  CHECK(noticed);
+  REQUIRE(launch.wait_for_exit(300s));
+  REQUIRE(exited_ok(launch.status()));
+  check_output(out, n);
+  CHECK(lines_with(log, "starting it again") >= static_cast<size_t>(kills));
+}
+
+TEST_CASE("nodes whose apps differ refuse each other and say what differs", "[e2e]") {
+  cluster c;
+  write_input(c.dir / "in.jsonl", 1000, 1);
+  // b runs a file in which edge raw has 8 partitions: a's link to b is refused, a exits 1.
+  write_file(c.dir / "other.yaml", [&] {
+    auto text = c.app();
+    auto at = text.find("raw: {type: Event, partitions: 4}");
+    return text.replace(at, 33, "raw: {type: Event, partitions: 8}");
+  }());
+  auto troupe = std::string(TROUPE_BIN_DIR) + "/troupe";
+  troupe_process b{{troupe, "run", c.dir / "other.yaml", "--node", "b"}, c.dir / "b.log"};
+  troupe_process a{{troupe, "run", c.dir / "app.yaml", "--node", "a"}, c.dir / "a.log"};
+  REQUIRE(a.wait_for_exit(60s));
+  INFO(tail_of(c.dir / "a.log"));
+  CHECK(exit_code(a.status()) == 1);
+  CHECK(lines_with(c.dir / "a.log", "node b refuses edge 'raw': node a's app differs from node "
+                                    "b's in: edge raw") > 0);
+  b.signal(SIGTERM);
+  REQUIRE(b.wait_for_exit(60s));
+}
+
+TEST_CASE("troupe run of an app with nodes needs --node, and names the nodes", "[e2e]") {
+  cluster c;
+  auto r = run_troupe({"run", c.dir / "app.yaml"});
+  CHECK(exit_code(r.status) == 64);
+  CHECK(r.output.find("runs on nodes a, b, c: run one with --node NAME, or all of them here "
+                      "with troupe launch") != std::string::npos);
+  r = run_troupe({"run", c.dir / "app.yaml", "--node", "d"});
+  CHECK(exit_code(r.status) == 64);
+  CHECK(r.output.find("has no such node") != std::string::npos);
+}
