@@ -93,12 +93,49 @@ int lint(const std::string& file, const troupe::load_options& options) {
   return exit_ok;
 }
 
+// The app as each of its nodes runs it (only `node` when given), or the app itself when it has
+// no nodes. nullopt (after a message) for a node it does not have.
+std::optional<std::vector<troupe::app_config>> views(const troupe::app_config& whole,
+                                                     troupe::registry& reg,
+                                                     const std::string& node) {
+  if (whole.nodes.empty()) {
+    if (node.empty())
+      return std::vector<troupe::app_config>{whole};
+    std::cerr << "troupe: --node " << node << ": app " << whole.name << " declares no nodes\n";
+    return std::nullopt;
+  }
+  std::vector<troupe::app_config> out;
+  std::vector<std::string> names;
+  for (const auto& n : whole.nodes) {
+    names.push_back(n.name);
+    if (node.empty() || n.name == node)
+      out.push_back(troupe::net::node_view(whole, n.name, reg));
+  }
+  if (out.empty()) {
+    std::cerr << "troupe: --node " << node << ": app " << whole.name << " has no such node"
+              << troupe::detail::suggest(node, names) << "; its nodes are "
+              << troupe::detail::join(names) << "\n";
+    return std::nullopt;
+  }
+  return out;
+}
+
+// Each node's store and output files, node by node.
 int reset(const std::string& file, const troupe::load_options& options, bool yes) {
   troupe::registry reg;
   auto loaded = load(file, reg, options);
   if (!loaded)
     return exit_config;
-  return troupe::cli::reset_app(*loaded->app, yes);
+  auto nodes = views(*loaded->app, reg, node_flag);
+  if (!nodes)
+    return exit_usage;
+  int code = exit_ok;
+  for (const auto& view : *nodes) {
+    if (!view.node.empty())
+      std::cout << "node " << view.node << ":\n";
+    code = std::max(code, troupe::cli::reset_app(view, yes));
+  }
+  return code;
 }
 
 // A data dir as given, or the data dir of an app file.
@@ -115,7 +152,13 @@ int check(const std::string& target, const troupe::load_options& options) {
   auto loaded = load(target, reg, options);
   if (!loaded)
     return exit_config;
-  return troupe::cli::check_dir(loaded->app->data_dir);
+  auto nodes = views(*loaded->app, reg, node_flag);
+  if (!nodes)
+    return exit_usage;
+  int code = exit_ok;
+  for (const auto& view : *nodes)
+    code = std::max(code, troupe::cli::check_dir(view.data_dir));
+  return code;
 }
 
 // CLI11's own message for an unknown subcommand ("The following arguments were not expected")
@@ -318,10 +361,14 @@ int main(int argc, char** argv) {
   check_cmd->add_option("target", check_target, "a data dir, or an app's YAML file (its data dir)")
     ->required();
   check_cmd->add_option("--data-dir", options.data_dir, "the data dir, with an app file");
+  check_cmd->add_option("--node", node_flag, "with an app file of several nodes: only this "
+                                             "node's data dir (default: each node's)");
   auto* reset_cmd = cli.add_subcommand(
     "reset", "delete the app's store and the output files its sinks own, after confirmation");
   common(reset_cmd);
   reset_cmd->add_option("--data-dir", options.data_dir, "the store to delete");
+  reset_cmd->add_option("--node", node_flag, "with an app of several nodes: only this node's "
+                                             "store and files (default: every node's)");
   reset_cmd->add_flag("--yes,-y", yes, "delete without asking (needed when not on a terminal)");
   try {
     cli.parse(argc, argv);
