@@ -57,8 +57,15 @@ struct LinkItem {
   envelope @2 :Data;       # the record's Envelope, unchanged
 }
 
+# Each partition's incarnation on the sending node, made once with its state: a new one with
+# positions the receiver already holds means the sender's data was reset.
+struct LinkEpoch {
+  partition @0 :UInt32;
+  epoch @1 :UInt64;
+}
+
 struct LinkBatch {
-  epoch @0 :UInt64;        # the sending stage's incarnation: a new one means its data was reset
+  epochs @0 :List(LinkEpoch); # of the partitions the batch holds records of
   items @1 :List(LinkItem);
-  end @2 :Bool;            # the edge is finished on the sending node: nothing follows
+  end @2 :Bool;            # the sending worker's partitions are finished: nothing follows
 }

@@ -80,8 +80,9 @@ caf::behavior endpoint(caf::stateful_actor<endpoint_state>* self, std::shared_pt
       i->second.deliver(code, std::move(text));
       self->state.waiting.erase(i);
     },
-    [=](done_atom, const std::string& from, const std::string& edge) {
-      hub->mark_sender_done(edge, from);
+    [=](done_atom, const std::string& from, const std::string& edge,
+        const std::string& partitions) {
+      hub->mark_sender_done(edge, from, partitions);
       return reply_result{ok_code, std::string{}};
     },
   };
@@ -90,7 +91,8 @@ caf::behavior endpoint(caf::stateful_actor<endpoint_state>* self, std::shared_pt
 // ---- one actor per peer this node sends to
 
 struct pending_send {
-  std::string edge, batch;
+  std::string edge, batch; // for the end: the partitions that ended, as "0,3"
+
   bool done = false; // the end was committed (done_atom), else a batch
   std::optional<caf::response_promise> promise;
 };
@@ -144,7 +146,7 @@ void ship(peer_ptr self, pending_send p) {
     complete(retry_code, self->state.who + " did not answer" + why_not(e, self->state.links));
   };
   if (p.done)
-    self->request(st.remote, st.links.timeout, done_atom::value, st.me, p.edge)
+    self->request(st.remote, st.links.timeout, done_atom::value, st.me, p.edge, p.batch)
       .then([=](uint32_t code, std::string& text) { complete(code, std::move(text)); }, failed);
   else
     self->request(st.remote, st.links.timeout, push_atom::value, st.me, p.edge, std::move(p.batch))
@@ -230,7 +232,9 @@ caf::behavior peer_link(peer_ptr self, std::string me, node_config peer, links_c
       enqueue({std::move(edge), std::move(batch), false, self->make_response_promise()});
       return caf::delegated<uint32_t, std::string>{};
     },
-    [=](done_atom, std::string& edge) { enqueue({std::move(edge), {}, true, std::nullopt}); },
+    [=](done_atom, std::string& edge, std::string& partitions) {
+      enqueue({std::move(edge), std::move(partitions), true, std::nullopt});
+    },
   };
 }
 
@@ -332,7 +336,8 @@ std::variant<std::shared_ptr<link_hub>, std::string> link_hub::start(caf::actor_
     return "node " + view.node + " is not one of the app's nodes";
   for (const auto& s : view.stages)
     if (s.type == "link_in")
-      hub->in_[{s.stage_params->get_string("edge"), s.stage_params->get_string("from")}] = {};
+      hub->in_[{s.stage_params->get_string("edge"), s.stage_params->get_string("from")}]
+        .partitions = static_cast<uint32_t>(s.stage_params->get_u64("partitions", 1));
   hub->endpoint_ = sys.spawn(endpoint, hub);
   auto port = sys.middleman().publish(hub->endpoint_, me->port, me->host.c_str(), true);
   if (!port) {
@@ -394,8 +399,12 @@ link_reply link_hub::send(const std::string& peer, const std::string& edge, std:
   return reply;
 }
 
-void link_hub::say_done(const std::string& peer, const std::string& edge) {
-  caf::anon_send(peer_actor(peer), done_atom::value, edge);
+void link_hub::say_done(const std::string& peer, const std::string& edge,
+                        const std::vector<uint32_t>& partitions) {
+  std::string list;
+  for (auto p : partitions)
+    list += (list.empty() ? "" : ",") + std::to_string(p);
+  caf::anon_send(peer_actor(peer), done_atom::value, edge, list);
 }
 
 std::shared_ptr<inbox> link_hub::attach(const std::string& edge, const std::string& from,
@@ -451,11 +460,15 @@ std::optional<link_reply> link_hub::route(const std::string& edge, const std::st
   return std::nullopt;
 }
 
-void link_hub::mark_sender_done(const std::string& edge, const std::string& from) {
+void link_hub::mark_sender_done(const std::string& edge, const std::string& from,
+                                const std::string& partitions) {
   {
     std::lock_guard<std::mutex> guard{mutex_};
-    if (auto i = in_.find({edge, from}); i != in_.end())
-      i->second.sender_done = true;
+    if (auto i = in_.find({edge, from}); i != in_.end()) {
+      std::istringstream list{partitions};
+      for (std::string p; std::getline(list, p, ',');)
+        i->second.sender_done.insert(static_cast<uint32_t>(std::strtoul(p.c_str(), nullptr, 10)));
+    }
   }
   senders_changed_.notify_all();
 }
@@ -478,14 +491,14 @@ std::vector<std::string> link_hub::await_senders_done() {
   std::unique_lock<std::mutex> lock{mutex_};
   auto all_done = [&] {
     for (const auto& [key, in] : in_)
-      if (!in.sender_done)
+      if (!in.all_done())
         return false;
     return true;
   };
   senders_changed_.wait_for(lock, links_.linger, all_done);
   std::vector<std::string> missing;
   for (const auto& [key, in] : in_)
-    if (!in.sender_done)
+    if (!in.all_done())
       missing.push_back("node " + key.second + " (edge " + key.first + ")");
   return missing;
 }

@@ -97,8 +97,10 @@ public:
   // link_out: sends one LinkBatch to `peer`'s link_in of `edge` and waits for the answer (at
   // most about two timeouts). Blocking: for a stage's own thread.
   link_reply send(const std::string& peer, const std::string& edge, std::string batch);
-  // link_out, once the end of its edge is committed: tells the peer, without waiting.
-  void say_done(const std::string& peer, const std::string& edge);
+  // link_out, once the end of its partitions of the edge is committed: tells the peer, without
+  // waiting.
+  void say_done(const std::string& peer, const std::string& edge,
+                const std::vector<uint32_t>& partitions);
 
   // link_in: its inbox, which the endpoint fills from now on (`wake` is called on each offer).
   std::shared_ptr<inbox> attach(const std::string& edge, const std::string& from,
@@ -118,11 +120,14 @@ public:
   struct inbound_state {
     std::shared_ptr<inbox> box; // null while its stage is not running
     bool ended = false;
-    bool sender_done = false;
+    uint32_t partitions = 1;          // of the edge
+    std::set<uint32_t> sender_done;   // the partitions whose sender said it is done
+    bool all_done() const { return sender_done.size() >= partitions; }
   };
   std::optional<link_reply> route(const std::string& edge, const std::string& from,
                                   uint64_t token, std::string batch);
-  void mark_sender_done(const std::string& edge, const std::string& from);
+  void mark_sender_done(const std::string& edge, const std::string& from,
+                        const std::string& partitions);
   link_reply greet(const std::string& from, const fingerprint& theirs) const;
   const fingerprint& print() const { return print_; }
 

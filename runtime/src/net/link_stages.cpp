@@ -18,6 +18,7 @@
 #include <capnp/serialize.h>
 
 #include <random>
+#include <set>
 
 namespace troupe::net {
 
@@ -48,12 +49,16 @@ public:
   void process_batch(context& ctx, const batch& records) override {
     capnp::MallocMessageBuilder msg;
     auto b = msg.initRoot<schema::LinkBatch>();
-    b.setEpoch(epoch(ctx));
     size_t n = 0, bytes = 0;
-    while (n < records.size() && (n == 0 || bytes + records[n].bytes().size() <= max_batch_bytes))
+    std::set<uint32_t> partitions;
+    while (n < records.size() &&
+           (n == 0 || bytes + records[n].bytes().size() <= max_batch_bytes)) {
+      partitions.insert(records[n].partition());
       bytes += records[n++].bytes().size();
+    }
     if (n < records.size())
       ctx.take_only(n); // the rest in the next step
+    set_epochs(ctx, b, partitions);
     auto items = b.initItems(static_cast<unsigned>(n));
     for (size_t i = 0; i < n; ++i) {
       auto r = records[i];
@@ -69,23 +74,33 @@ public:
   bool drained(context& ctx) override {
     capnp::MallocMessageBuilder msg;
     auto b = msg.initRoot<schema::LinkBatch>();
-    b.setEpoch(epoch(ctx));
+    auto owned = ctx.partitions();
+    set_epochs(ctx, b, {owned.begin(), owned.end()});
     b.setEnd(true);
     deliver(ctx, flat(msg));
-    ctx.on_commit([hub = hub_, peer = peer_, edge = edge_] { hub->say_done(peer, edge); });
+    ctx.on_commit([hub = hub_, peer = peer_, edge = edge_, owned] {
+      hub->say_done(peer, edge, owned);
+    });
     return true;
   }
 
 private:
-  // Made once, at the first step, and kept with the worker's state: a peer that sees another
-  // one knows that this node's data was reset.
-  uint64_t epoch(context& ctx) {
-    auto state = ctx.worker_state();
-    if (auto e = state.get_u64("epoch"))
-      return *e;
-    uint64_t e = (uint64_t{std::random_device{}()} << 32 | std::random_device{}()) | 1;
-    state.put_u64("epoch", e);
-    return e;
+  // Each partition's epoch: made at its first step and kept with its state, so a peer that
+  // sees another one for positions it holds knows that this node's data was reset.
+  static void set_epochs(context& ctx, schema::LinkBatch::Builder b,
+                         const std::set<uint32_t>& partitions) {
+    auto epochs = b.initEpochs(static_cast<unsigned>(partitions.size()));
+    unsigned i = 0;
+    for (auto p : partitions) {
+      auto state = ctx.partition_state(p);
+      auto e = state.get_u64("epoch");
+      if (!e) {
+        e = (uint64_t{std::random_device{}()} << 32 | std::random_device{}()) | 1;
+        state.put_u64("epoch", *e);
+      }
+      epochs[i].setPartition(p);
+      epochs[i++].setEpoch(*e);
+    }
   }
 
   void deliver(context& ctx, std::string bytes) {
@@ -111,7 +126,9 @@ private:
 
 class link_in final : public source {
 public:
-  explicit link_in(const params& p) : edge_(p.get_string("edge")), from_(p.get_string("from")) {}
+  explicit link_in(const params& p)
+      : edge_(p.get_string("edge")), from_(p.get_string("from")),
+        sender_partitions_(static_cast<uint32_t>(p.get_u64("partitions", 1))) {}
   ~link_in() override {
     if (box_)
       hub_->detach(edge_, from_);
@@ -153,14 +170,17 @@ private:
     capnp::FlatArrayMessageReader reader{words, options};
     auto batch = reader.getRoot<schema::LinkBatch>();
     auto state = ctx.state();
-    if (auto known = state.get_u64("epoch"); !known) {
-      state.put_u64("epoch", batch.getEpoch());
-    } else if (*known != batch.getEpoch()) {
-      std::string why = "node " + hub_->node() + " holds records of edge '" + edge_ +
-                        "' that an earlier incarnation of node " + from_ + " sent (was " + from_ +
-                        "'s data reset?); to start afresh, reset the data of every node";
-      hub_->answer(b.token, {link_status::refused, why});
-      throw permanent_error(why);
+    for (auto e : batch.getEpochs()) {
+      auto key = "epoch/" + std::to_string(e.getPartition());
+      if (auto known = state.get_u64(key); !known) {
+        state.put_u64(key, e.getEpoch());
+      } else if (*known != e.getEpoch()) {
+        std::string why = "node " + hub_->node() + " holds records of edge '" + edge_ +
+                          "' that an earlier incarnation of node " + from_ + " sent (was " +
+                          from_ + "'s data reset?); to start afresh, reset the data of every node";
+        hub_->answer(b.token, {link_status::refused, why});
+        throw permanent_error(why);
+      }
     }
     std::map<uint32_t, uint64_t> next; // per partition of the sender's edge: the first new position
     for (auto item : batch.getItems()) {
@@ -177,10 +197,19 @@ private:
     }
     for (const auto& [p, position] : next)
       state.put_u64("next/" + std::to_string(p), position);
-    return batch.getEnd();
+    if (!batch.getEnd())
+      return false;
+    // The end of the sending worker's partitions; the edge ends with the last of them.
+    for (auto e : batch.getEpochs())
+      state.put_u64("ended/" + std::to_string(e.getPartition()), 1);
+    for (uint32_t p = 0; p < sender_partitions_; ++p)
+      if (!state.get_u64("ended/" + std::to_string(p)))
+        return false;
+    return true;
   }
 
   std::string edge_, from_;
+  uint32_t sender_partitions_; // the edge's, the same on both nodes
   std::shared_ptr<link_hub> hub_;
   std::shared_ptr<inbox> box_;
 };
@@ -190,8 +219,9 @@ private:
 void register_link_stages(registry& reg) {
   if (reg.find(link_out_type))
     return;
-  reg.add_sink<link_out>(link_out_type).params({"edge", "to"}).blocking().single_worker();
-  reg.add_source<link_in>(link_in_type).params({"edge", "from"}).blocking().single_worker();
+  reg.add_sink<link_out>(link_out_type).params({"edge", "to"}).blocking();
+  reg.add_source<link_in>(link_in_type).params({"edge", "from", "partitions"}).blocking()
+    .single_worker();
 }
 
 } // namespace troupe::net

@@ -32,14 +32,14 @@ std::shared_ptr<const params> link_params(const app_config& whole, const std::st
 
 stage_config link_stage(const app_config& whole, const registry& reg, const char* type,
                         std::string name, const std::string& edge, const char* peer_key,
-                        const std::string& peer) {
+                        const std::string& peer, uint32_t partitions) {
   stage_config s;
   s.name = std::move(name);
   s.type = type;
   s.type_info = reg.find(type);
   s.node = whole.node;
   s.supervision = whole.node_supervision;
-  s.batch.max_items = 1024;
+  s.batch.max_items = 8192;
   s.settings = std::string{"type="} + type + " edge=" + edge + " " + peer_key + "=" + peer;
   yaml_params::payloads ports;
   ports.fallback = whole.payload_schema;
@@ -55,7 +55,14 @@ stage_config link_stage(const app_config& whole, const registry& reg, const char
     if (auto e = whole.edge_payloads.find(edge); e != whole.edge_payloads.end())
       ports.inputs.emplace(edge, e->second.schema);
   }
-  s.stage_params = link_params(whole, type, {{"edge", edge}, {peer_key, peer}}, std::move(ports));
+  std::vector<std::pair<std::string, std::string>> keys{{"edge", edge}, {peer_key, peer}};
+  if (out) {
+    keys.emplace_back("partitions", std::to_string(partitions));
+  } else {
+    // A worker per partition (up to the batches a receiver holds): as many batches in flight.
+    s.workers = std::min<uint32_t>(partitions, static_cast<uint32_t>(inbox::max_waiting));
+  }
+  s.stage_params = link_params(whole, type, std::move(keys), std::move(ports));
   return s;
 }
 
@@ -87,19 +94,26 @@ app_config node_view(const app_config& whole, const std::string& node, registry&
   for (const auto& s : whole.stages)
     if (s.node == node)
       view.stages.push_back(s);
-  for (const auto& e : whole.edges) {
+  for (auto& e : view.edges) {
     const auto& from = producers[e.name];
     const auto& to = consumers[e.name];
+    bool remote = std::any_of(from.begin(), from.end(), [&](auto& n) { return !to.count(n); }) ||
+                  std::any_of(to.begin(), to.end(), [&](auto& n) { return !from.count(n); });
+    // Both ends split a remote edge alike: its partition count is fixed (the store refuses a
+    // copy that holds another), not left to the readers of each node.
+    if (remote && e.partitions == 0)
+      e.partitions = e.default_partitions;
+    uint32_t parts = std::max<uint32_t>(1, e.partitions);
     if (from.count(node))
       for (const auto& peer : to)
         if (peer != node)
           view.stages.push_back(link_stage(view, reg, link_out_type, e.name + "->" + peer, e.name,
-                                           "to", peer));
+                                           "to", peer, parts));
     if (to.count(node))
       for (const auto& peer : from)
         if (peer != node)
           view.stages.push_back(link_stage(view, reg, link_in_type, e.name + "<-" + peer, e.name,
-                                           "from", peer));
+                                           "from", peer, parts));
   }
   std::set<std::string> touched;
   for (const auto& s : view.stages) {
