@@ -9,6 +9,8 @@
 //       them is carried by a node link (outbox = a's log, a batch per step, b's commit before its
 //       answer). Timed from the start of both processes to the end of both (store open, the end
 //       of the edge and the final flush included), at each durability asked for.
+//   (c) the same app on one node: the edge a log in one store, no link. What (b) adds to it is
+//       the link's cost; what (c) costs is the store's.
 // Prints records/s for each and ratio = (b) / (a); the target is >= 0.8 at `process`. A program,
 // not a test: exits 0 whatever the figures (1 when a phase failed).
 #include "builtin_stages.hpp"
@@ -158,21 +160,22 @@ public:
   void process_batch(context&, const batch& records) override { counted += records.size(); }
 };
 
+// `local`: the same app on one node, the edge a log in one store (the ceiling of (b)).
 double remote_edge(uint64_t n, size_t value_size, uint32_t partitions, const std::string& mode,
-                   const fs::path& dir) {
+                   const fs::path& dir, bool local = false) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   std::ofstream{dir / "app.yaml"}
     << "app: linkbench\ndurability: " << mode << "\ndata_dir: " << (dir / "data").string()
     << "\nadmin: {enabled: false}\n"
-    << "nodes:\n  a: {address: 127.0.0.1:" << free_port() << "}\n"
-    << "  b: {address: 127.0.0.1:" << free_port() << "}\n"
-    << "links: {timeout: 10s, linger: 2s}\n"
+    << (local ? "" : "nodes:\n  a: {address: 127.0.0.1:" + std::to_string(free_port()) + "}\n"
+                     "  b: {address: 127.0.0.1:" + std::to_string(free_port()) + "}\n"
+                     "links: {timeout: 10s, linger: 2s}\n")
     << "edges: {raw: {partitions: " << partitions << "}}\n"
     << "stages:\n"
-    << "  - {name: gen, node: a, type: generator, count: " << n
+    << "  - {name: gen, " << (local ? "" : "node: a, ") << "type: generator, count: " << n
     << ", payload_size: " << value_size << ", output: raw}\n"
-    << "  - {name: sink, node: b, type: linkbench.count, input: raw}\n";
+    << "  - {name: sink, " << (local ? "" : "node: b, ") << "type: linkbench.count, input: raw}\n";
   auto node = [&](const std::string& name) {
     return [&, name]() -> double {
       registry reg;
@@ -181,7 +184,7 @@ double remote_edge(uint64_t n, size_t value_size, uint32_t partitions, const std
       auto loaded = load_app((dir / "app.yaml").string(), reg);
       if (!loaded.app)
         throw std::runtime_error(loaded.issues.empty() ? "bad app" : loaded.issues[0].to_string());
-      auto view = net::node_view(*loaded.app, name, reg);
+      auto view = local ? *loaded.app : net::node_view(*loaded.app, name, reg);
       auto cfg = middleman_config();
       cfg.set("middleman.heartbeat-interval", caf::timespan{std::chrono::seconds(2)});
       cfg.set("middleman.connection-timeout", caf::timespan{std::chrono::seconds(10)});
@@ -195,9 +198,63 @@ double remote_edge(uint64_t n, size_t value_size, uint32_t partitions, const std
   auto start = clock_type::now();
   int fa = -1, fb = -1;
   pid_t b = in_child(fb, node("b"));
-  pid_t a = in_child(fa, node("a"));
+  pid_t a = local ? -1 : in_child(fa, node("a"));
   double got = result_of(b, fb);
-  result_of(a, fa);
+  if (!local)
+    result_of(a, fa);
+  double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+  fs::remove_all(dir);
+  return got >= static_cast<double>(n) ? got / seconds : std::nan("");
+}
+
+// (d) a chain of k nodes: a generator on the first, a copier on each one between, the count
+// on the last: k - 1 links in a row. Records/s through all of them, from the start of the
+// first process to the end of the last.
+double chain(uint64_t n, size_t value_size, unsigned k, const fs::path& dir) {
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    std::ofstream y{dir / "app.yaml"};
+    y << "app: chain\ndurability: process\ndata_dir: " << (dir / "data").string()
+      << "\nadmin: {enabled: false}\nnodes:\n";
+    for (unsigned i = 0; i < k; ++i)
+      y << "  n" << i << ": {address: 127.0.0.1:" << free_port() << "}\n";
+    y << "links: {timeout: 30s, linger: 2s}\nstages:\n"
+      << "  - {name: gen, node: n0, type: generator, count: " << n << ", payload_size: "
+      << value_size << ", output: e0}\n";
+    for (unsigned i = 1; i + 1 < k; ++i)
+      y << "  - {name: copy" << i << ", node: n" << i << ", type: copier, input: e" << i - 1
+        << ", outputs: {out: e" << i << "}}\n";
+    y << "  - {name: sink, node: n" << k - 1 << ", type: linkbench.count, input: e" << k - 2
+      << "}\n";
+  }
+  std::vector<std::pair<pid_t, int>> nodes;
+  auto start = clock_type::now();
+  for (unsigned i = k; i-- > 0;) {
+    int fd = -1;
+    auto name = "n" + std::to_string(i);
+    pid_t pid = in_child(fd, [&, name]() -> double {
+      registry reg;
+      register_builtin_stages(reg);
+      reg.add_sink<count_sink>("linkbench.count");
+      auto loaded = load_app((dir / "app.yaml").string(), reg);
+      if (!loaded.app)
+        throw std::runtime_error(loaded.issues.empty() ? "bad app" : loaded.issues[0].to_string());
+      auto view = net::node_view(*loaded.app, name, reg);
+      auto cfg = middleman_config();
+      cfg.set("middleman.heartbeat-interval", caf::timespan{std::chrono::seconds(6)});
+      cfg.set("middleman.connection-timeout", caf::timespan{std::chrono::seconds(30)});
+      caf::actor_system sys{cfg};
+      auto outcome = run_node(sys, view);
+      if (outcome.exit_code != 0)
+        throw std::runtime_error(outcome.message);
+      return static_cast<double>(counted.load());
+    });
+    nodes.emplace_back(pid, fd);
+  }
+  double got = result_of(nodes.front().first, nodes.front().second); // the last node: the count
+  for (size_t i = 1; i < nodes.size(); ++i)
+    result_of(nodes[i].first, nodes[i].second);
   double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
   fs::remove_all(dir);
   return got >= static_cast<double>(n) ? got / seconds : std::nan("");
@@ -213,12 +270,16 @@ int main(int argc, char** argv) {
   std::vector<std::string> modes{"process", "sync"};
   std::string dir = "bench-data";
   std::vector<uint32_t> partitions{1, 4};
+  std::vector<unsigned> chains;
   cli.add_option("--records", records, "records per phase (default 1,000,000)");
   cli.add_option("--value-size", value_size, "payload bytes (default 100)");
   cli.add_option("--repeat", repeat, "runs of each phase; the fastest counts (default 1)");
-  cli.add_option("--modes", modes, "durabilities of (b) (default process,sync)");
+  cli.add_option("--modes", modes, "durabilities of (b) (default process,sync)")->delimiter(',');
   cli.add_option("--partitions", partitions, "partition counts of (b)'s edge: a batch in flight "
-                                             "per partition (default 1,4)");
+                                             "per partition (default 1,4)")
+    ->delimiter(',');
+  cli.add_option("--chain", chains, "(d): chains of these many nodes, e.g. 2,4,8 (default none)")
+    ->delimiter(',');
   cli.add_option("--dir", dir, "where (b) keeps its nodes' data (default ./bench-data)");
   CLI11_PARSE(cli, argc, argv);
   set_log_level(log_level::warn);
@@ -238,6 +299,12 @@ int main(int argc, char** argv) {
   failures += std::isnan(raw);
   for (const auto& mode : modes)
     for (auto parts : partitions) {
+      double one = best([&] {
+        return remote_edge(records, value_size, parts, mode, fs::absolute(dir) / "local", true);
+      });
+      failures += std::isnan(one);
+      std::printf("(c) one node at %-8s %u partition%s      %12.0f records/s   (b)'s ceiling\n",
+                  mode.c_str(), parts, parts == 1 ? " " : "s", one);
       double link = best([&] {
         return remote_edge(records, value_size, parts, mode, fs::absolute(dir) / ("link-" + mode));
       });
@@ -247,6 +314,13 @@ int main(int argc, char** argv) {
                   mode == "process" ? (link / raw >= 0.8 ? "  PASS (>= 0.8)" : "  FAIL (< 0.8)")
                                     : "");
     }
+  for (auto k : chains) {
+    if (k < 2)
+      continue;
+    double rate = best([&] { return chain(records, value_size, k, fs::absolute(dir) / "chain"); });
+    failures += std::isnan(rate);
+    std::printf("(d) chain of %u nodes at process, %u links %12.0f records/s\n", k, k - 1, rate);
+  }
   std::error_code ec;
   fs::remove(dir, ec); // when empty
   return failures ? 1 : 0;

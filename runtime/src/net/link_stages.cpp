@@ -16,6 +16,9 @@
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
+#include <kj/io.h>
+
+#include <cstring>
 
 #include <random>
 #include <set>
@@ -34,10 +37,12 @@ std::shared_ptr<link_hub> the_hub() {
   return hub;
 }
 
+// The message as one flat array, written straight into the string CAF sends.
 std::string flat(capnp::MessageBuilder& msg) {
-  auto words = capnp::messageToFlatArray(msg);
-  auto bytes = words.asBytes();
-  return {reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
+  std::string out(capnp::computeSerializedSizeInWords(msg) * sizeof(capnp::word), '\0');
+  kj::ArrayOutputStream stream{{reinterpret_cast<kj::byte*>(out.data()), out.size()}};
+  capnp::writeMessage(stream, msg);
+  return out;
 }
 
 class link_out final : public stage {
@@ -162,9 +167,17 @@ public:
 private:
   // Appends what of one batch is new; true when it carries the end.
   bool append(context& ctx, inbound_batch& b) {
-    // Cap'n Proto reads from word-aligned memory.
-    auto words = kj::heapArray<capnp::word>((b.bytes.size() + 7) / 8);
-    std::memcpy(words.begin(), b.bytes.data(), b.bytes.size());
+    // Cap'n Proto reads from word-aligned memory: a long string's heap buffer is (malloc's
+    // alignment); copied otherwise.
+    kj::Array<capnp::word> copy;
+    kj::ArrayPtr<const capnp::word> words{reinterpret_cast<const capnp::word*>(b.bytes.data()),
+                                          b.bytes.size() / sizeof(capnp::word)};
+    if (reinterpret_cast<uintptr_t>(b.bytes.data()) % alignof(capnp::word) != 0 ||
+        b.bytes.size() % sizeof(capnp::word) != 0) {
+      copy = kj::heapArray<capnp::word>((b.bytes.size() + 7) / 8);
+      std::memcpy(copy.begin(), b.bytes.data(), b.bytes.size());
+      words = copy;
+    }
     capnp::ReaderOptions options;
     options.traversalLimitInWords = words.size() + 1024;
     capnp::FlatArrayMessageReader reader{words, options};
