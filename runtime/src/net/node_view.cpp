@@ -39,7 +39,7 @@ stage_config link_stage(const app_config& whole, const registry& reg, const char
   s.type_info = reg.find(type);
   s.node = whole.node;
   s.supervision = whole.node_supervision;
-  s.batch.max_items = 8192;
+  s.batch.max_items = 4096;
   s.settings = std::string{"type="} + type + " edge=" + edge + " " + peer_key + "=" + peer;
   yaml_params::payloads ports;
   ports.fallback = whole.payload_schema;
