@@ -9,7 +9,7 @@ set -euo pipefail
 # chromium: the headless browser the dashboard's test loads it in; libfuse3-dev and fuse3: the
 # power-cut file system of tests/powercut; clang and its runtime: the sanitizer build, which is
 # also the libFuzzer build; libhowardhinnant-date-dev and tzdata: time zones of cron schedules;
-# sqlite3: the oracle of apps/nightly's test.
+# sqlite3: the oracle of apps/nightly's test; openssl: the certificates of the TLS links' test.
 packages=(
   build-essential cmake pkg-config
   libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils catch2
@@ -17,7 +17,7 @@ packages=(
   libcpp-httplib-dev nlohmann-json3-dev zlib1g-dev
   jq file python3 ffmpeg prometheus chromium
   libfuse3-dev fuse3 clang libclang-rt-14-dev
-  libhowardhinnant-date-dev tzdata sqlite3
+  libhowardhinnant-date-dev tzdata sqlite3 openssl
 )
 
 missing=()

@@ -30,6 +30,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -268,6 +269,14 @@ int run(const std::string& file, const troupe::load_options& options) {
     cfg.set("middleman.heartbeat-interval", caf::timespan{app.links.timeout / 5});
     cfg.set("middleman.connection-timeout", caf::timespan{app.links.timeout});
     cfg.set("middleman.enable-automatic-connections", false);
+    if (!app.links.tls_ca.empty()) {
+      const auto& me = *std::find_if(app.nodes.begin(), app.nodes.end(),
+                                     [&](const auto& n) { return n.name == app.node; });
+      cfg.load<caf::openssl::manager>();
+      cfg.set("openssl.certificate", me.certificate);
+      cfg.set("openssl.key", me.key);
+      cfg.set("openssl.cafile", app.links.tls_ca);
+    }
   }
   caf::actor_system sys{cfg};
 

@@ -23,7 +23,7 @@ struct cluster {
   temp_dir dir;
   int ports[3] = {free_port(), free_port(), free_port()};
 
-  std::string app(const std::string& timeout = "2s") const {
+  std::string app(const std::string& timeout = "2s", const std::string& tls = "") const {
     std::ostringstream y;
     y << "app: trio\n"
       << "data_dir: " << dir / "data" << "\n"
@@ -32,7 +32,7 @@ struct cluster {
     const char* names[] = {"a", "b", "c"};
     for (int i = 0; i < 3; ++i)
       y << "  " << names[i] << ": {address: 127.0.0.1:" << ports[i] << "}\n";
-    y << "links: {timeout: " << timeout << ", linger: 5s}\n"
+    y << "links: {timeout: " << timeout << ", linger: 5s" << tls << "}\n"
       << "edges:\n"
       << "  raw: {type: Event, partitions: 4}\n"
       << "  kept: {type: Event, partitions: 4}\n"
@@ -200,4 +200,59 @@ TEST_CASE("troupe run of an app with nodes needs --node, and names the nodes", "
   r = run_troupe({"run", c.dir / "app.yaml", "--node", "d"});
   CHECK(exit_code(r.status) == 64);
   CHECK(r.output.find("has no such node") != std::string::npos);
+}
+
+TEST_CASE("links over TLS: nodes with certificates of the CA carry the records, one without is "
+          "refused at the handshake", "[e2e]") {
+  cluster c;
+  write_input(c.dir / "in.jsonl", 20000, 7);
+  // A CA, a certificate per node signed by it, and a rogue one it did not sign.
+  auto tls = c.dir / "tls";
+  std::string make = "mkdir -p " + tls + " && cd " + tls +
+                     " && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem "
+                     "-days 2 -subj /CN=troupe-test-ca";
+  for (const char* n : {"a", "b", "c"})
+    make += std::string(" && openssl req -newkey rsa:2048 -nodes -keyout ") + n + ".key -out " + n +
+            ".csr -subj /CN=node-" + n + " && openssl x509 -req -in " + n + ".csr -CA ca.pem "
+            "-CAkey ca.key -CAcreateserial -out " + n + ".pem -days 2";
+  make += " && openssl req -x509 -newkey rsa:2048 -nodes -keyout rogue.key -out rogue.pem -days 2 "
+          "-subj /CN=rogue";
+  REQUIRE(shell(make + " > /dev/null 2>&1") == 0);
+  auto text = c.app("2s", ", tls: {ca: tls/ca.pem}");
+  for (const char* n : {"a", "b", "c"}) {
+    auto at = text.find(std::string("  ") + n + ": {address: ");
+    auto end = text.find('}', at);
+    text.insert(end, std::string(", certificate: tls/") + n + ".pem, key: tls/" + n + ".key");
+  }
+  write_file(c.dir / "app.yaml", text);
+  INFO(text);
+  auto lint = run_troupe({"lint", c.dir / "app.yaml"});
+  REQUIRE(exit_code(lint.status) == 0);
+
+  auto log = c.dir / "launch.log";
+  {
+    troupe_process launch{{std::string(TROUPE_BIN_DIR) + "/troupe", "launch", c.dir / "app.yaml"},
+                          log};
+    REQUIRE(launch.wait_for_exit(120s));
+    INFO(tail_of(log));
+    REQUIRE(exited_ok(launch.status()));
+  }
+  check_output(c.dir / "out/out.jsonl", 20000);
+
+  // Node b with a certificate the CA did not sign: node a's link to it fails at the handshake,
+  // with a message that says what to check; b receives nothing.
+  auto troupe = std::string(TROUPE_BIN_DIR) + "/troupe";
+  REQUIRE(exit_code(run_troupe({"reset", c.dir / "app.yaml", "--yes"}).status) == 0);
+  troupe_process b{{troupe, "run", c.dir / "app.yaml", "--node", "b", "--set",
+                    "nodes.b.certificate=tls/rogue.pem", "--set", "nodes.b.key=tls/rogue.key"},
+                   c.dir / "b.log"};
+  troupe_process a{{troupe, "run", c.dir / "app.yaml", "--node", "a"}, c.dir / "a.log"};
+  CHECK(wait_until([&] { return lines_with(c.dir / "a.log", "closed during the TLS handshake") > 0; },
+                   30s, 10ms));
+  CHECK(lines_with(c.dir / "a.log", "links.tls: does it use TLS too") > 0);
+  a.signal(SIGTERM);
+  b.signal(SIGTERM);
+  REQUIRE(a.wait_for_exit(60s));
+  REQUIRE(b.wait_for_exit(60s));
+  CHECK(lines_with(c.dir / "b.log", "connected to node") == 0);
 }

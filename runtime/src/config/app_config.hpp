@@ -151,6 +151,9 @@ struct node_config {
   // Its admin endpoint; unset: the app's `admin:` host with a free port (admin.json says which).
   std::optional<std::string> admin_host;
   uint16_t admin_port = 0;
+  // With links.tls: the node's certificate and private key (PEM, absolute paths): its own
+  // (`certificate:`, `key:`) or links.tls's.
+  std::string certificate, key;
   int line = 0;
 };
 
@@ -162,6 +165,9 @@ struct links_config {
   // A node whose stages are done waits at most this long for the nodes that send it records to
   // confirm they are done too (so that a sender that died just before confirming finds it).
   std::chrono::milliseconds linger{10000};
+  // `links.tls`: links over TLS (CAF's OpenSSL module); each node proves itself with a
+  // certificate signed by `ca` and accepts only peers that do. Absolute paths; empty ca: no TLS.
+  std::string tls_ca;
 };
 
 struct app_config {

@@ -80,6 +80,8 @@ private:
   void read_log(const YAML::Node& log);
   void read_nodes(const YAML::Node& nodes, const YAML::Node& links);
   void check_nodes();
+  void read_tls(const YAML::Node& tls);
+  std::string tls_file(const YAML::Node& at, const std::string& field, const std::string& path);
 
   // ---- plugins
   void read_plugins(const YAML::Node& list);

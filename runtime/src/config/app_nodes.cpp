@@ -3,7 +3,7 @@
 //   nodes:
 //     a: {address: 127.0.0.1:7401}                 # where its node links listen (HOST:PORT)
 //     b: {address: 127.0.0.1:7402, data_dir: /srv/b, admin: 127.0.0.1:9402}
-//   links: {timeout: 10s, linger: 10s}
+//   links: {timeout: 10s, linger: 10s, tls: {ca: ca.pem, certificate: node.pem, key: node.key}}
 //   stages:
 //     - {name: read, type: jsonl_source, node: a, ...}
 //
@@ -12,7 +12,11 @@
 #include "config/app_loader.hpp"
 #include "config/config_values.hpp"
 
+#include <filesystem>
+#include <fstream>
 #include <map>
+
+namespace fs = std::filesystem;
 
 namespace troupe::detail {
 
@@ -32,7 +36,7 @@ void app_loader::read_nodes(const YAML::Node& nodes, const YAML::Node& links) {
       auto name = read_name(r_, key, field, "a node name");
       if (!name || !open_map(r_, n, field))
         continue;
-      check_keys(r_, n, field, {"address", "data_dir", "admin"});
+      check_keys(r_, n, field, {"address", "data_dir", "admin", "certificate", "key"});
       node_config node;
       node.name = *name;
       node.line = line_of(key.Mark());
@@ -68,6 +72,11 @@ void app_loader::read_nodes(const YAML::Node& nodes, const YAML::Node& links) {
                                              "65535, such as 127.0.0.1:9401");
           }
         }
+      for (const char* k : {"certificate", "key"})
+        if (auto v = n[k]; v.IsDefined())
+          if (auto path = read_string(r_, v, field + "." + k, "a PEM file"))
+            (std::string{k} == "key" ? node.key : node.certificate) = tls_file(v, field + "." + k,
+                                                                              *path);
       app_.nodes.push_back(std::move(node));
     }
     if (nodes.IsMap() && nodes.size() == 0)
@@ -78,7 +87,7 @@ void app_loader::read_nodes(const YAML::Node& nodes, const YAML::Node& links) {
   }
   if (!open_map(r_, links, "links"))
     return;
-  check_keys(r_, links, "links", {"timeout", "linger"});
+  check_keys(r_, links, "links", {"timeout", "linger", "tls"});
   if (!nodes.IsDefined()) {
     r_.at(links, "links", "'links' is about the links between an app's nodes; this app declares "
                           "no nodes (nodes:)");
@@ -92,6 +101,48 @@ void app_loader::read_nodes(const YAML::Node& nodes, const YAML::Node& links) {
   };
   duration("timeout", cfg.timeout);
   duration("linger", cfg.linger);
+  read_tls(links["tls"]);
+}
+
+// `links.tls`: the CA every node's certificate must be signed by, and the certificate and key
+// of nodes that name none of their own.
+void app_loader::read_tls(const YAML::Node& tls) {
+  if (!open_map(r_, tls, "links.tls") || !tls.IsMap())
+    return;
+  check_keys(r_, tls, "links.tls", {"ca", "certificate", "key"});
+  if (auto v = tls["ca"]; !v.IsDefined())
+    r_.at(tls, "links.tls.ca", "missing required key 'ca' (the PEM file of the certificate "
+                               "authority that signed every node's certificate)");
+  else if (auto path = read_string(r_, v, "links.tls.ca", "a PEM file"))
+    app_.links.tls_ca = tls_file(v, "links.tls.ca", *path);
+  std::string certificate, key;
+  if (auto v = tls["certificate"]; v.IsDefined())
+    if (auto path = read_string(r_, v, "links.tls.certificate", "a PEM file"))
+      certificate = tls_file(v, "links.tls.certificate", *path);
+  if (auto v = tls["key"]; v.IsDefined())
+    if (auto path = read_string(r_, v, "links.tls.key", "a PEM file"))
+      key = tls_file(v, "links.tls.key", *path);
+  for (auto& n : app_.nodes) {
+    if (n.certificate.empty())
+      n.certificate = certificate;
+    if (n.key.empty())
+      n.key = key;
+    if (n.certificate.empty() || n.key.empty())
+      r_.at(node_marks_.at(n.name), "nodes." + n.name,
+            "with links.tls, node " + n.name + " needs a certificate and a key (its own "
+            "`certificate:` and `key:`, or links.tls's)");
+  }
+}
+
+// A PEM file's absolute path (relative to the YAML's folder); an issue when it cannot be read.
+std::string app_loader::tls_file(const YAML::Node& at, const std::string& field,
+                                 const std::string& path) {
+  auto full = absolute_path(fs::path(path).is_absolute() ? fs::path(path)
+                                                         : fs::path(app_.base_dir) / path);
+  std::ifstream in{full};
+  if (!in)
+    r_.at(at, field, "cannot read " + full);
+  return full;
 }
 
 // Every stage of an app with nodes is placed on one of them; an app without nodes places none.
@@ -123,6 +174,10 @@ void app_loader::check_nodes() {
     }
     ++placed[s.cfg.node];
   }
+  for (const auto& n : app_.nodes)
+    if (app_.links.tls_ca.empty() && (!n.certificate.empty() || !n.key.empty()))
+      r_.at(node_marks_.at(n.name), "nodes." + n.name,
+            "a certificate or key is for links over TLS: give links.tls (its ca at least)");
   for (const auto& n : app_.nodes)
     if (!placed.count(n.name))
       r_.warn(node_marks_.at(n.name), "nodes." + n.name,

@@ -5,6 +5,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
 
 #include <xxhash.h>
 
@@ -101,6 +102,7 @@ struct peer_state {
   std::string me, who; // "node b at 127.0.0.1:7402"
   node_config peer;
   links_config links;
+  bool tls = false;
   std::vector<std::string> print;
   caf::actor remote;
   bool connecting = false;
@@ -158,7 +160,8 @@ void connect(peer_ptr self) {
   if (st.connecting)
     return;
   st.connecting = true;
-  auto mm = self->home_system().middleman().actor_handle();
+  auto& sys = self->home_system();
+  auto mm = st.tls ? sys.openssl_manager().actor_handle() : sys.middleman().actor_handle();
   auto give_up = [=](const std::string& why, uint32_t code = retry_code) {
     self->state.connecting = false;
     fail_all(self, why, code);
@@ -193,7 +196,16 @@ void connect(peer_ptr self) {
               give_up(self->state.who + " did not answer" + why_not(e, self->state.links));
             });
       },
-      [=](caf::error& e) { give_up("cannot reach " + self->state.who + ": " + describe(e)); });
+      [=](caf::error& e) {
+        auto why = "cannot reach " + self->state.who + ": " + describe(e);
+        if (e == caf::sec::disconnect_during_handshake)
+          why = "cannot reach " + self->state.who + ": the connection closed during the " +
+                (self->state.tls ? "TLS " : "") + "handshake" +
+                (self->state.tls ? " (links.tls: does it use TLS too, with a certificate signed "
+                                   "by links.tls.ca, and is this node's?)"
+                                 : " (does it use links.tls while this node does not?)");
+        give_up(why);
+      });
 }
 
 caf::behavior peer_link(peer_ptr self, std::string me, node_config peer, links_config links,
@@ -203,6 +215,7 @@ caf::behavior peer_link(peer_ptr self, std::string me, node_config peer, links_c
   st.who = "node " + peer.name + " at " + peer.host + ":" + std::to_string(peer.port);
   st.peer = std::move(peer);
   st.links = links;
+  st.tls = !links.tls_ca.empty();
   st.print = std::move(print);
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& st = self->state;
@@ -339,7 +352,18 @@ std::variant<std::shared_ptr<link_hub>, std::string> link_hub::start(caf::actor_
       hub->in_[{s.stage_params->get_string("edge"), s.stage_params->get_string("from")}]
         .partitions = static_cast<uint32_t>(s.stage_params->get_u64("partitions", 1));
   hub->endpoint_ = sys.spawn(endpoint, hub);
-  auto port = sys.middleman().publish(hub->endpoint_, me->port, me->host.c_str(), true);
+  // Only the node's address is bound; with links.tls, only peers with a certificate signed by
+  // the CA get through the handshake.
+  caf::expected<uint16_t> port = caf::sec::runtime_error;
+  try {
+    port = view.links.tls_ca.empty()
+             ? sys.middleman().publish(hub->endpoint_, me->port, me->host.c_str(), true)
+             : caf::openssl::publish(hub->endpoint_, me->port, me->host.c_str(), true);
+  } catch (const std::exception& e) { // CAF's OpenSSL module throws on a bad key or certificate
+    caf::anon_send_exit(hub->endpoint_, caf::exit_reason::user_shutdown);
+    return "cannot listen for node links over TLS: " + std::string{e.what()} +
+           " (links.tls, nodes." + me->name + ")";
+  }
   if (!port) {
     caf::anon_send_exit(hub->endpoint_, caf::exit_reason::user_shutdown);
     return "cannot listen for node links at " + me->host + ":" + std::to_string(me->port) +
@@ -367,7 +391,11 @@ void link_hub::stop() {
   }
   if (!endpoint)
     return;
-  sys_->middleman().unpublish(endpoint, port_);
+  if (links_.tls_ca.empty())
+    sys_->middleman().unpublish(endpoint, port_);
+  else // caf/openssl/unpublish.hpp of Debian's 0.17.6 does not compile: ask its actor directly
+    caf::anon_send(sys_->openssl_manager().actor_handle(), caf::unpublish_atom::value,
+                   endpoint.address(), port_);
   caf::anon_send_exit(endpoint, caf::exit_reason::user_shutdown);
   std::lock_guard<std::mutex> guard{mutex_};
   for (auto& [name, peer] : peers_)

@@ -99,3 +99,13 @@ TEST_CASE("fingerprints say which part of two apps differs", "[runtime][config]"
   REQUIRE(three.result.app);
   CHECK(net::differences(mine, net::fingerprint_of(three.app())).empty());
 }
+
+TEST_CASE("links.tls: the CA is required, every node needs a certificate and a key, files must "
+          "be readable", "[runtime][config]") {
+  loaded l("nodes_tls_bad.yaml");
+  INFO(dump(l.issues()));
+  check_issue(l, "links.tls.ca", 5, 19, "cannot read ");
+  check_issue(l, "nodes.b", 4, 3, "with links.tls, node b needs a certificate and a key");
+  check_issue(l, "nodes.a.key", 3, 64, "cannot read ");
+  CHECK_FALSE(l.result.app);
+}
