@@ -57,8 +57,8 @@ struct LinkItem {
   envelope @2 :Data;       # the record's Envelope, unchanged
 }
 
-# Each partition's incarnation on the sending node, made once with its state: a new one with
-# positions the receiver already holds means the sender's data was reset.
+# The incarnation of the sending node's store (made once with it) for a partition: a new one
+# with positions the receiver already holds means the sender's data was reset.
 struct LinkEpoch {
   partition @0 :UInt32;
   epoch @1 :UInt64;

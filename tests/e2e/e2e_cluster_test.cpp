@@ -5,6 +5,7 @@
 // this test's own JSON reader: every line once in the output, in input order per key.
 #include "e2e_support.hpp"
 #include "node_fixture.hpp"
+#include "wordcount_oracle.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -255,4 +256,71 @@ TEST_CASE("links over TLS: nodes with certificates of the CA carry the records, 
   REQUIRE(a.wait_for_exit(60s));
   REQUIRE(b.wait_for_exit(60s));
   CHECK(lines_with(c.dir / "b.log", "connected to node") == 0);
+}
+
+TEST_CASE("apps/cluster: the word count over three nodes, its reduce spread over two, equals "
+          "coreutils' count under SIGKILLs", "[e2e][slow]") {
+  temp_dir dir;
+  auto seed = pick_seed();
+  INFO("seed " << seed << ", data in " << dir.path());
+  write_text(dir / "in.txt", small_scale() ? 300000 : 2000000, seed);
+  ::setenv("INPUT", (dir / "in.txt").c_str(), 1);
+  ::setenv("OUT_DIR", (dir / "out").c_str(), 1);
+  std::vector<std::string> args{std::string(TROUPE_BIN_DIR) + "/troupe", "launch",
+                                std::string(TROUPE_SOURCE_DIR) + "/apps/cluster/app.yaml",
+                                "--data-dir", dir / "data"};
+  for (const char* n : {"a", "b", "c"}) // ports of its own, whatever else runs beside
+    args.insert(args.end(), {"--set", std::string("nodes.") + n + ".address=127.0.0.1:" +
+                                        std::to_string(free_port())});
+  auto log = dir / "launch.log";
+  troupe_process launch{args, log};
+  // Kill b and c (the reducers) while they reduce and while they write their totals, and a
+  // while it maps: each once its data dir, or the output, has grown past a random point.
+  std::mt19937_64 rnd{seed};
+  int kills = 0;
+  const char* order[] = {"b", "a", "c", "b", "c"};
+  for (int round = 0; round < 5; ++round) {
+    const char* n = order[round];
+    auto grows = round < 3 ? dir / (std::string("data/") + n + "/data.mdb") : dir / "out/counts.jsonl";
+    auto target = size_of(grows) + 4096 + rnd() % (64u << 10);
+    wait_until([&] { return size_of(grows) >= target || !launch.running(); }, 60s, 1ms);
+    std::vector<pid_t> pids;
+    if (!launch.running() ||
+        !wait_until([&] { return !(pids = node_pids(launch.pid(), n)).empty(); }, 5s))
+      continue;
+    ::kill(pids.front(), SIGKILL);
+    ++kills;
+  }
+  REQUIRE(launch.wait_for_exit(300s));
+  INFO(tail_of(log, 60));
+  REQUIRE(exited_ok(launch.status()));
+  std::cerr << "cluster wordcount: " << kills << " SIGKILLs\n";
+  CHECK(kills >= 3);
+  auto want = coreutils_counts(dir);
+  CHECK(want.size() > 500);
+  CHECK(troupe_counts(dir) == want);
+  ::unsetenv("INPUT");
+  ::unsetenv("OUT_DIR");
+}
+
+TEST_CASE("a node whose data was reset alone is refused by the nodes that hold what it sent "
+          "before", "[e2e]") {
+  cluster c;
+  write_input(c.dir / "in.jsonl", 2000, 3);
+  auto launch = [&] {
+    return run_command({std::string(TROUPE_BIN_DIR) + "/troupe", "launch", c.dir / "app.yaml"});
+  };
+  auto first = launch();
+  INFO(first.output);
+  REQUIRE(exit_code(first.status) == 0);
+  check_output(c.dir / "out/out.jsonl", 2000);
+  REQUIRE(exit_code(run_troupe({"reset", c.dir / "app.yaml", "--node", "a", "--yes"}).status) == 0);
+  // Node a reads its input afresh and sends it again; b finished that edge with the records of
+  // a's earlier store: silently dropping the new ones as duplicates would lose them.
+  auto again = launch();
+  INFO(again.output);
+  CHECK(exit_code(again.status) == 1);
+  CHECK(again.output.find("finished edge 'raw' with what an earlier incarnation of node a sent "
+                          "(was a's data reset?); to start afresh, reset the data of every node") !=
+        std::string::npos);
 }

@@ -404,7 +404,21 @@ stage_draft app_loader::read_stage(const YAML::Node& n, const std::string& field
   if (auto v = n["node"]; v.IsDefined()) {
     s.node_value = v;
     if (auto name = read_name(r_, v, field + ".node", "a node name"))
-      s.cfg.node = *name;
+      s.cfg.nodes = {*name};
+  }
+  if (auto v = n["nodes"]; v.IsDefined()) {
+    if (s.node_value) {
+      r_.at(v, field + ".nodes", "give 'node' (one) or 'nodes' (a list), not both");
+    } else {
+      s.node_value = v;
+      s.nodes_list = true;
+      if (!v.IsSequence() || v.size() == 0)
+        r_.expected(v, field + ".nodes", "a non-empty list of node names such as [b, c]");
+      else
+        for (size_t i = 0; i < v.size(); ++i)
+          if (auto name = read_name(r_, v[i], index(field + ".nodes", i), "a node name"))
+            s.cfg.nodes.push_back(*name);
+    }
   }
   subscription("start", {{"earliest", false}, {"latest", true}}, s.cfg.start_latest);
   subscription("slow", {{"hold", false}, {"skip", true}}, s.cfg.slow_skip);

@@ -93,8 +93,12 @@ struct stage_config {
   std::string settings;
   // Absolute paths of the files the stage writes (its type's owned_paths params), as given.
   std::vector<std::string> owned_paths;
-  // `node:`: the node it runs on, in an app with `nodes:`; empty otherwise.
-  std::string node;
+  // `node:` (one) or `nodes:` (its input partitions spread over them): where it runs, in an app
+  // with `nodes:`; empty otherwise. Node i of k owns partitions [i*P/k, (i+1)*P/k) of its inputs.
+  std::vector<std::string> nodes;
+  // In a node's view, for a stage spread over several nodes (and a link carrying part of an
+  // edge): the input partitions it owns here; empty: all of them.
+  std::vector<uint32_t> partition_subset;
   int line = 0;
 };
 

@@ -141,7 +141,15 @@ void app_loader::check_graph() {
       bool leasing = reader.cfg.type_info && reader.cfg.type_info->leases;
       if (leasing)
         continue;
-      spec.default_partitions = std::max(spec.default_partitions, reader.cfg.workers);
+      // Spread over k nodes, each running `workers` workers: k * workers partitions by default.
+      auto spread = std::max<uint32_t>(1, static_cast<uint32_t>(reader.cfg.nodes.size()));
+      spec.default_partitions = std::max(spec.default_partitions, reader.cfg.workers * spread);
+      if (spread > 1 && spec.partitions > 0 && spec.partitions < spread)
+        r_.at(*reader.node_value, reader.field + ".nodes",
+              "stage '" + reader.cfg.name + "' is spread over " + std::to_string(spread) +
+                " nodes but its input '" + edge + "' has " + std::to_string(spec.partitions) +
+                " partitions (edges." + edge + ".partitions); each node needs a partition of "
+                "its own");
       if (spec.partitions > 0 && reader.cfg.workers > spec.partitions && reader.workers_value)
         r_.at(*reader.workers_value, reader.field + ".workers",
               "stage '" + reader.cfg.name + "' has " + std::to_string(reader.cfg.workers) +

@@ -43,6 +43,7 @@ struct stage_draft {
   std::vector<std::pair<std::string, edge_ref>> outputs; // port -> edge
   // As written (input or inputs, ...); optional because a default YAML::Node is a defined null.
   std::optional<YAML::Node> inputs_key, outputs_key, workers_value, node_value;
+  bool nodes_list = false; // placed with `nodes:` (a list)
   bool buildable = true; // false when building it would only repeat a reported problem
 };
 

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 namespace fs = std::filesystem;
 
@@ -164,15 +165,38 @@ void app_loader::check_nodes() {
             "'node' places a stage on one of the app's nodes; this app declares none (nodes:)");
       continue;
     }
-    if (s.cfg.node.empty())
+    if (s.cfg.nodes.empty())
       continue; // not a name: reported
-    if (std::find(names.begin(), names.end(), s.cfg.node) == names.end()) {
-      r_.at(*s.node_value, s.field + ".node", "unknown node '" + s.cfg.node + "'" +
-                                                suggest(s.cfg.node, names) + "; the app's "
-                                                "nodes are " + join(names));
-      continue;
+    std::set<std::string> seen;
+    for (size_t i = 0; i < s.cfg.nodes.size(); ++i) {
+      const auto& node = s.cfg.nodes[i];
+      auto field = s.nodes_list ? index(s.field + ".nodes", i) : s.field + ".node";
+      const YAML::Node at = s.nodes_list ? (*s.node_value)[i] : *s.node_value;
+      if (std::find(names.begin(), names.end(), node) == names.end())
+        r_.at(at, field, "unknown node '" + node + "'" + suggest(node, names) +
+                           "; the app's nodes are " + join(names));
+      else if (!seen.insert(node).second)
+        r_.at(at, field, "node '" + node + "' is listed twice");
+      else
+        ++placed[node];
     }
-    ++placed[s.cfg.node];
+    if (s.cfg.nodes.size() < 2)
+      continue;
+    // Spread over several nodes: its input partitions are divided among them.
+    auto why_not = [&]() -> std::string {
+      const auto* t = s.cfg.type_info;
+      if (s.inputs.empty())
+        return "a source runs on one node";
+      if (t && t->leases)
+        return "a work queue leases its items from one node (not over several yet)";
+      if (t && t->single_worker)
+        return "type '" + s.cfg.type + "' writes one thing in order (it takes one worker)";
+      return "";
+    }();
+    if (!why_not.empty())
+      r_.at(*s.node_value, s.field + ".nodes",
+            "stage '" + s.cfg.name + "' cannot be spread over several nodes: " + why_not +
+              "; give it one (node: NAME)");
   }
   for (const auto& n : app_.nodes)
     if (app_.links.tls_ca.empty() && (!n.certificate.empty() || !n.key.empty()))

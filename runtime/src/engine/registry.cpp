@@ -14,7 +14,8 @@ const std::vector<std::string>& runtime_stage_keys() {
   static const std::vector<std::string> keys = {"name",    "type",       "inputs",  "input",
                                                 "outputs", "output",     "workers", "batch",
                                                 "retry",   "supervision", "lease",
-                                                "start",   "slow",       "node"};
+                                                "start",   "slow",       "node",
+                                                "nodes"};
   return keys;
 }
 

@@ -105,6 +105,9 @@ struct worker_spec {
   std::vector<edge_id> outputs;                       // distinct output edges
   std::vector<std::vector<stage_id>> output_consumers; // stages reading each output edge
   std::vector<stage_id> upstream;                      // producers of the inputs
+  // Of each, the partitions it runs on this node (its done marks to wait for): all of them but
+  // for a stage spread over several nodes.
+  std::vector<std::vector<partition_id>> upstream_partitions;
   std::vector<uint32_t> edge_partitions;               // every edge's partition count, by id
   // A leasing stage's items, shared by its workers (they each own every partition); null for
   // other stages. See lease_table.hpp.

@@ -141,12 +141,23 @@ outputs output_state(worker_state& st) {
 caf::expected<upstream> upstream_status(worker_state& st) {
   bool failed = false;
   const auto& stages = st.node->db->layout().stages;
-  for (auto u : st.spec.upstream) {
+  for (size_t i = 0; i < st.spec.upstream.size(); ++i) {
+    auto u = st.spec.upstream[i];
     if (st.node->failed->contains(u)) {
       failed = true;
       continue;
     }
-    for (partition_id p = 0; p < stages[u].partitions; ++p) {
+    std::vector<partition_id> all;
+    const auto* parts = i < st.spec.upstream_partitions.size() &&
+                            !st.spec.upstream_partitions[i].empty()
+                          ? &st.spec.upstream_partitions[i]
+                          : nullptr;
+    if (!parts) {
+      for (partition_id p = 0; p < stages[u].partitions; ++p)
+        all.push_back(p);
+      parts = &all;
+    }
+    for (auto p : *parts) {
       auto done = st.reader->state(u, state_scope::partition, p, state_space::runtime, "done");
       if (!done)
         return done.error();

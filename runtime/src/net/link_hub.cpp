@@ -7,7 +7,12 @@
 #include <caf/io/all.hpp>
 #include <caf/openssl/all.hpp>
 
+#include <envelope.capnp.h>
+
+#include <capnp/serialize.h>
 #include <xxhash.h>
+
+#include <cstring>
 
 #include <fstream>
 #include <sstream>
@@ -49,6 +54,22 @@ fingerprint from_lines(const std::vector<std::string>& lines) {
     if (auto eq = l.rfind('='); eq != std::string::npos)
       print[l.substr(0, eq)] = l.substr(eq + 1);
   return print;
+}
+
+// The sender's epoch a LinkBatch carries (its first partition's), nullopt when it names none or
+// does not decode.
+std::optional<uint64_t> epoch_of(const std::string& bytes) {
+  try {
+    kj::Array<capnp::word> words = kj::heapArray<capnp::word>((bytes.size() + 7) / 8);
+    std::memcpy(words.begin(), bytes.data(), bytes.size());
+    capnp::FlatArrayMessageReader reader{words};
+    auto epochs = reader.getRoot<schema::LinkBatch>().getEpochs();
+    if (epochs.size() == 0)
+      return std::nullopt;
+    return epochs[0].getEpoch();
+  } catch (const kj::Exception&) {
+    return std::nullopt;
+  }
 }
 
 // ---- the endpoint: what peers send to
@@ -291,7 +312,10 @@ fingerprint fingerprint_of(const app_config& whole) {
     nodes += n.name + "@" + n.host + ":" + std::to_string(n.port) + ";";
   print["nodes"] = hex_hash(nodes);
   for (const auto& s : whole.stages) {
-    std::string text = s.type + "|" + s.node + "|in:";
+    std::string text = s.type + "|";
+    for (const auto& n : s.nodes)
+      text += n + ",";
+    text += "|in:";
     for (const auto& in : s.inputs)
       text += in + ",";
     text += "|out:";
@@ -332,11 +356,12 @@ std::vector<std::string> differences(const fingerprint& mine, const fingerprint&
 
 // ---- the hub
 
-std::variant<std::shared_ptr<link_hub>, std::string> link_hub::start(caf::actor_system& sys,
-                                                                    const app_config& view) {
+std::variant<std::shared_ptr<link_hub>, std::string>
+link_hub::start(caf::actor_system& sys, const app_config& view, uint64_t epoch) {
   std::shared_ptr<link_hub> hub{new link_hub};
   hub->sys_ = &sys;
   hub->node_ = view.node;
+  hub->epoch_ = epoch;
   hub->links_ = view.links;
   hub->print_ = view.fingerprint;
   const node_config* me = nullptr;
@@ -348,9 +373,11 @@ std::variant<std::shared_ptr<link_hub>, std::string> link_hub::start(caf::actor_
   if (!me)
     return "node " + view.node + " is not one of the app's nodes";
   for (const auto& s : view.stages)
-    if (s.type == "link_in")
+    if (s.type == "link_in") {
+      auto list = s.stage_params->get_string("partitions");
       hub->in_[{s.stage_params->get_string("edge"), s.stage_params->get_string("from")}]
-        .partitions = static_cast<uint32_t>(s.stage_params->get_u64("partitions", 1));
+        .partitions = static_cast<uint32_t>(std::count(list.begin(), list.end(), ',') + 1);
+    }
   hub->endpoint_ = sys.spawn(endpoint, hub);
   // Only the node's address is bound; with links.tls, only peers with a certificate signed by
   // the CA get through the handshake.
@@ -453,9 +480,11 @@ void link_hub::detach(const std::string& edge, const std::string& from) {
   }
 }
 
-void link_hub::ended(const std::string& edge, const std::string& from) {
+void link_hub::ended(const std::string& edge, const std::string& from, uint64_t epoch) {
   std::lock_guard<std::mutex> guard{mutex_};
-  in_[{edge, from}].ended = true;
+  auto& in = in_[{edge, from}];
+  in.ended = true;
+  in.epoch = epoch;
 }
 
 void link_hub::answer(uint64_t token, link_reply reply) {
@@ -477,8 +506,15 @@ std::optional<link_reply> link_hub::route(const std::string& edge, const std::st
     return link_reply{link_status::refused, "node " + node_ + " receives no edge '" + edge +
                                               "' from node " + from + " (do the nodes run the "
                                               "same app file?)"};
-  if (i->second.ended)
-    return link_reply{link_status::ok, {}}; // a batch sent again after the end: all there
+  if (i->second.ended) {
+    // A batch sent again after the end is all here, unless the sender's data was reset since.
+    if (auto epoch = epoch_of(batch); epoch && *epoch != i->second.epoch && i->second.epoch != 0)
+      return link_reply{link_status::refused,
+                        "node " + node_ + " finished edge '" + edge + "' with what an earlier "
+                        "incarnation of node " + from + " sent (was " + from + "'s data reset?); "
+                        "to start afresh, reset the data of every node"};
+    return link_reply{link_status::ok, {}};
+  }
   if (!i->second.box)
     return link_reply{link_status::retry, "node " + node_ + " is not taking edge '" + edge +
                                             "' yet (its stage is starting)"};

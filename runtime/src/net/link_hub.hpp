@@ -83,8 +83,9 @@ class link_hub : public std::enable_shared_from_this<link_hub> {
 public:
   // Publishes the endpoint at the node's address. `view` is the node's view (node_view.hpp).
   // An error text when it cannot listen.
-  static std::variant<std::shared_ptr<link_hub>, std::string> start(caf::actor_system& sys,
-                                                                    const app_config& view);
+  // `epoch`: the store's incarnation (made once with it), which link_out sends with every batch.
+  static std::variant<std::shared_ptr<link_hub>, std::string>
+  start(caf::actor_system& sys, const app_config& view, uint64_t epoch);
   // The hub of this process, set while one runs.
   static std::shared_ptr<link_hub> current();
   // Unpublishes and ends the endpoint and the peer links; call it before letting go of the hub.
@@ -93,6 +94,7 @@ public:
 
   const std::string& node() const { return node_; }
   const links_config& settings() const { return links_; }
+  uint64_t epoch() const { return epoch_; }
 
   // link_out: sends one LinkBatch to `peer`'s link_in of `edge` and waits for the answer (at
   // most about two timeouts). Blocking: for a stage's own thread.
@@ -107,8 +109,9 @@ public:
                                 std::function<void()> wake);
   void detach(const std::string& edge, const std::string& from);
   // link_in: the end of the edge is committed; from now on the endpoint answers `ok` to
-  // whatever that sender sends again.
-  void ended(const std::string& edge, const std::string& from);
+  // whatever that sender sends again with the same epoch (`epoch`: the sender's, which the
+  // link_in holds), and refuses batches of another one (the sender's data was reset).
+  void ended(const std::string& edge, const std::string& from, uint64_t epoch);
   // Answers the sender of a batch (from a link_in stage's commit hook, any thread).
   void answer(uint64_t token, link_reply reply);
 
@@ -120,6 +123,7 @@ public:
   struct inbound_state {
     std::shared_ptr<inbox> box; // null while its stage is not running
     bool ended = false;
+    uint64_t epoch = 0;               // once ended: the sender's
     uint32_t partitions = 1;          // of the edge
     std::set<uint32_t> sender_done;   // the partitions whose sender said it is done
     bool all_done() const { return sender_done.size() >= partitions; }
@@ -137,6 +141,7 @@ private:
 
   caf::actor_system* sys_ = nullptr;
   std::string node_;
+  uint64_t epoch_ = 0;
   links_config links_;
   fingerprint print_;
   std::map<std::string, node_config> nodes_;

@@ -20,8 +20,8 @@
 
 #include <cstring>
 
-#include <random>
 #include <set>
+#include <sstream>
 
 namespace troupe::net {
 
@@ -90,21 +90,14 @@ public:
   }
 
 private:
-  // Each partition's epoch: made at its first step and kept with its state, so a peer that
-  // sees another one for positions it holds knows that this node's data was reset.
-  static void set_epochs(context& ctx, schema::LinkBatch::Builder b,
-                         const std::set<uint32_t>& partitions) {
+  // The store's epoch for each partition the batch holds: a peer that holds positions of
+  // another epoch knows that this node's data was reset since.
+  void set_epochs(context&, schema::LinkBatch::Builder b, const std::set<uint32_t>& partitions) {
     auto epochs = b.initEpochs(static_cast<unsigned>(partitions.size()));
     unsigned i = 0;
     for (auto p : partitions) {
-      auto state = ctx.partition_state(p);
-      auto e = state.get_u64("epoch");
-      if (!e) {
-        e = (uint64_t{std::random_device{}()} << 32 | std::random_device{}()) | 1;
-        state.put_u64("epoch", *e);
-      }
       epochs[i].setPartition(p);
-      epochs[i++].setEpoch(*e);
+      epochs[i++].setEpoch(hub_->epoch());
     }
   }
 
@@ -132,8 +125,11 @@ private:
 class link_in final : public source {
 public:
   explicit link_in(const params& p)
-      : edge_(p.get_string("edge")), from_(p.get_string("from")),
-        sender_partitions_(static_cast<uint32_t>(p.get_u64("partitions", 1))) {}
+      : edge_(p.get_string("edge")), from_(p.get_string("from")) {
+    std::istringstream list{p.get_string("partitions")};
+    for (std::string x; std::getline(list, x, ',');)
+      sent_.push_back(static_cast<uint32_t>(std::stoul(x)));
+  }
   ~link_in() override {
     if (box_)
       hub_->detach(edge_, from_);
@@ -144,8 +140,9 @@ public:
     box_ = hub_->attach(edge_, from_, ctx.waker());
   }
 
-  std::optional<std::string> changed_since_done(context&) override {
-    the_hub()->ended(edge_, from_); // finished before: what the sender sends again is all here
+  std::optional<std::string> changed_since_done(context& ctx) override {
+    // Finished before: what the sender sends again is all here (if it is the same sender).
+    the_hub()->ended(edge_, from_, sender_epoch(ctx));
     return std::nullopt;
   }
 
@@ -160,11 +157,22 @@ public:
     }
     if (!end)
       return produce_result::more();
-    ctx.on_commit([hub = hub_, edge = edge_, from = from_] { hub->ended(edge, from); });
+    ctx.on_commit([hub = hub_, edge = edge_, from = from_, e = sender_epoch(ctx)] {
+      hub->ended(edge, from, e);
+    });
     return produce_result::done();
   }
 
 private:
+  // The sender's epoch, as its batches left it in this stage's state (0: none came).
+  uint64_t sender_epoch(context& ctx) const {
+    auto state = ctx.state();
+    for (auto p : sent_)
+      if (auto e = state.get_u64("epoch/" + std::to_string(p)))
+        return *e;
+    return 0;
+  }
+
   // Appends what of one batch is new; true when it carries the end.
   bool append(context& ctx, inbound_batch& b) {
     // Cap'n Proto reads from word-aligned memory: a long string's heap buffer is (malloc's
@@ -215,14 +223,14 @@ private:
     // The end of the sending worker's partitions; the edge ends with the last of them.
     for (auto e : batch.getEpochs())
       state.put_u64("ended/" + std::to_string(e.getPartition()), 1);
-    for (uint32_t p = 0; p < sender_partitions_; ++p)
+    for (auto p : sent_)
       if (!state.get_u64("ended/" + std::to_string(p)))
         return false;
     return true;
   }
 
   std::string edge_, from_;
-  uint32_t sender_partitions_; // the edge's, the same on both nodes
+  std::vector<uint32_t> sent_; // the partitions of the edge the sender sends this node
   std::shared_ptr<link_hub> hub_;
   std::shared_ptr<inbox> box_;
 };

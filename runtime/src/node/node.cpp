@@ -104,8 +104,10 @@ std::vector<worker_spec> worker_specs(const app_config& app, const store& db, si
   for (const auto& in : cfg.inputs)
     for (const auto& other : app.stages)
       for (const auto& [port, edge] : other.outputs)
-        if (edge == in && producers.insert(other.name).second)
+        if (edge == in && producers.insert(other.name).second) {
           base.upstream.push_back(*db.find_stage(other.name));
+          base.upstream_partitions.push_back(other.partition_subset); // empty: all
+        }
   bool leasing = cfg.type_info && cfg.type_info->leases && !cfg.inputs.empty();
   if (leasing)
     base.leases = make_lease_table(cfg, base);
@@ -113,9 +115,16 @@ std::vector<worker_spec> worker_specs(const app_config& app, const store& db, si
   for (uint32_t w = 0; w < cfg.workers; ++w) {
     specs.push_back(base);
     specs.back().worker = w;
-    if (!cfg.inputs.empty())
+    if (!cfg.inputs.empty() && !leasing && !cfg.partition_subset.empty()) {
+      // A stage spread over nodes (or a link carrying part of an edge): its workers divide
+      // this node's share of the partitions by the same rule.
+      for (auto i : owned_partitions(w, cfg.workers,
+                                     static_cast<uint32_t>(cfg.partition_subset.size())))
+        specs.back().owned.push_back(cfg.partition_subset[i]);
+    } else if (!cfg.inputs.empty()) {
       specs.back().owned = owned_partitions(leasing ? 0 : w, leasing ? 1 : cfg.workers,
                                             base.partitions);
+    }
   }
   return specs;
 }
@@ -150,18 +159,23 @@ void warn_of_changed_settings(const app_config& app, store& db) {
   }
 }
 
-// Whether every partition of every stage is done (the app finished on this node).
-bool all_stages_done(store& db) {
+// Whether every partition of every stage that this node runs is done (the app finished here).
+bool all_stages_done(const app_config& app, store& db) {
   auto reader = db.reader();
   if (reader->refresh())
     return false;
-  for (const auto& spec : db.layout().stages)
-    for (uint32_t p = 0; p < std::max<uint32_t>(spec.partitions, 1); ++p) {
-      auto done = reader->state(*db.find_stage(spec.name), state_scope::partition, p,
-                                state_space::runtime, "done");
+  for (const auto& cfg : app.stages) {
+    auto id = *db.find_stage(cfg.name);
+    std::vector<uint32_t> parts = cfg.partition_subset;
+    if (parts.empty())
+      for (uint32_t p = 0; p < std::max<uint32_t>(db.layout().stages[id].partitions, 1); ++p)
+        parts.push_back(p);
+    for (auto p : parts) {
+      auto done = reader->state(id, state_scope::partition, p, state_space::runtime, "done");
       if (!done || !*done)
         return false;
     }
+  }
   return true;
 }
 
@@ -214,7 +228,18 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   // A node of a multi-node app listens for its peers before any stage runs.
   std::shared_ptr<net::link_hub> links;
   if (!app.node.empty()) {
-    auto started = net::link_hub::start(sys, app);
+    // This store's incarnation, made once and committed before any link sends: a peer holding
+    // records of another one knows this node's data was reset (link_stages.cpp).
+    uint64_t epoch = 0;
+    if (auto reader = db->reader(); !reader->refresh())
+      if (auto stored = reader->meta("link_epoch"); stored && *stored)
+        epoch = std::strtoull((*stored)->c_str(), nullptr, 10);
+    if (epoch == 0) {
+      epoch = (uint64_t{std::random_device{}()} << 32 | std::random_device{}()) | 1;
+      if (auto err = db->put_meta("link_epoch", std::to_string(epoch)))
+        return {1, "cannot record the store's link epoch: " + describe(err)};
+    }
+    auto started = net::link_hub::start(sys, app, epoch);
     if (auto* why = std::get_if<std::string>(&started))
       return {1, *why};
     links = std::get<std::shared_ptr<net::link_hub>>(started);
@@ -232,7 +257,7 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   ctx->run_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32) | 1;
   ctx->metrics = metrics;
   // Whether an earlier run finished the whole app: every partition of every stage is done.
-  bool finished_before = !app.stages.empty() && all_stages_done(*db);
+  bool finished_before = !app.stages.empty() && all_stages_done(app, *db);
   if (auto reader = db->reader(); !reader->refresh())
     if (auto clean = reader->meta("clean_stop"); clean && *clean)
       ctx->clean_run = std::strtoull((*clean)->c_str(), nullptr, 10);
@@ -328,7 +353,7 @@ node_outcome run_node(caf::actor_system& sys, const app_config& app,
   if (links) {
     // Finished: the nodes sending to this one may still need an answer to the end of their
     // edges (one that died before it committed the end sends it again).
-    if (outcome.exit_code == 0 && all_stages_done(*db))
+    if (outcome.exit_code == 0 && all_stages_done(app, *db))
       for (const auto& missing : links->await_senders_done())
         log_event(log_level::warn, "links",
                   missing + " did not confirm its end within links.linger; it has sent "
