@@ -77,7 +77,7 @@ TEST_CASE("an unknown command lists the commands", "[e2e][cli]") {
   auto r = run_troupe({"lnit", "app.yaml"});
   CHECK(exit_code(r.status) == 64);
   CHECK(r.output == "troupe: unknown command 'lnit' (did you mean 'lint'?); the commands are: "
-                    "run, lint, test, check, reset (troupe --help says more)\n");
+                    "run, launch, lint, test, check, reset (troupe --help says more)\n");
 }
 
 TEST_CASE("lint prints warnings and passes, and an override's typo fails it, named", "[e2e][cli]") {
