@@ -48,6 +48,8 @@
 #include "troupectl_store.hpp"
 
 #include "builtin_stages.hpp"
+#include "config/config_values.hpp"
+#include "net/node_view.hpp"
 #include "config/app_config.hpp"
 
 #include <troupe/json.hpp>
@@ -404,12 +406,13 @@ int main(int argc, char** argv) {
   CLI::App cli{"troupectl: look inside a troupe node and operate it (a running node through its "
                "admin endpoint; a stopped node's data dir with --data)"};
   cli.set_version_flag("--version", "troupectl " TROUPE_VERSION);
-  std::string data, app_file, address, token;
+  std::string data, app_file, address, token, node;
   bool json = false;
   cli.add_option("--data", data, "a stopped node's data dir, read-only");
   cli.add_option("--app", app_file,
                  "the app's YAML file: where its node listens, its data dir (unless --data), and "
                  "the structs of its edges, to show records as JSON");
+  cli.add_option("--node", node, "with --app of an app with nodes: which node");
   cli.add_option("--address", address, "a running node's admin endpoint, HOST:PORT");
   cli.add_option("--token", token, "the admin token (default: $TROUPE_TOKEN)");
   cli.add_flag("--json", json, "JSON instead of tables");
@@ -505,6 +508,26 @@ int main(int argc, char** argv) {
       std::cerr << issue.to_string() << "\n";
     if (loaded->errors())
       return 2;
+    std::vector<std::string> names;
+    for (const auto& n : loaded->app->nodes)
+      names.push_back(n.name);
+    if (names.empty() != node.empty() ||
+        (!node.empty() && std::find(names.begin(), names.end(), node) == names.end())) {
+      if (names.empty())
+        std::cerr << "troupectl: --node " << node << ": app " << loaded->app->name
+                  << " declares no nodes\n";
+      else
+        std::cerr << "troupectl: app " << loaded->app->name << " runs on nodes "
+                  << troupe::detail::join(names) << ": say which with --node NAME"
+                  << (node.empty() ? "" : troupe::detail::suggest(node, names)) << "\n";
+      return exit_usage;
+    }
+    if (!node.empty()) { // that node's data dir and admin address
+      auto view = troupe::net::node_view(*loaded->app, node, reg);
+      if (data.empty())
+        loaded->app->data_dir = view.data_dir;
+      loaded->app->admin = view.admin;
+    }
     data = loaded->app->data_dir;
     for (const auto& [edge, p] : loaded->app->edge_payloads)
       edge_structs.emplace(edge, p.schema);

@@ -201,6 +201,12 @@ TEST_CASE("troupe run of an app with nodes needs --node, and names the nodes", "
   r = run_troupe({"run", c.dir / "app.yaml", "--node", "d"});
   CHECK(exit_code(r.status) == 64);
   CHECK(r.output.find("has no such node") != std::string::npos);
+  auto ctl = std::string(TROUPE_BIN_DIR) + "/troupectl";
+  r = run_command({ctl, "--app", c.dir / "app.yaml", "status"});
+  CHECK(exit_code(r.status) == 64);
+  CHECK(r.output.find("runs on nodes a, b, c: say which with --node NAME") != std::string::npos);
+  r = run_command({ctl, "--app", c.dir / "app.yaml", "--node", "b", "status"});
+  CHECK(r.output.find(c.dir / "data/b") != std::string::npos); // not running: names b's data dir
 }
 
 TEST_CASE("links over TLS: nodes with certificates of the CA carry the records, one without is "
