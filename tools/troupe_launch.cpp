@@ -15,6 +15,7 @@
 
 #include "base/backoff.hpp"
 #include "base/log.hpp"
+#include "process_status.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -44,15 +45,6 @@ int64_t now_ms() {
 }
 
 void say(log_level level, const std::string& what) { log_event(level, "launch", what); }
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status))
-    return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status))
-    return std::string("was killed by signal ") + std::to_string(WTERMSIG(status)) + " (" +
-           strsignal(WTERMSIG(status)) + ")";
-  return "ended with wait status " + std::to_string(status);
-}
 
 struct child {
   std::string node;

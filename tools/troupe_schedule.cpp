@@ -6,6 +6,7 @@
 #include "schedule_record.hpp"
 
 #include "base/log.hpp"
+#include "process_status.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -58,15 +59,6 @@ woke wait_for(const sigset_t& signals, int64_t until) {
     if (sig == SIGCHLD)
       return woke::child;
   }
-}
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status))
-    return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status))
-    return std::string("was killed by signal ") + std::to_string(WTERMSIG(status)) + " (" +
-           strsignal(WTERMSIG(status)) + ")";
-  return "ended with wait status " + std::to_string(status);
 }
 
 // Whether `pid` is the process of run `id` (its command line names it), not a reused pid.

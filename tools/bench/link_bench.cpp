@@ -160,6 +160,26 @@ public:
   void process_batch(context&, const batch& records) override { counted += records.size(); }
 };
 
+// One node of the app in dir/app.yaml (`name`; empty: the app as one node), run to its end in
+// this process: the records the count sink saw.
+double run_one_node(const fs::path& dir, const std::string& name, std::chrono::seconds timeout) {
+  registry reg;
+  register_builtin_stages(reg);
+  reg.add_sink<count_sink>("linkbench.count");
+  auto loaded = load_app((dir / "app.yaml").string(), reg);
+  if (!loaded.app)
+    throw std::runtime_error(loaded.issues.empty() ? "bad app" : loaded.issues[0].to_string());
+  auto view = name.empty() ? *loaded.app : net::node_view(*loaded.app, name, reg);
+  auto cfg = middleman_config();
+  cfg.set("middleman.heartbeat-interval", caf::timespan{timeout / 5});
+  cfg.set("middleman.connection-timeout", caf::timespan{timeout});
+  caf::actor_system sys{cfg};
+  auto outcome = run_node(sys, view);
+  if (outcome.exit_code != 0)
+    throw std::runtime_error(outcome.message);
+  return static_cast<double>(counted.load());
+}
+
 // `local`: the same app on one node, the edge a log in one store (the ceiling of (b)).
 double remote_edge(uint64_t n, size_t value_size, uint32_t partitions, const std::string& mode,
                    const fs::path& dir, bool local = false) {
@@ -177,23 +197,7 @@ double remote_edge(uint64_t n, size_t value_size, uint32_t partitions, const std
     << ", payload_size: " << value_size << ", output: raw}\n"
     << "  - {name: sink, " << (local ? "" : "node: b, ") << "type: linkbench.count, input: raw}\n";
   auto node = [&](const std::string& name) {
-    return [&, name]() -> double {
-      registry reg;
-      register_builtin_stages(reg);
-      reg.add_sink<count_sink>("linkbench.count");
-      auto loaded = load_app((dir / "app.yaml").string(), reg);
-      if (!loaded.app)
-        throw std::runtime_error(loaded.issues.empty() ? "bad app" : loaded.issues[0].to_string());
-      auto view = local ? *loaded.app : net::node_view(*loaded.app, name, reg);
-      auto cfg = middleman_config();
-      cfg.set("middleman.heartbeat-interval", caf::timespan{std::chrono::seconds(2)});
-      cfg.set("middleman.connection-timeout", caf::timespan{std::chrono::seconds(10)});
-      caf::actor_system sys{cfg};
-      auto outcome = run_node(sys, view);
-      if (outcome.exit_code != 0)
-        throw std::runtime_error(outcome.message);
-      return static_cast<double>(counted.load());
-    };
+    return [&, name] { return run_one_node(dir, local ? "" : name, std::chrono::seconds(10)); };
   };
   auto start = clock_type::now();
   int fa = -1, fb = -1;
@@ -233,23 +237,8 @@ double chain(uint64_t n, size_t value_size, unsigned k, const fs::path& dir) {
   for (unsigned i = k; i-- > 0;) {
     int fd = -1;
     auto name = "n" + std::to_string(i);
-    pid_t pid = in_child(fd, [&, name]() -> double {
-      registry reg;
-      register_builtin_stages(reg);
-      reg.add_sink<count_sink>("linkbench.count");
-      auto loaded = load_app((dir / "app.yaml").string(), reg);
-      if (!loaded.app)
-        throw std::runtime_error(loaded.issues.empty() ? "bad app" : loaded.issues[0].to_string());
-      auto view = net::node_view(*loaded.app, name, reg);
-      auto cfg = middleman_config();
-      cfg.set("middleman.heartbeat-interval", caf::timespan{std::chrono::seconds(6)});
-      cfg.set("middleman.connection-timeout", caf::timespan{std::chrono::seconds(30)});
-      caf::actor_system sys{cfg};
-      auto outcome = run_node(sys, view);
-      if (outcome.exit_code != 0)
-        throw std::runtime_error(outcome.message);
-      return static_cast<double>(counted.load());
-    });
+    pid_t pid =
+      in_child(fd, [&, name] { return run_one_node(dir, name, std::chrono::seconds(30)); });
     nodes.emplace_back(pid, fd);
   }
   double got = result_of(nodes.front().first, nodes.front().second); // the last node: the count
