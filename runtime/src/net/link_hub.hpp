@@ -15,7 +15,7 @@
 // node's address (peers send to it), one actor per peer it sends to (connecting, with a
 // finite timeout on every request, and failing what is in flight as soon as the peer goes
 // away), and the inboxes of its link_in stages. One hub per process: link stages find it with
-// link_hub::current().
+// link_hub::current(). The actors are in link_actors.cpp, the fingerprints in fingerprint.cpp.
 #pragma once
 
 #include "config/app_config.hpp"
