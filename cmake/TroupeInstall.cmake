@@ -1,7 +1,7 @@
 # What `cmake --install build [--prefix P]` puts into the prefix, all of it relocatable (nothing
 # below names the build tree or the source tree; the prefix may move after installing):
 #
-#   bin/troupe                              finds lib/ through RUNPATH $ORIGIN/../lib
+#   bin/troupe, bin/troupectl               find lib/ through RUNPATH $ORIGIN/../lib
 #   lib/libtroupe_runtime.so.<ver>          SONAME libtroupe_runtime.so.<SOVERSION>, + the .so link
 #   lib/troupe/plugins/                     stage plugins; troupe searches it (config/plugins.cpp)
 #   include/troupe/*.hpp                    the public stage API
@@ -15,7 +15,7 @@ include(CMakePackageConfigHelpers)
 set(TROUPE_CMAKE_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/Troupe)
 
 file(RELATIVE_PATH troupe_lib_from_bin ${CMAKE_INSTALL_FULL_BINDIR} ${CMAKE_INSTALL_FULL_LIBDIR})
-set_target_properties(troupe PROPERTIES INSTALL_RPATH "$ORIGIN/${troupe_lib_from_bin}")
+set_target_properties(troupe troupectl PROPERTIES INSTALL_RPATH "$ORIGIN/${troupe_lib_from_bin}")
 
 install(TARGETS troupe troupectl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS troupe_runtime EXPORT TroupeTargets
