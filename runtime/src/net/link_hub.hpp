@@ -93,7 +93,6 @@ public:
   ~link_hub();
 
   const std::string& node() const { return node_; }
-  const links_config& settings() const { return links_; }
   uint64_t epoch() const { return epoch_; }
 
   // link_out: sends one LinkBatch to `peer`'s link_in of `edge` and waits for the answer (at
@@ -133,7 +132,6 @@ public:
   void mark_sender_done(const std::string& edge, const std::string& from,
                         const std::string& partitions);
   link_reply greet(const std::string& from, const fingerprint& theirs) const;
-  const fingerprint& print() const { return print_; }
 
 private:
   link_hub() = default;
